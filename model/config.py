@@ -1,0 +1,73 @@
+"""Typed configuration of the SenBERT model, including every ablation of the paper's Table II."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+#: Ablations of Table II (plus "full"), as values of :attr:`ModelConfig.variant` and flags.
+VARIANTS = ("full", "language_only", "sense_only")
+ENCODER_MODES = ("finetune", "frozen", "random")
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of SenBERT. Defaults follow section IV-C of the paper.
+
+    ``variant``: ``full`` (all blocks), ``language_only`` (BERT [CLS] -> regression) or
+    ``sense_only`` (sense block's [VCLS, ACLS] -> regression).
+    ``use_language_task`` / ``use_sense_task``: drop the auxiliary losses (W/O L_lan, W/O L_sen).
+    ``encoder_mode``: ``finetune`` (default), ``frozen`` (Fixed) or ``random`` (Random init).
+    """
+
+    encoder: str = "all-MiniLM-L6-v2"
+    variant: str = "full"
+    encoder_mode: str = "finetune"
+    use_language_task: bool = True
+    use_sense_task: bool = True
+
+    audio_dim: int = 0  # d_A: columns of the acoustic sequence
+    vision_dim: int = 0  # d_V: columns of the visual sequence
+    d_model: int = 64  # the common width d of eq. (1)
+    num_heads: int = 8  # heads in both cross-attention layers and the self-attention layer
+    low_level_layers: int = 4  # blocks per direction of the low-level cross-attention (2x4)
+    self_attn_layers: int = 4  # blocks of the sense self-attention layer
+    high_level_layers: int = 4  # blocks per direction of the high-level cross-attention (2x4)
+    pre_fusion_layers: int = 1  # the "one more" self-attention layer before the HCA (text, sense)
+    ffn_mult: int = 4  # feed-forward width of a MAU, as a multiple of d_model
+    conv_kernel_audio: int = 3  # k_A of eq. (1)
+    conv_kernel_vision: int = 3  # k_V of eq. (1)
+    conv_kernel_text: int = 1  # Conv1D kernel projecting the encoder output to width d
+    conv_stride: int = 1  # temporal stride of the sense Conv1D (1 = the paper)
+    dropout: float = 0.3
+    attn_dropout: float = 0.1
+    head_dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.encoder_mode not in ENCODER_MODES:
+            raise ValueError(f"encoder_mode must be one of {ENCODER_MODES}, got {self.encoder_mode!r}")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
+        if self.conv_stride < 1:
+            raise ValueError("conv_stride must be >= 1")
+
+    @property
+    def uses_language(self) -> bool:
+        return self.variant in ("full", "language_only")
+
+    @property
+    def uses_sense(self) -> bool:
+        return self.variant in ("full", "sense_only")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**d)

@@ -1,0 +1,275 @@
+"""SenBERT: Sense-aware BERT (Fang, Liu, Zhang), one readable file.
+
+Read next to section III of the paper. Names follow the paper:
+
+* :class:`SenseBlock` -- eq. (1) Conv1D, eq. (2) positional encoding, eq. (3)-(4) the [VCLS]
+  and [ACLS] tokens, eq. (6) the Low-level Cross-Attention Layer and the Self-Attention Layer
+  over the concatenated sense sequence ``Z_S = [Z_V; Z_A]``.
+* :class:`MAU` -- the Multi-Head Attention Unit of eq. (5) / Fig. 2(d).
+* :class:`LanguageBlock` -- the pretrained BERT-family encoder, its [CLS] for the language
+  task, and the Conv1D to the common width ``d``.
+* :class:`MultimodalBlock` -- one more self-attention layer on text and sense, then the
+  High-level Cross-Attention Layer with progressive reinforcement, eq. (7), and the final
+  representation ``[CLS_HCA, VCLS_HCA, ACLS_HCA, CLS, SCLS]``.
+* :class:`SenBERT` -- the three blocks, the three regression heads, and the ablations of
+  Table II (see :class:`model.config.ModelConfig`).
+
+Masks are boolean with ``True`` on real steps. Padded steps never receive attention (they are
+masked as keys), never enter a mean, and are zeroed before every convolution, so adding padding
+to a batch does not change any output.
+
+This module is pure torch: the encoder is built elsewhere (``pipeline.encoders``) and passed in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from model.config import ModelConfig
+
+
+# ----------------------------------------------------------------------------- utilities
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean over time of ``x`` (B, T, d) using only steps where ``mask`` (B, T) is True."""
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def sinusoidal_positions(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """PE(T, d) of eq. (2): the sine/cosine encoding of the original Transformer, (T, d)."""
+    pos = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim, device=device, dtype=torch.float32)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div[: dim // 2])
+    return pe.to(dtype)
+
+
+class TemporalConv(nn.Module):
+    """Conv1D over time, eq. (1): (B, T, d_in) -> (B, T', d_out), with the mask carried along.
+
+    Padded input steps are zeroed first, so a real output step sees exactly what it would see
+    in an unpadded batch (the convolution's own zero padding).
+    """
+
+    def __init__(self, d_in: int, d_out: int, kernel: int, stride: int = 1) -> None:
+        super().__init__()
+        self.kernel, self.stride, self.pad = kernel, stride, kernel // 2
+        self.conv = nn.Conv1d(d_in, d_out, kernel_size=kernel, stride=stride, padding=self.pad, bias=False)
+
+    def out_lengths(self, lengths: Tensor) -> Tensor:
+        return torch.div(lengths + 2 * self.pad - self.kernel, self.stride, rounding_mode="floor") + 1
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        x = x * mask.unsqueeze(-1).to(x.dtype)
+        y = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        if self.stride == 1 and self.kernel % 2 == 1:
+            new_mask = mask
+        else:
+            lengths = self.out_lengths(mask.sum(1)).clamp(min=0)
+            steps = torch.arange(y.shape[1], device=y.device)
+            new_mask = steps.unsqueeze(0) < lengths.unsqueeze(1)
+        return y, new_mask
+
+
+class MAU(nn.Module):
+    """Multi-Head Attention Unit, eq. (5) and Fig. 2(d).
+
+    ``X_alpha`` is updated from ``X_beta``: multi-head (cross-)attention with queries from
+    alpha and keys/values from beta, residual connection and layer normalisation, followed (as
+    in the Transformer encoder layer the MAU is built on) by a position-wise feed-forward
+    sub-layer with its own residual and layer norm. With alpha = beta it is self-attention.
+    """
+
+    def __init__(self, d: int, heads: int, ffn_mult: int, dropout: float, attn_dropout: float) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d, heads, dropout=attn_dropout, batch_first=True)
+        self.norm1 = nn.LayerNorm(d)
+        self.ffn = nn.Sequential(
+            nn.Linear(d, d * ffn_mult), nn.GELU(), nn.Dropout(dropout), nn.Linear(d * ffn_mult, d)
+        )
+        self.norm2 = nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x_alpha: Tensor, mask_alpha: Tensor, x_beta: Tensor, mask_beta: Tensor) -> Tensor:
+        # (B, T_alpha, d) attends to (B, T_beta, d); padded beta steps are never attended to.
+        attended, _ = self.attn(x_alpha, x_beta, x_beta, key_padding_mask=~mask_beta, need_weights=False)
+        h = self.norm1(x_alpha + self.drop(attended))
+        h = self.norm2(h + self.drop(self.ffn(h)))
+        return h * mask_alpha.unsqueeze(-1).to(h.dtype)  # keep padded steps at exactly zero
+
+
+def _stack(n: int, cfg: ModelConfig) -> nn.ModuleList:
+    return nn.ModuleList(
+        MAU(cfg.d_model, cfg.num_heads, cfg.ffn_mult, cfg.dropout, cfg.attn_dropout) for _ in range(n)
+    )
+
+
+# ----------------------------------------------------------------------------- sense block
+class SenseBlock(nn.Module):
+    """Audio-visual interaction (section III-B): from raw V and A sequences to Z_S^SA."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.d = d
+        self.conv_v = TemporalConv(cfg.vision_dim, d, cfg.conv_kernel_vision, cfg.conv_stride)  # eq. (1)
+        self.conv_a = TemporalConv(cfg.audio_dim, d, cfg.conv_kernel_audio, cfg.conv_stride)  # eq. (1)
+        self.low_level_v = _stack(cfg.low_level_layers, cfg)  # eq. (6), V reinforced by Z_A^[0]
+        self.low_level_a = _stack(cfg.low_level_layers, cfg)  # eq. (6), A reinforced by Z_V^[0]
+        self.self_attention = _stack(cfg.self_attn_layers, cfg)  # Fig. 2(c), alpha = beta = S
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def _initial(self, conv: TemporalConv, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        x_hat, mask = conv(x, mask)  # eq. (1)
+        y = x_hat + sinusoidal_positions(x_hat.shape[1], self.d, x.device, x_hat.dtype)  # eq. (2)
+        y = self.drop(y) * mask.unsqueeze(-1).to(y.dtype)
+        cls = masked_mean(y, mask).unsqueeze(1)  # [VCLS] / [ACLS] by mean pooling
+        z0 = torch.cat([cls, y], dim=1)  # eq. (3) / (4)
+        mask0 = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+        return z0, mask0
+
+    def forward(self, vision: Tensor, vision_mask: Tensor, audio: Tensor, audio_mask: Tensor) -> dict[str, Tensor]:
+        z_v0, m_v = self._initial(self.conv_v, vision, vision_mask)  # (B, 1+T_v, d)
+        z_a0, m_a = self._initial(self.conv_a, audio, audio_mask)  # (B, 1+T_a, d)
+        # Low-level cross-attention, eq. (6): each modality keeps attending to the *initial*
+        # sequence of the other one.
+        z_v, z_a = z_v0, z_a0
+        for layer in self.low_level_v:
+            z_v = layer(z_v, m_v, z_a0, m_a)
+        for layer in self.low_level_a:
+            z_a = layer(z_a, m_a, z_v0, m_v)
+        # Self-attention layer over Z_S^CA = [Z_V^CA; Z_A^CA].
+        z_s = torch.cat([z_v, z_a], dim=1)
+        m_s = torch.cat([m_v, m_a], dim=1)
+        for layer in self.self_attention:
+            z_s = layer(z_s, m_s, z_s, m_s)
+        acls_index = z_v.shape[1]  # Z_S^SA splits back into [Z_V^SA; Z_A^SA]
+        scls = torch.cat([z_s[:, 0], z_s[:, acls_index]], dim=-1)  # [VCLS_uni, ACLS_uni], (B, 2d)
+        return {"z_s": z_s, "mask_s": m_s, "acls_index": torch.tensor(acls_index), "scls": scls}
+
+
+# ----------------------------------------------------------------------------- language block
+class LanguageBlock(nn.Module):
+    """Section III-C: the encoder's last layer Z_L, its [CLS], and Conv1D to width d."""
+
+    def __init__(self, cfg: ModelConfig, encoder: nn.Module, hidden_size: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.frozen = cfg.encoder_mode == "frozen"
+        if self.frozen:
+            for p in self.encoder.parameters():
+                p.requires_grad_(False)
+        self.proj = TemporalConv(hidden_size, cfg.d_model, cfg.conv_kernel_text) if cfg.variant == "full" else None
+
+    def train(self, mode: bool = True) -> "LanguageBlock":
+        super().train(mode)
+        if self.frozen:
+            self.encoder.eval()  # a fixed encoder is a feature extractor: no dropout
+        return self
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> dict[str, Tensor]:
+        mask = attention_mask.bool()
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            z_l = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        out = {"cls": z_l[:, 0], "mask_l": mask}
+        if self.proj is not None:
+            out["z_l"], _ = self.proj(z_l, mask)
+        return out
+
+
+# ----------------------------------------------------------------------------- multimodal block
+class MultimodalBlock(nn.Module):
+    """Section III-C: pre-fusion self-attention, then the High-level Cross-Attention, eq. (7)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.pre_l = _stack(cfg.pre_fusion_layers, cfg)
+        self.pre_s = _stack(cfg.pre_fusion_layers, cfg)
+        self.high_level_l = _stack(cfg.high_level_layers, cfg)
+        self.high_level_s = _stack(cfg.high_level_layers, cfg)
+
+    def forward(self, z_l: Tensor, m_l: Tensor, z_s: Tensor, m_s: Tensor, acls_index: int) -> Tensor:
+        for layer in self.pre_l:
+            z_l = layer(z_l, m_l, z_l, m_l)
+        for layer in self.pre_s:
+            z_s = layer(z_s, m_s, z_s, m_s)
+        # Progressive reinforcement, eq. (7): both sides are updated from the other's
+        # previous state at every step.
+        for layer_l, layer_s in zip(self.high_level_l, self.high_level_s):
+            z_l, z_s = layer_l(z_l, m_l, z_s, m_s), layer_s(z_s, m_s, z_l, m_l)
+        # [CLS_HCA, VCLS_HCA, ACLS_HCA], (B, 3d)
+        return torch.cat([z_l[:, 0], z_s[:, 0], z_s[:, acls_index]], dim=-1)
+
+
+# ----------------------------------------------------------------------------- the model
+class SenBERT(nn.Module):
+    """Sense-aware BERT with multimodal, language and sense regression heads.
+
+    ``forward`` returns a dict with ``multimodal`` (B,) always, plus ``language`` (B,) and
+    ``sense`` (B,) when the variant has those blocks. For ``language_only`` the multimodal
+    score is the language head's, for ``sense_only`` the sense head's (Table II).
+    """
+
+    def __init__(self, cfg: ModelConfig, encoder: nn.Module | None = None, encoder_hidden: int = 0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        if cfg.uses_language:
+            if encoder is None or encoder_hidden <= 0:
+                raise ValueError(f"variant {cfg.variant!r} needs a text encoder and its hidden size")
+            self.language = LanguageBlock(cfg, encoder, encoder_hidden)
+            self.language_head = nn.Sequential(nn.Dropout(cfg.head_dropout), nn.Linear(encoder_hidden, 1))
+        if cfg.uses_sense:
+            if cfg.audio_dim <= 0 or cfg.vision_dim <= 0:
+                raise ValueError(f"variant {cfg.variant!r} needs audio_dim and vision_dim > 0")
+            self.sense = SenseBlock(cfg)
+            self.sense_head = nn.Sequential(nn.Dropout(cfg.head_dropout), nn.Linear(2 * d, 1))
+        if cfg.variant == "full":
+            self.multimodal = MultimodalBlock(cfg)
+            final_dim = 3 * d + encoder_hidden + 2 * d  # [CLS_HCA, VCLS_HCA, ACLS_HCA, CLS, SCLS]
+            self.multimodal_head = nn.Sequential(nn.Dropout(cfg.head_dropout), nn.Linear(final_dim, 1))
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        if not self.cfg.uses_language:
+            return []
+        return [p for p in self.language.encoder.parameters() if p.requires_grad]
+
+    def other_parameters(self) -> list[nn.Parameter]:
+        enc = {id(p) for p in self.encoder_parameters()}
+        if self.cfg.uses_language:
+            enc |= {id(p) for p in self.language.encoder.parameters()}
+        return [p for p in self.parameters() if id(p) not in enc and p.requires_grad]
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        audio: Tensor | None = None,
+        audio_mask: Tensor | None = None,
+        vision: Tensor | None = None,
+        vision_mask: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        if self.cfg.uses_language:
+            if input_ids is None or attention_mask is None:
+                raise ValueError("this SenBERT variant needs input_ids and attention_mask")
+            lang = self.language(input_ids, attention_mask)
+            out["language"] = self.language_head(lang["cls"]).squeeze(-1)  # [CLS_uni]
+        if self.cfg.uses_sense:
+            if audio is None or vision is None or audio_mask is None or vision_mask is None:
+                raise ValueError("this SenBERT variant needs audio, vision and their masks")
+            sense = self.sense(vision, vision_mask, audio, audio_mask)
+            out["sense"] = self.sense_head(sense["scls"]).squeeze(-1)  # [SCLS_uni]
+        if self.cfg.variant == "full":
+            hca = self.multimodal(lang["z_l"], lang["mask_l"], sense["z_s"], sense["mask_s"], int(sense["acls_index"]))
+            final = torch.cat([hca, lang["cls"], sense["scls"]], dim=-1)  # [CLS_final]
+            out["multimodal"] = self.multimodal_head(final).squeeze(-1)
+        elif self.cfg.variant == "language_only":
+            out["multimodal"] = out["language"]
+        else:
+            out["multimodal"] = out["sense"]
+        return out

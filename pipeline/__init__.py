@@ -1,0 +1,1 @@
+"""Data model, feature cache, corpora, training, evaluation, prediction and the CLI."""

@@ -1,0 +1,182 @@
+"""Checkpoints: weights in safetensors plus one JSON file that describes everything else.
+
+Layout of a checkpoint directory::
+
+    model.safetensors   SenBERT weights (encoder included)
+    senbert.json        model and run config, encoder name, feature names and dimensions,
+                        normalisation statistics, loss sigmas, metrics, versions
+    encoder/            the encoder's transformers config and tokenizer files, so that a
+                        checkpoint loads without the original encoder asset
+
+Loading checks the weights against the config (a mismatch is refused with a clear message) and
+:func:`check_corpus` checks a corpus's feature names and dimensions against the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.config import ModelConfig
+from model.senbert import SenBERT
+from pipeline.data import Corpus, Normalizer
+from pipeline.errors import CheckpointMismatchError, InputError
+
+FORMAT_VERSION = 1
+META_FILE = "senbert.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class CheckpointMeta:
+    model: dict[str, Any]
+    train: dict[str, Any]
+    audio_names: list[str] = field(default_factory=list)
+    vision_names: list[str] = field(default_factory=list)
+    audio_norm: dict[str, list[float]] | None = None
+    vision_norm: dict[str, list[float]] | None = None
+    max_text_len: int = 50
+    max_seq_len: int = 0
+    sigmas: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data_source: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.model)
+
+    def normalizers(self) -> tuple[Normalizer | None, Normalizer | None]:
+        a = Normalizer.from_dict(self.audio_norm) if self.audio_norm else None
+        v = Normalizer.from_dict(self.vision_norm) if self.vision_norm else None
+        return a, v
+
+
+def versions() -> dict[str, str]:
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_checkpoint(directory: Path, model: SenBERT, meta: CheckpointMeta, tokenizer: Any | None) -> Path:
+    """Write a checkpoint atomically: into ``<dir>.partial`` first, then renamed over ``dir``."""
+    from safetensors.torch import save_model
+
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_model(model, str(tmp / WEIGHTS_FILE))
+    if model.cfg.uses_language:
+        enc_dir = tmp / "encoder"
+        model.language.encoder.config.save_pretrained(enc_dir)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(enc_dir)
+    _atomic_write_text(tmp / META_FILE, json.dumps(meta.__dict__, indent=2, sort_keys=True))
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        directory.rename(old)
+    tmp.rename(directory)
+    if old.exists():
+        shutil.rmtree(old)
+    return directory
+
+
+def read_meta(directory: Path) -> CheckpointMeta:
+    directory = Path(directory)
+    f = directory / META_FILE
+    if not f.is_file():
+        raise InputError(f"{directory}: not a SenBERT checkpoint (no {META_FILE})")
+    try:
+        raw = json.loads(f.read_text(encoding="utf-8"))
+        return CheckpointMeta(**raw)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise InputError(f"{f}: unreadable checkpoint description ({exc})") from None
+
+
+def update_meta(directory: Path, **changes: Any) -> CheckpointMeta:
+    meta = read_meta(directory)
+    for k, v in changes.items():
+        setattr(meta, k, v)
+    _atomic_write_text(Path(directory) / META_FILE, json.dumps(meta.__dict__, indent=2, sort_keys=True))
+    return meta
+
+
+def load_checkpoint(directory: Path, device: str = "cpu") -> tuple[SenBERT, Any, CheckpointMeta]:
+    """Rebuild the model from ``senbert.json`` and load its weights; returns (model, tokenizer, meta)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    from pipeline.encoders import encoder_from_saved
+
+    directory = Path(directory)
+    meta = read_meta(directory)
+    cfg = meta.model_config
+    encoder = tok = None
+    hidden = 0
+    if cfg.uses_language:
+        enc_dir = directory / "encoder"
+        if not (enc_dir / "config.json").exists():
+            raise InputError(f"{directory}: checkpoint lacks encoder/config.json")
+        encoder, tok, hidden = encoder_from_saved(enc_dir)
+    model = SenBERT(cfg, encoder, hidden)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise InputError(f"{directory}: checkpoint lacks {WEIGHTS_FILE}")
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False, device=device)
+    except (RuntimeError, SafetensorError) as exc:
+        raise CheckpointMismatchError(
+            f"{weights}: weights do not fit the model described in {META_FILE} ({str(exc).splitlines()[0][:300]})"
+        ) from None
+    if missing or unexpected:
+        raise CheckpointMismatchError(
+            f"{weights}: weights do not fit the model described in {META_FILE}: "
+            f"missing {sorted(missing)[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {sorted(unexpected)[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    model.eval()
+    return model, tok, meta
+
+
+def check_corpus(meta: CheckpointMeta, corpus: Corpus, checkpoint: Path | str = "") -> None:
+    """Refuse a corpus whose feature names or dimensions differ from the checkpoint's."""
+    cfg = meta.model_config
+    if not cfg.uses_sense:
+        return
+    for kind, have, want in (("acoustic", corpus.audio_names, meta.audio_names),
+                             ("visual", corpus.vision_names, meta.vision_names)):
+        if not have:
+            raise CheckpointMismatchError(
+                f"checkpoint {checkpoint} ({cfg.variant}) needs {kind} features, but {corpus.source} has none "
+                "(a text-only corpus can only be used with a language_only checkpoint)"
+            )
+        if len(have) != len(want):
+            raise CheckpointMismatchError(
+                f"checkpoint {checkpoint} was trained on {len(want)} {kind} columns, but {corpus.source} has "
+                f"{len(have)}; extract the features with the same extractor config as the training data"
+            )
+        if list(have) != list(want):
+            diff = [(i, w, h) for i, (w, h) in enumerate(zip(want, have)) if w != h][:3]
+            raise CheckpointMismatchError(
+                f"checkpoint {checkpoint} expects {kind} columns in another order or with other names than "
+                f"{corpus.source} (first differences: {diff}); use the extractor config the checkpoint was trained with"
+            )

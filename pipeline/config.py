@@ -1,0 +1,128 @@
+"""Run configuration: one typed object describes a training run and is saved next to its outputs.
+
+Named configs live in ``configs/*.yaml``. A YAML file may name a ``base:`` config whose values
+it overrides (nested ``model:`` keys merge). Table II's ablations are named overrides
+(:data:`ABLATIONS`), usable with any config (``--ablation frozen_encoder``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from model.config import ModelConfig
+from pipeline.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+#: Table II of the paper, as overrides of the model config.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "language_only": {"variant": "language_only"},
+    "sense_only": {"variant": "sense_only"},
+    "no_language_task": {"use_language_task": False},
+    "no_sense_task": {"use_sense_task": False},
+    "frozen_encoder": {"encoder_mode": "frozen"},
+    "random_encoder": {"encoder_mode": "random"},
+}
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and data settings (section IV-C defaults) plus the model config."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    name: str = "custom"
+    lr_encoder: float = 5e-5  # learning rate of the pretrained encoder
+    lr_other: float = 1e-3  # learning rate of every other parameter (incl. the loss sigmas)
+    layer_decay: float = 1.0  # layer-wise lr decay for the encoder (1.0 = off)
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1  # linear warm-up over this share of steps, then linear decay to 0
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    epochs: int = 20
+    patience: int = 5  # early stopping: epochs without improvement on the valid split
+    select_metric: str = "mae"  # metric on valid used for early stopping and model choice
+    grad_clip: float = 1.0  # max grad norm (0 = off)
+    max_text_len: int = 50  # tokens, as MMSA
+    max_seq_len: int = 0  # cap on audio/vision steps (0 = none)
+    seed: int = 1
+    num_threads: int = 0  # torch intra-op threads (0 = torch's default)
+    extra_train: list[str] = field(default_factory=list)  # extra training corpora (label.csv/pkl)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = copy.deepcopy(d)
+        d.pop("base", None)
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        try:
+            model = ModelConfig.from_dict(d.pop("model", {}) or {})
+            return cls(model=model, **d)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid config: {exc}") from None
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _read_yaml(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not p.is_file():
+        names = sorted(x.stem for x in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"config {name_or_path!r} not found (no file {p}); named configs: {names}")
+    if str(p) in seen:
+        raise ConfigError(f"config {p}: circular 'base' chain {seen}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {p}: invalid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {p}: expected a mapping at the top level")
+    base = data.get("base")
+    if base:
+        data = _deep_merge(_read_yaml(str(base), seen + (str(p),)), data)
+    data.setdefault("name", p.stem)
+    return data
+
+
+def load_config(name_or_path: str = "quick", ablation: str | None = None,
+                overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Load a named config or a YAML path, apply an ablation and explicit overrides.
+
+    ``overrides`` keys may be dotted (``model.d_model``).
+    """
+    data = _read_yaml(name_or_path)
+    if ablation:
+        if ablation not in ABLATIONS:
+            raise ConfigError(f"unknown ablation {ablation!r}; choose from {sorted(ABLATIONS)}")
+        data = _deep_merge(data, {"model": ABLATIONS[ablation]})
+        data["name"] = f"{data.get('name', 'custom')}+{ablation}"
+    for key, value in (overrides or {}).items():
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    data.pop("base", None)
+    return TrainConfig.from_dict(data)

@@ -1,0 +1,209 @@
+"""The data model: clips of unaligned sequences, corpora, normalisation, dataset and collate.
+
+A :class:`Clip` holds one segment: its text, an acoustic sequence ``(T_a, d_a)``, a visual
+sequence ``(T_v, d_v)``, a label in [-3, 3] (or ``None`` when unlabelled), its split and id.
+A :class:`Corpus` is a list of clips plus the names of the acoustic and visual columns; every
+source (MMSA pickles, ``label.csv`` files, the feature cache) produces one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from pipeline.errors import ConfigError, InputError
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Clip:
+    """One segment of a corpus, with unaligned sequences."""
+
+    clip_id: str
+    text: str = ""
+    label: float | None = None
+    split: str = "test"
+    audio: np.ndarray | None = None  # (T_a, d_a) float32
+    vision: np.ndarray | None = None  # (T_v, d_v) float32
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Corpus:
+    """Clips plus the column names of their acoustic and visual sequences."""
+
+    clips: list[Clip]
+    audio_names: list[str] = field(default_factory=list)
+    vision_names: list[str] = field(default_factory=list)
+    source: str = ""
+
+    @property
+    def has_audio(self) -> bool:
+        return bool(self.audio_names)
+
+    @property
+    def has_vision(self) -> bool:
+        return bool(self.vision_names)
+
+    def split(self, name: str) -> list[Clip]:
+        return [c for c in self.clips if c.split == name]
+
+    def split_sizes(self) -> dict[str, int]:
+        return {s: sum(1 for c in self.clips if c.split == s) for s in SPLITS}
+
+    def validate(self) -> None:
+        """Check every clip's sequences against the column names; raise InputError if not."""
+        for c in self.clips:
+            for kind, arr, names in (("audio", c.audio, self.audio_names), ("vision", c.vision, self.vision_names)):
+                if not names:
+                    continue
+                if arr is None:
+                    raise InputError(f"{self.source}: clip {c.clip_id!r} has no {kind} sequence")
+                if arr.ndim != 2 or arr.shape[1] != len(names):
+                    raise InputError(
+                        f"{self.source}: clip {c.clip_id!r} has {kind} of shape {tuple(arr.shape)}, "
+                        f"expected (T, {len(names)})"
+                    )
+
+
+def clean_features(arr: np.ndarray) -> np.ndarray:
+    """float32 copy with -inf/+inf/NaN replaced by 0 (MMSA's audio has -inf)."""
+    out = np.asarray(arr, dtype=np.float32).copy()
+    out[~np.isfinite(out)] = 0.0
+    return out
+
+
+@dataclass
+class Normalizer:
+    """Per-column z-score statistics of one modality, computed on the training split only."""
+
+    mean: list[float]
+    std: list[float]
+
+    @classmethod
+    def fit(cls, seqs: Iterable[np.ndarray], dim: int) -> "Normalizer":
+        total = np.zeros(dim, dtype=np.float64)
+        total_sq = np.zeros(dim, dtype=np.float64)
+        count = 0
+        for s in seqs:
+            if s is None or len(s) == 0:
+                continue
+            s64 = clean_features(s).astype(np.float64)
+            total += s64.sum(0)
+            total_sq += (s64**2).sum(0)
+            count += s64.shape[0]
+        if count == 0:
+            return cls(mean=[0.0] * dim, std=[1.0] * dim)
+        mean = total / count
+        var = np.maximum(total_sq / count - mean**2, 0.0)
+        std = np.sqrt(var)
+        std[std < 1e-6] = 1.0  # constant columns pass through centred
+        return cls(mean=mean.tolist(), std=std.tolist())
+
+    def apply(self, arr: np.ndarray) -> np.ndarray:
+        a = clean_features(arr)
+        if a.shape[-1] != len(self.mean):
+            raise ConfigError(f"normaliser has {len(self.mean)} columns, data has {a.shape[-1]}")
+        return ((a - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list[float]]) -> "Normalizer":
+        return cls(mean=list(d["mean"]), std=list(d["std"]))
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Tokenised, normalised clips ready for :func:`collate`.
+
+    ``tokenizer`` is a Hugging Face tokenizer (or None for sense-only models); ``max_text_len``
+    truncates the token sequence (MMSA uses 50). ``max_seq_len`` truncates audio and vision
+    (keeps the first steps; 0 = no limit).
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        tokenizer: Any | None,
+        max_text_len: int = 50,
+        audio_norm: Normalizer | None = None,
+        vision_norm: Normalizer | None = None,
+        use_audio: bool = True,
+        use_vision: bool = True,
+        max_seq_len: int = 0,
+    ) -> None:
+        self.clips = list(clips)
+        self.items: list[dict[str, Any]] = []
+        texts = [c.text or "" for c in self.clips]
+        if tokenizer is not None and texts:
+            enc = tokenizer(texts, truncation=True, max_length=max_text_len, padding=False)
+            ids_list = enc["input_ids"]
+        else:
+            ids_list = [[] for _ in texts]
+        for c, ids in zip(self.clips, ids_list):
+            item: dict[str, Any] = {"id": c.clip_id, "input_ids": list(ids)}
+            item["label"] = float(c.label) if c.label is not None else float("nan")
+            if use_audio:
+                item["audio"] = self._prep(c.audio, audio_norm, max_seq_len, c.clip_id, "audio")
+            if use_vision:
+                item["vision"] = self._prep(c.vision, vision_norm, max_seq_len, c.clip_id, "vision")
+            self.items.append(item)
+
+    @staticmethod
+    def _prep(arr: np.ndarray | None, norm: Normalizer | None, max_len: int, cid: str, kind: str) -> np.ndarray:
+        if arr is None:
+            raise InputError(f"clip {cid!r} has no {kind} features but the model needs them")
+        a = norm.apply(arr) if norm is not None else clean_features(arr)
+        if max_len and a.shape[0] > max_len:
+            a = a[:max_len]
+        return a
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.items[i]
+
+
+def _pad_seqs(seqs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad (T_i, d) arrays to (B, T_max, d) with zeros; mask is True on real steps.
+
+    A clip with zero steps keeps one all-zero step marked as padding; the model treats a
+    sequence with no real step as empty (its pooled token is zero).
+    """
+    t_max = max(1, max(s.shape[0] for s in seqs))
+    d = seqs[0].shape[1]
+    out = torch.zeros(len(seqs), t_max, d, dtype=torch.float32)
+    mask = torch.zeros(len(seqs), t_max, dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        n = s.shape[0]
+        if n:
+            out[i, :n] = torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32))
+            mask[i, :n] = True
+    return out, mask
+
+
+def collate(items: list[dict[str, Any]], pad_token_id: int = 0) -> dict[str, Any]:
+    """Pad a list of dataset items into a batch with masks (True = real step)."""
+    batch: dict[str, Any] = {"ids": [it["id"] for it in items]}
+    batch["labels"] = torch.tensor([it["label"] for it in items], dtype=torch.float32)
+    lens = [len(it["input_ids"]) for it in items]
+    if max(lens, default=0) > 0:
+        t = max(lens)
+        ids = torch.full((len(items), t), pad_token_id, dtype=torch.long)
+        am = torch.zeros(len(items), t, dtype=torch.long)
+        for i, it in enumerate(items):
+            n = len(it["input_ids"])
+            ids[i, :n] = torch.tensor(it["input_ids"], dtype=torch.long)
+            am[i, :n] = 1
+        batch["input_ids"] = ids
+        batch["attention_mask"] = am
+    for kind in ("audio", "vision"):
+        if kind in items[0]:
+            batch[kind], batch[f"{kind}_mask"] = _pad_seqs([it[kind] for it in items])
+    return batch

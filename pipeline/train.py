@@ -1,0 +1,413 @@
+"""Training and evaluation of SenBERT on a :class:`~pipeline.data.Corpus`.
+
+``train(corpus, cfg, out_dir)`` runs the paper's setup: Adam with two learning rates (encoder
+and the rest), linear warm-up then linear decay, batch 32, the multi-task loss of eq. (8),
+early stopping on the valid split, and writes into ``out_dir``::
+
+    config.yaml          the run's full configuration
+    checkpoint/          the best epoch (see pipeline.checkpoint)
+    state/last.pt        model, optimiser, scheduler and RNG state after the last epoch (resume)
+    metrics.jsonl        one JSON line per epoch: losses, valid metrics, sigmas, seconds
+    plots/loss.png       loss curves;  plots/pred_vs_true.png  valid predictions vs labels
+    result.json          final metrics of the chosen checkpoint on valid (and test when labelled)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from model.loss import UncertaintyWeightedLoss, tasks_for
+from model.senbert import SenBERT
+from pipeline.checkpoint import CheckpointMeta, save_checkpoint, update_meta, versions
+from pipeline.config import TrainConfig
+from pipeline.data import Clip, ClipDataset, Corpus, Normalizer, collate
+from pipeline.encoders import load_encoder
+from pipeline.errors import ConfigError, InputError
+from pipeline.metrics import HIGHER_IS_BETTER, regression_metrics
+
+log = logging.getLogger(__name__)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def check_corpus_for_config(corpus: Corpus, cfg: TrainConfig) -> None:
+    m = cfg.model
+    if m.uses_sense and not (corpus.has_audio and corpus.has_vision):
+        raise ConfigError(
+            f"{corpus.source} has no acoustic/visual features (a text-only corpus such as a label.csv); "
+            f"the {m.variant!r} model needs them. Use --ablation language_only, or extract features first "
+            "(`senbert extract`)."
+        )
+    sizes = corpus.split_sizes()
+    if sizes["train"] == 0:
+        raise InputError(f"{corpus.source}: no clips in the 'train' split")
+    unlabeled = [c.clip_id for c in corpus.clips if c.split in ("train", "valid") and c.label is None]
+    if unlabeled:
+        raise InputError(f"{corpus.source}: {len(unlabeled)} train/valid clip(s) have no label, e.g. {unlabeled[:3]}")
+
+
+def batch_to_inputs(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    keys = ("input_ids", "attention_mask", "audio", "audio_mask", "vision", "vision_mask")
+    return {k: batch[k].to(device) for k in keys if k in batch}
+
+
+def make_dataset(clips: list[Clip], tokenizer: Any, cfg_model_uses_sense: bool, meta: CheckpointMeta) -> ClipDataset:
+    a_norm, v_norm = meta.normalizers()
+    return ClipDataset(
+        clips, tokenizer, max_text_len=meta.max_text_len, audio_norm=a_norm, vision_norm=v_norm,
+        use_audio=cfg_model_uses_sense, use_vision=cfg_model_uses_sense, max_seq_len=meta.max_seq_len,
+    )
+
+
+def make_loader(ds: ClipDataset, batch_size: int, tokenizer: Any, shuffle: bool = False,
+                generator: torch.Generator | None = None) -> DataLoader:
+    pad_id = getattr(tokenizer, "pad_token_id", 0) or 0 if tokenizer is not None else 0
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      collate_fn=lambda items: collate(items, pad_id))
+
+
+@torch.no_grad()
+def run_inference(model: SenBERT, loader: DataLoader, device: torch.device | str = "cpu",
+                  progress: bool = False, desc: str = "predict") -> dict[str, Any]:
+    """Predictions of every head for every clip of ``loader`` (in order)."""
+    model.eval()
+    device = torch.device(device)
+    out: dict[str, list] = {"ids": [], "labels": []}
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        preds = model(**batch_to_inputs(batch, device))
+        out["ids"].extend(batch["ids"])
+        out["labels"].extend(batch["labels"].tolist())
+        for head, v in preds.items():
+            out.setdefault(head, []).extend(v.float().cpu().tolist())
+    return out
+
+
+def metrics_of(pred: dict[str, Any]) -> dict[str, float]:
+    labels = np.asarray(pred["labels"], dtype=np.float64)
+    ok = np.isfinite(labels)
+    m = regression_metrics(np.asarray(pred["multimodal"])[ok], labels[ok])
+    for head in ("language", "sense"):
+        if head in pred:
+            m[f"{head}_mae"] = float(np.mean(np.abs(np.asarray(pred[head])[ok] - labels[ok])))
+    return m
+
+
+def build_optimizer(model: SenBERT, loss_fn: UncertaintyWeightedLoss, cfg: TrainConfig,
+                    total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Adam with the encoder at ``lr_encoder`` (optionally decayed per layer) and the rest at
+    ``lr_other``; linear warm-up over ``warmup_ratio`` of the steps, then linear decay to 0."""
+    groups: list[dict[str, Any]] = []
+    enc_params = model.encoder_parameters()
+    if enc_params:
+        if cfg.layer_decay < 1.0:
+            groups.extend(_layerwise_groups(model, cfg))
+        else:
+            groups.append({"params": enc_params, "lr": cfg.lr_encoder, "name": "encoder"})
+    other = model.other_parameters() + list(loss_fn.parameters())
+    groups.append({"params": other, "lr": cfg.lr_other, "name": "other"})
+    opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+    warmup = int(cfg.warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _layerwise_groups(model: SenBERT, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Encoder layer ``i`` of ``n`` gets ``lr_encoder * layer_decay ** (n - i)``; embeddings the lowest."""
+    enc = model.language.encoder
+    n_layers = int(getattr(enc.config, "num_hidden_layers", 0))
+    by_depth: dict[int, list[torch.nn.Parameter]] = {}
+    for name, p in enc.named_parameters():
+        if not p.requires_grad:
+            continue
+        depth = n_layers  # pooler and anything above the layers
+        if "embeddings" in name:
+            depth = 0
+        else:
+            parts = name.split(".")
+            for i, part in enumerate(parts[:-1]):
+                if part == "layer" and parts[i + 1].isdigit():
+                    depth = int(parts[i + 1]) + 1
+                    break
+        by_depth.setdefault(depth, []).append(p)
+    return [{"params": ps, "lr": cfg.lr_encoder * cfg.layer_decay ** (n_layers - d), "name": f"encoder_{d}"}
+            for d, ps in sorted(by_depth.items())]
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    checkpoint: Path
+    best_epoch: int
+    valid: dict[str, float]
+    test: dict[str, float] | None
+    seconds_per_epoch: float
+
+
+def _better(a: float, b: float | None, metric: str) -> bool:
+    if b is None or (isinstance(b, float) and math.isnan(b)):
+        return not math.isnan(a)
+    return a > b if HIGHER_IS_BETTER.get(metric, False) else a < b
+
+
+def _plots(out_dir: Path, history: list[dict[str, Any]], valid_pred: dict[str, Any] | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pdir = out_dir / "plots"
+    pdir.mkdir(exist_ok=True)
+    if history:
+        ep = [h["epoch"] for h in history]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(ep, [h["train_loss"] for h in history], label="train total loss (eq. 8)")
+        ax.plot(ep, [h["train_l1_multimodal"] for h in history], label="train L1 (final head)")
+        ax.plot(ep, [h["valid"]["mae"] for h in history], label="valid MAE")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(pdir / "loss.png", dpi=100)
+        plt.close(fig)
+    if valid_pred:
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        ax.scatter(valid_pred["labels"], valid_pred["multimodal"], s=8, alpha=0.6)
+        ax.plot([-3, 3], [-3, 3], "k--", lw=1)
+        ax.set_xlim(-3.2, 3.2)
+        ax.set_ylim(-3.2, 3.2)
+        ax.set_xlabel("true sentiment")
+        ax.set_ylabel("predicted sentiment")
+        ax.set_title("valid split, chosen checkpoint")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(pdir / "pred_vs_true.png", dpi=100)
+        plt.close(fig)
+
+
+def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], resume: bool = False,
+          progress: bool = True, device: str = "cpu") -> TrainResult:
+    """Train on ``corpus``'s train split, select on valid, save the best checkpoint."""
+    out = Path(out_dir)
+    check_corpus_for_config(corpus, cfg)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    dev = torch.device(device)
+    set_seed(cfg.seed)
+    state_file = out / "state" / "last.pt"
+    if out.exists() and (out / "result.json").exists() and not resume:
+        raise ConfigError(f"{out} already holds a finished run; choose another --out or pass --resume")
+    if state_file.exists() and not resume:
+        raise ConfigError(f"{out} holds an unfinished run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+
+    m = cfg.model
+    m.audio_dim = len(corpus.audio_names) if m.uses_sense else 0
+    m.vision_dim = len(corpus.vision_names) if m.uses_sense else 0
+    encoder = tok = None
+    hidden = 0
+    if m.uses_language:
+        encoder, tok, hidden = load_encoder(m.encoder, m.encoder_mode)
+    model = SenBERT(m, encoder, hidden).to(dev)
+    loss_fn = UncertaintyWeightedLoss(tasks_for(m)).to(dev)
+
+    train_clips = corpus.split("train")
+    a_norm = v_norm = None
+    if m.uses_sense:
+        a_norm = Normalizer.fit((c.audio for c in train_clips), m.audio_dim)
+        v_norm = Normalizer.fit((c.vision for c in train_clips), m.vision_dim)
+    meta = CheckpointMeta(
+        model=m.to_dict(), train=cfg.to_dict(),
+        audio_names=list(corpus.audio_names) if m.uses_sense else [],
+        vision_names=list(corpus.vision_names) if m.uses_sense else [],
+        audio_norm=a_norm.to_dict() if a_norm else None, vision_norm=v_norm.to_dict() if v_norm else None,
+        max_text_len=cfg.max_text_len, max_seq_len=cfg.max_seq_len, data_source=corpus.source, versions=versions(),
+    )
+    train_ds = make_dataset(train_clips, tok, m.uses_sense, meta)
+    valid_clips = corpus.split("valid") or train_clips
+    if not corpus.split("valid"):
+        log.warning("%s has no valid split: early stopping uses the train split", corpus.source)
+    valid_ds = make_dataset(valid_clips, tok, m.uses_sense, meta)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_loader = make_loader(train_ds, cfg.batch_size, tok, shuffle=True, generator=gen)
+    valid_loader = make_loader(valid_ds, cfg.eval_batch_size, tok)
+    total_steps = max(1, len(train_loader) * cfg.epochs)
+    opt, sched = build_optimizer(model, loss_fn, cfg, total_steps)
+
+    history: list[dict[str, Any]] = []
+    best: float | None = None
+    best_epoch = 0
+    start_epoch = 1
+    if resume and state_file.exists():
+        st = torch.load(state_file, map_location=dev, weights_only=False)
+        model.load_state_dict(st["model"])
+        loss_fn.load_state_dict(st["loss"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        gen.set_state(st["generator"])
+        torch.set_rng_state(st["torch_rng"])
+        np.random.set_state(st["numpy_rng"])
+        random.setstate(st["python_rng"])
+        history, best, best_epoch = st["history"], st["best"], st["best_epoch"]
+        start_epoch = st["epoch"] + 1
+        log.info("resuming %s at epoch %d", out, start_epoch)
+
+    metric = cfg.select_metric
+    metrics_log = out / "metrics.jsonl"
+    stopped = start_epoch > cfg.epochs or (best_epoch and start_epoch - 1 - best_epoch >= cfg.patience)
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if stopped:
+            break
+        model.train()
+        t0 = time.perf_counter()
+        sums: dict[str, float] = {}
+        n_seen = 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
+        for batch in bar:
+            inputs = batch_to_inputs(batch, dev)
+            labels = batch["labels"].to(dev)
+            outputs = model(**inputs)
+            loss, parts = loss_fn(outputs, labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(loss_fn.parameters()), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            bs = labels.shape[0]
+            n_seen += bs
+            sums["loss"] = sums.get("loss", 0.0) + loss.item() * bs
+            l1_final = float(torch.nn.functional.l1_loss(outputs["multimodal"].detach(), labels))
+            sums["l1_multimodal"] = sums.get("l1_multimodal", 0.0) + l1_final * bs
+            for t, v in parts.items():
+                sums[f"l1_{t}"] = sums.get(f"l1_{t}", 0.0) + float(v) * bs
+            bar.set_postfix(loss=f"{sums['loss'] / n_seen:.3f}")
+        train_seconds = time.perf_counter() - t0
+        valid_pred = run_inference(model, valid_loader, dev)
+        vm = metrics_of(valid_pred)
+        rec = {
+            "epoch": epoch,
+            "train_loss": sums["loss"] / n_seen,
+            **{f"train_{k}": v / n_seen for k, v in sums.items() if k != "loss"},
+            "valid": vm,
+            "sigmas": loss_fn.sigmas(),
+            "lr": [g["lr"] for g in opt.param_groups],
+            "train_seconds": train_seconds,
+            "samples_per_second": n_seen / train_seconds,
+        }
+        improved = _better(vm[metric], best, metric)
+        if improved:
+            best, best_epoch = vm[metric], epoch
+            meta.sigmas = loss_fn.sigmas()
+            meta.metrics = {"valid": vm, "epoch": epoch}
+            save_checkpoint(out / "checkpoint", model, meta, tok)
+        rec["best_epoch"] = best_epoch
+        history.append(rec)
+        with open(metrics_log, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        msg = (f"epoch {epoch}: train loss {rec['train_loss']:.4f}  valid MAE {vm['mae']:.4f} corr {vm['corr']:.4f} "
+               f"acc2_non0 {vm['acc2_non0']:.4f}  {train_seconds:.1f}s{'  *best*' if improved else ''}")
+        (tqdm.write if progress else log.info)(msg)
+        state_tmp = state_file.with_name("last.pt.partial")
+        state_file.parent.mkdir(exist_ok=True)
+        torch.save({
+            "model": model.state_dict(), "loss": loss_fn.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(), "python_rng": random.getstate(), "history": history,
+            "best": best, "best_epoch": best_epoch, "epoch": epoch,
+        }, state_tmp)
+        os.replace(state_tmp, state_file)
+        if epoch - best_epoch >= cfg.patience:
+            log.info("early stopping after epoch %d (best %d)", epoch, best_epoch)
+            break
+    if best_epoch == 0:
+        raise ConfigError(f"training produced no valid checkpoint in {out} (valid metric {metric} was NaN)")
+    return finish(out, corpus, history, progress=progress, device=device)
+
+
+def finish(out: Path, corpus: Corpus, history: list[dict[str, Any]], progress: bool = False,
+           device: str = "cpu") -> TrainResult:
+    """Evaluate the chosen checkpoint on valid (and test when labelled), write result.json and plots."""
+    from pipeline.predict import Predictor
+
+    pred = Predictor.load(out / "checkpoint", device=device)
+    valid_clips = corpus.split("valid") or corpus.split("train")
+    vp = pred.predict_clips(valid_clips, progress=progress)
+    valid = metrics_of(vp)
+    test_clips = [c for c in corpus.split("test") if c.label is not None]
+    test = metrics_of(pred.predict_clips(test_clips, progress=progress)) if test_clips else None
+    secs = [h["train_seconds"] for h in history]
+    best_epoch = int(pred.meta.metrics.get("epoch", 0))
+    result = {"valid": valid, "test": test, "best_epoch": best_epoch, "epochs_run": len(history),
+              "seconds_per_epoch": float(np.mean(secs)) if secs else 0.0, "config": pred.meta.train}
+    update_meta(out / "checkpoint", metrics={"valid": valid, "test": test, "epoch": best_epoch})
+    tmp = out / "result.json.partial"
+    tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    os.replace(tmp, out / "result.json")
+    _plots(out, history, vp)
+    return TrainResult(out, out / "checkpoint", best_epoch, valid, test, result["seconds_per_epoch"])
+
+
+def train_seeds(corpus: Corpus, cfg: TrainConfig, out_root: str | os.PathLike[str], seeds: list[int],
+                progress: bool = True, device: str = "cpu") -> dict[str, Any]:
+    """One run per seed under ``out_root/seed_<n>``; finished seeds are reused, unfinished resumed.
+
+    Writes ``summary.json`` (per-seed metrics, mean and standard deviation) and ``summary.md``.
+    """
+    from dataclasses import replace
+
+    from pipeline.metrics import format_table, summarize_seeds
+
+    root = Path(out_root)
+    root.mkdir(parents=True, exist_ok=True)
+    per_seed: dict[int, dict[str, Any]] = {}
+    for seed in seeds:
+        run_dir = root / f"seed_{seed}"
+        if (run_dir / "result.json").exists():
+            per_seed[seed] = json.loads((run_dir / "result.json").read_text())
+            continue
+        run_cfg = replace(cfg, seed=seed, model=replace(cfg.model))
+        train(corpus, run_cfg, run_dir, resume=(run_dir / "state" / "last.pt").exists(),
+              progress=progress, device=device)
+        per_seed[seed] = json.loads((run_dir / "result.json").read_text())
+    summary: dict[str, Any] = {"config": cfg.name, "seeds": seeds,
+                               "valid": summarize_seeds([r["valid"] for r in per_seed.values()]),
+                               "seconds_per_epoch": summarize_seeds(
+                                   [{"s": r["seconds_per_epoch"]} for r in per_seed.values()])["s"],
+                               "per_seed": {str(k): v for k, v in per_seed.items()}}
+    tests = [r["test"] for r in per_seed.values() if r.get("test")]
+    if len(tests) == len(per_seed):
+        summary["test"] = summarize_seeds(tests)
+    (root / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    md = [f"# {cfg.name}: {len(seeds)} seed(s) {seeds}", "", "valid split (mean ± std over seeds)", "",
+          format_table({cfg.name: summary["valid"]})]
+    if "test" in summary:
+        md += ["", "test split", "", format_table({cfg.name: summary["test"]})]
+    md += ["", f"seconds per epoch: {summary['seconds_per_epoch']['mean']:.1f}"]
+    (root / "summary.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    return summary
