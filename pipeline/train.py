@@ -275,6 +275,8 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
         history, best, best_epoch = st["history"], st["best"], st["best_epoch"]
         start_epoch = st["epoch"] + 1
         log.info("resuming %s at epoch %d", out, start_epoch)
+        # the log may hold epochs after the saved state (a crash between the two writes)
+        (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
 
     metric = cfg.select_metric
     metrics_log = out / "metrics.jsonl"

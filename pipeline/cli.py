@@ -1,0 +1,239 @@
+"""The ``senbert`` command line.
+
+    senbert train     --data CORPUS --config NAME [--ablation A] [--seeds 1,2,3] --out DIR
+    senbert evaluate  --checkpoint DIR --data CORPUS [--split test]
+    senbert predict   --checkpoint DIR --data CORPUS [--split S] [--out preds.csv]
+    senbert export-mmsa --data CORPUS --out features.pkl
+    senbert extract / assets      (feature extraction and offline assets)
+    senbert demo                  (the embedded end-to-end example)
+
+A CORPUS is an MMSA feature pickle (``.pkl``), an MMSA-FET ``label.csv`` (text only), or a
+``label.csv`` plus ``--raw-dir`` (videos under ``Raw/<video_id>/<clip_id>.<ext>``, features
+extracted and cached on the way). Errors a user can cause print one clear message, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import SenbertError
+
+log = logging.getLogger("senbert")
+
+
+def _parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SenbertError(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def open_corpus(args: argparse.Namespace) -> Any:
+    """The corpus named by ``--data`` (and ``--raw-dir`` / ``--cache`` for videos)."""
+    from pipeline.corpora import load_corpus
+
+    raw_dir = getattr(args, "raw_dir", None)
+    if raw_dir:
+        from pipeline.extract import corpus_from_videos
+
+        return corpus_from_videos(args.data, raw_dir, cache_dir=getattr(args, "cache", None),
+                                  extract_config=getattr(args, "extract_config", None))
+    return load_corpus(args.data)
+
+
+def _add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--data", required=required, help="MMSA .pkl, or a label.csv (MMSA-FET layout)")
+    p.add_argument("--raw-dir", help="folder with Raw/<video_id>/<clip_id>.<ext> videos for a label.csv "
+                                     "(features are extracted and cached)")
+    p.add_argument("--cache", help="feature cache folder (default: $SENBERT_HOME/features)")
+    p.add_argument("--extract-config", help="extractor config name or YAML (default: default)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.train import train, train_seeds
+
+    overrides = _parse_overrides(args.set)
+    if args.encoder:
+        overrides["model.encoder"] = args.encoder
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
+    cfg = load_config(args.config, ablation=args.ablation, overrides=overrides)
+    corpus = open_corpus(args)
+    print(f"corpus {corpus.source}: {corpus.split_sizes()}  config {cfg.name} ({cfg.model.variant}, "
+          f"encoder {cfg.model.encoder}, {cfg.model.encoder_mode})")
+    if args.seeds:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        summary = train_seeds(corpus, cfg, args.out, seeds, progress=not args.quiet, device=args.device)
+        print((Path(args.out) / "summary.md").read_text())
+        return 0 if summary else 1
+    if args.seed is not None:
+        cfg.seed = args.seed
+    res = train(corpus, cfg, args.out, resume=args.resume, progress=not args.quiet, device=args.device)
+    print(f"best epoch {res.best_epoch}; checkpoint {res.checkpoint}")
+    print("valid: " + _fmt(res.valid))
+    if res.test:
+        print("test:  " + _fmt(res.test))
+    return 0
+
+
+def _fmt(m: dict[str, float]) -> str:
+    keys = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
+    return "  ".join(f"{k} {m[k]:.4f}" for k in keys if k in m)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pipeline.predict import Predictor
+
+    pred = Predictor.load(args.checkpoint, device=args.device)
+    corpus = open_corpus(args)
+    m = pred.evaluate(corpus, split=args.split, progress=not args.quiet)
+    print(f"{args.split} ({m['n']} clips): " + _fmt(m))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"split": args.split, "metrics": m}, indent=2), encoding="utf-8")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pipeline.predict import Predictor
+
+    pred = Predictor.load(args.checkpoint, device=args.device)
+    corpus = open_corpus(args)
+    rows = pred.predict_corpus(corpus, split=args.split, progress=not args.quiet)
+    fields = ["id", "split", "label", "score", "polarity", "class7", "class7_name", "score_language",
+              "score_sense", "text"]
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".partial")
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, out)
+        print(f"{len(rows)} predictions written to {out}")
+    else:
+        w = csv.DictWriter(sys.stdout, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline.corpora import write_mmsa_pkl
+    from pipeline.encoders import load_tokenizer
+
+    corpus = open_corpus(args)
+    tok = load_tokenizer(args.tokenizer) if args.tokenizer else None
+    dest = write_mmsa_pkl(corpus, args.out, tokenizer=tok)
+    print(f"wrote {dest}: {corpus.split_sizes()}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="senbert", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train (and select on valid) from a corpus")
+    _add_data_args(p)
+    p.add_argument("--config", default="quick", help="config name under configs/ or a YAML path (default: quick)")
+    p.add_argument("--ablation", help="Table II ablation: full, language_only, sense_only, no_language_task, "
+                                      "no_sense_task, frozen_encoder, random_encoder")
+    p.add_argument("--encoder", help="text encoder: packaged name, local directory or Hugging Face id")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (model.d_model=32)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--seeds", help="comma-separated seeds: one run each, summarised as mean and std")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="the field's metrics of a checkpoint on a labelled split")
+    p.add_argument("--checkpoint", required=True)
+    _add_data_args(p)
+    p.add_argument("--split", default="test")
+    p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="scores per clip (multimodal, language-only, sense-only)")
+    p.add_argument("--checkpoint", required=True)
+    _add_data_args(p)
+    p.add_argument("--split", help="only this split (default: all clips)")
+    p.add_argument("--out", help="CSV file (default: stdout)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export-mmsa", help="write a corpus with features in MMSA's .pkl layout")
+    _add_data_args(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--tokenizer", default="all-MiniLM-L6-v2",
+                   help="tokenizer for text_bert (bert-base-uncased vocabulary; '' to skip)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="the embedded example: train on the shipped sample, score sample videos")
+    p.add_argument("--out", default="runs/demo", help="where the demo writes (default: runs/demo)")
+    p.add_argument("--no-stack", action="store_true", help="run the pipeline directly, without Prefect")
+    p.set_defaults(func=cmd_demo)
+
+    for module in ("pipeline.cli_extract", "flows.cli"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ImportError as exc:
+            if exc.name == module or module.startswith(f"{exc.name}."):
+                continue  # that part of the project is not installed
+            raise
+        register: Callable[[Any], None] = mod.register
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "transformers", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        return int(args.func(args) or 0)
+    except SenbertError as exc:
+        if args.verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

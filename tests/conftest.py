@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny configs and corpora generated in the test (no ../shared data)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pipeline.data import Clip, Corpus  # noqa: E402
+
+#: A small SenBERT for fast tests: real MiniLM encoder, narrow and shallow fusion layers.
+TINY = {
+    "model.d_model": 16, "model.num_heads": 2, "model.low_level_layers": 1, "model.self_attn_layers": 1,
+    "model.high_level_layers": 1, "model.ffn_mult": 2, "max_text_len": 16, "batch_size": 8, "epochs": 2,
+    "patience": 2,
+}
+
+WORDS = ["good", "bad", "great", "awful", "fine", "terrible", "nice", "boring", "okay", "lovely"]
+
+
+def make_corpus(n: int = 24, d_a: int = 5, d_v: int = 7, seed: int = 0, text_only: bool = False) -> Corpus:
+    rng = np.random.default_rng(seed)
+    clips = []
+    for i in range(n):
+        label = float(np.round(rng.uniform(-3, 3), 1)) if i % 7 else 0.0
+        text = " ".join(rng.choice(WORDS, int(rng.integers(2, 8))))
+        split = ("train", "train", "valid", "test")[i % 4]
+        audio = None if text_only else rng.normal(size=(int(rng.integers(3, 20)), d_a)).astype(np.float32)
+        vision = None if text_only else rng.normal(size=(int(rng.integers(3, 20)), d_v)).astype(np.float32)
+        clips.append(Clip(f"vid{i // 3}$_${i % 3}", text, label, split, audio, vision))
+    if text_only:
+        return Corpus(clips, source="synthetic-text")
+    return Corpus(clips, [f"a{j}" for j in range(d_a)], [f"v{j}" for j in range(d_v)], "synthetic")
+
+
+@pytest.fixture
+def corpus() -> Corpus:
+    return make_corpus()
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """(encoder, tokenizer, hidden) of the packaged all-MiniLM-L6-v2 (loaded once)."""
+    from pipeline.encoders import load_encoder
+
+    return load_encoder("all-MiniLM-L6-v2")

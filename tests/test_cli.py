@@ -1,0 +1,80 @@
+"""The senbert command line on an MMSA pickle and on a text-only label.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from pipeline.cli import main
+from tests.test_corpora import write_mmsa_like
+
+TINY_SET = ["--set", "model.d_model=16", "--set", "model.num_heads=2", "--set", "model.low_level_layers=1",
+            "--set", "model.self_attn_layers=1", "--set", "model.high_level_layers=1", "--set", "max_text_len=16"]
+
+
+def test_train_evaluate_predict_on_pkl(tmp_path, capsys):
+    write_mmsa_like(tmp_path / "unaligned_50.pkl", n_per_split=(8, 4, 4))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "unaligned_50.pkl"), "--out", str(run), "--epochs", "1",
+                 "--batch-size", "4", "--quiet", *TINY_SET]) == 0
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(tmp_path / "unaligned_50.pkl"),
+                 "--split", "test", "--json", str(tmp_path / "m.json"), "--quiet"]) == 0
+    m = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    assert m["n"] == 4 and {"mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0"} <= set(m)
+    assert main(["predict", "--checkpoint", str(run / "checkpoint"), "--data", str(tmp_path / "unaligned_50.pkl"),
+                 "--out", str(tmp_path / "p.csv"), "--quiet"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "p.csv", encoding="utf-8")))
+    assert len(rows) == 16 and rows[0]["score_sense"] != "" and rows[0]["score_language"] != ""
+    assert main(["export-mmsa", "--data", str(tmp_path / "unaligned_50.pkl"), "--out", str(tmp_path / "e.pkl")]) == 0
+
+
+def test_train_on_label_csv_language_only_and_errors(tmp_path, capsys):
+    p = tmp_path / "label.csv"
+    lines = ["video_id,clip_id,text,label,mode"]
+    for i in range(12):
+        lines.append(f"v{i},1,{'great fun' if i % 2 else 'awful mess'},{2.0 if i % 2 else -2.0},"
+                     f"{('train', 'train', 'valid', 'test')[i % 4]}")
+    lines.append("v99,1,,0.0,train")
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # the full model on a text-only corpus: a clear error, exit code 2, no traceback
+    assert main(["train", "--data", str(p), "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert "language_only" in capsys.readouterr().err
+    run = tmp_path / "lo"
+    assert main(["train", "--data", str(p), "--ablation", "language_only", "--out", str(run), "--epochs", "1",
+                 "--quiet", *TINY_SET]) == 0
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(p), "--quiet"]) == 0
+    assert "test (3 clips)" in capsys.readouterr().out
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(tmp_path / "nope.csv")]) == 2
+    assert "nope.csv" in capsys.readouterr().err
+
+
+def test_unknown_config_and_ablation(tmp_path, capsys):
+    assert main(["train", "--data", "x.pkl", "--out", str(tmp_path), "--config", "nosuch"]) == 2
+    assert "nosuch" in capsys.readouterr().err
+    assert main(["train", "--data", "x.pkl", "--out", str(tmp_path), "--ablation", "nosuch"]) == 2
+
+
+def test_named_configs_load():
+    from pipeline.config import CONFIG_DIR, load_config
+
+    for f in list(CONFIG_DIR.glob("*.yaml")) + list(CONFIG_DIR.glob("ablations/*.yaml")):
+        rel = f.relative_to(CONFIG_DIR).with_suffix("")
+        cfg = load_config(str(rel))
+        assert cfg.model.num_heads == 8 and cfg.model.low_level_layers == 4 and cfg.model.dropout == 0.3
+        assert cfg.lr_encoder == 5e-5 and cfg.lr_other == 1e-3 and cfg.batch_size == 32
+    assert load_config("paper").model.encoder == "bert-base-uncased"
+    assert load_config("default").model.encoder == "all-mpnet-base-v2"
+    assert load_config("ablations/frozen_encoder").model.encoder_mode == "frozen"
+
+
+@pytest.mark.parametrize("name", ["bert-base-uncased", "./no/such/dir"])
+def test_missing_encoder_says_how_to_get_it(name, monkeypatch):
+    from pipeline.encoders import load_encoder
+    from pipeline.errors import AssetError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(AssetError) as ei:
+        load_encoder(name)
+    assert name.strip("./") in str(ei.value) or "does not exist" in str(ei.value)

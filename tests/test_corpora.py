@@ -1,0 +1,143 @@
+"""Corpus sources: MMSA pickles (exact layout, round trip) and label.csv files."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from pipeline.corpora import load_corpus, read_label_csv, read_mmsa_pkl, write_mmsa_pkl
+from pipeline.errors import InputError
+from tests.conftest import make_corpus
+
+
+def write_mmsa_like(path, n_per_split=(4, 2, 2), t_a=6, d_a=5, t_v=8, d_v=7, seed=0):
+    """A file in exactly MMSA's unaligned_50.pkl layout, written by hand."""
+    rng = np.random.default_rng(seed)
+    data = {}
+    for split, n in zip(("train", "valid", "test"), n_per_split):
+        audio = rng.normal(size=(n, t_a, d_a)).astype(np.float32)
+        audio[0, 0, 0] = -np.inf  # MMSA's audio features contain -inf
+        vision = rng.normal(size=(n, t_v, d_v)).astype(np.float32)
+        a_len = rng.integers(1, t_a + 1, size=n)
+        v_len = rng.integers(1, t_v + 1, size=n)
+        for i in range(n):
+            audio[i, a_len[i]:] = 0
+            vision[i, v_len[i]:] = 0
+        data[split] = {
+            "raw_text": np.array([f"{split} clip {i} was good" for i in range(n)]),
+            "audio": audio,
+            "vision": vision,
+            "audio_lengths": [int(x) for x in a_len],
+            "vision_lengths": [int(x) for x in v_len],
+            "text_bert": np.zeros((n, 3, 50), np.float32),
+            "text": np.zeros((n, 50, 768), np.float32),
+            "regression_labels": rng.uniform(-3, 3, size=n).astype(np.float32),
+            "classification_labels": np.zeros(n, np.float32),
+            "id": np.array([f"vid{split}$_${i}" for i in range(n)]),
+        }
+    with open(path, "wb") as f:
+        pickle.dump(data, f)
+    return data
+
+
+def test_read_mmsa_layout(tmp_path):
+    data = write_mmsa_like(tmp_path / "unaligned_50.pkl")
+    c = read_mmsa_pkl(tmp_path / "unaligned_50.pkl")
+    assert c.split_sizes() == {"train": 4, "valid": 2, "test": 2}
+    assert len(c.audio_names) == 5 and len(c.vision_names) == 7
+    first = c.split("train")[0]
+    assert first.audio.shape == (data["train"]["audio_lengths"][0], 5)
+    assert first.vision.shape == (data["train"]["vision_lengths"][0], 7)
+    assert np.isfinite(first.audio).all() and first.audio[0, 0] == 0.0  # -inf became 0
+    assert first.text == "train clip 0 was good"
+    assert first.label == pytest.approx(float(data["train"]["regression_labels"][0]))
+
+
+def test_aligned_file_without_lengths(tmp_path):
+    data = write_mmsa_like(tmp_path / "aligned_50.pkl")
+    for split in data:
+        del data[split]["audio_lengths"], data[split]["vision_lengths"]
+    with open(tmp_path / "aligned_50.pkl", "wb") as f:
+        pickle.dump(data, f)
+    c = read_mmsa_pkl(tmp_path / "aligned_50.pkl")
+    assert all(cl.audio.shape[0] == 6 and cl.vision.shape[0] == 8 for cl in c.clips)
+
+
+def test_pkl_round_trip(tmp_path, minilm):
+    write_mmsa_like(tmp_path / "in.pkl")
+    c1 = read_mmsa_pkl(tmp_path / "in.pkl")
+    write_mmsa_pkl(c1, tmp_path / "out.pkl", tokenizer=minilm[1])
+    c2 = read_mmsa_pkl(tmp_path / "out.pkl")
+    assert [x.clip_id for x in c1.clips] == [x.clip_id for x in c2.clips]
+    for a, b in zip(c1.clips, c2.clips):
+        assert a.text == b.text and a.split == b.split and a.label == pytest.approx(b.label)
+        np.testing.assert_array_equal(a.audio, b.audio)
+        np.testing.assert_array_equal(a.vision, b.vision)
+    with open(tmp_path / "out.pkl", "rb") as f:
+        raw = pickle.load(f)
+    tb = raw["train"]["text_bert"]
+    assert tb.shape == (4, 3, 50)
+    assert tb[0, 0, 0] == 101 and tb[0, 1, 0] == 1  # [CLS] id of the bert-base-uncased vocabulary, mask
+
+
+def test_export_of_named_features_keeps_names(tmp_path):
+    c = make_corpus(8)
+    write_mmsa_pkl(c, tmp_path / "f.pkl")
+    with open(tmp_path / "f.pkl", "rb") as f:
+        raw = pickle.load(f)
+    assert raw["train"]["audio_names"] == c.audio_names
+    assert not (tmp_path / "f.pkl.partial").exists()
+
+
+def test_bad_pickles(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_mmsa_pkl(tmp_path / "missing.pkl")
+    (tmp_path / "junk.pkl").write_bytes(b"this is not a pickle")
+    with pytest.raises(InputError, match="junk.pkl"):
+        read_mmsa_pkl(tmp_path / "junk.pkl")
+    with open(tmp_path / "wrong.pkl", "wb") as f:
+        pickle.dump({"train": {"raw_text": []}}, f)
+    with pytest.raises(InputError, match="lacks key"):
+        read_mmsa_pkl(tmp_path / "wrong.pkl")
+    with open(tmp_path / "list.pkl", "wb") as f:
+        pickle.dump([1, 2], f)
+    with pytest.raises(InputError, match="train/valid/test"):
+        read_mmsa_pkl(tmp_path / "list.pkl")
+
+
+def test_label_csv_with_empty_text(tmp_path, caplog):
+    p = tmp_path / "label.csv"
+    p.write_text("video_id,clip_id,text,label,mode\n"
+                 "v1,1,it was great,2.4,train\n"
+                 "v1,2,,0.0,train\n"
+                 "v2,1,  ,-1.2,valid\n"
+                 "v2,3,meh,-0.4,test\n", encoding="utf-8")
+    c = read_label_csv(p)
+    assert c.split_sizes() == {"train": 2, "valid": 1, "test": 1}
+    assert c.clips[1].text == "" and c.clips[2].text == ""
+    assert c.clips[0].clip_id == "v1$_$1"
+    assert not c.has_audio
+    assert "2 row(s) have empty text" in caplog.text
+
+
+@pytest.mark.parametrize("content,match", [
+    ("video_id,clip_id,text,mode\nv,1,a,train\n", "missing column"),
+    ("video_id,clip_id,text,label,mode\nv,1,a,great,train\n", "line 2: label 'great'"),
+    ("video_id,clip_id,text,label,mode\nv,1,a,1.0,holdout\n", "line 2: mode"),
+    ("video_id,clip_id,text,label,mode\n", "no rows"),
+])
+def test_malformed_label_csv(tmp_path, content, match):
+    p = tmp_path / "label.csv"
+    p.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError, match=match):
+        read_label_csv(p)
+
+
+def test_load_corpus_dispatch(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_corpus(tmp_path / "nothing.csv")
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(InputError, match="unknown corpus type"):
+        load_corpus(tmp_path / "x.txt")

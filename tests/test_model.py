@@ -1,0 +1,195 @@
+"""Model layer: shapes, padding invariance, every Table II ablation building and training."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from model.config import ModelConfig
+from model.loss import UncertaintyWeightedLoss, tasks_for
+from model.senbert import SenBERT, TemporalConv, masked_mean, sinusoidal_positions
+from pipeline.config import ABLATIONS
+
+D_A, D_V = 5, 7
+
+
+def tiny_cfg(**kw) -> ModelConfig:
+    base = dict(audio_dim=D_A, vision_dim=D_V, d_model=16, num_heads=2, low_level_layers=2, self_attn_layers=2,
+                high_level_layers=2, ffn_mult=2)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def build(minilm, **kw) -> SenBERT:
+    enc, _tok, hidden = minilm
+    cfg = tiny_cfg(**kw)
+    encoder = copy.deepcopy(enc)
+    if cfg.encoder_mode == "random":
+        from transformers import AutoModel
+
+        encoder = AutoModel.from_config(enc.config)
+    return SenBERT(cfg, encoder if cfg.uses_language else None, hidden)
+
+
+def make_inputs(tok, texts, a_lens, v_lens, seed=0, pad_extra=0):
+    g = torch.Generator().manual_seed(seed)
+    enc = tok(texts, padding=True, return_tensors="pt")
+    ids, am = enc["input_ids"], enc["attention_mask"]
+    if pad_extra:
+        ids = torch.cat([ids, torch.zeros(len(texts), pad_extra, dtype=ids.dtype)], 1)
+        am = torch.cat([am, torch.zeros(len(texts), pad_extra, dtype=am.dtype)], 1)
+    ta, tv = max(a_lens) + pad_extra, max(v_lens) + pad_extra
+    audio = torch.zeros(len(texts), ta, D_A)
+    vision = torch.zeros(len(texts), tv, D_V)
+    am_a = torch.zeros(len(texts), ta, dtype=torch.bool)
+    am_v = torch.zeros(len(texts), tv, dtype=torch.bool)
+    for i, (la, lv) in enumerate(zip(a_lens, v_lens)):
+        audio[i, :la] = torch.randn(la, D_A, generator=g)
+        vision[i, :lv] = torch.randn(lv, D_V, generator=g)
+        am_a[i, :la] = True
+        am_v[i, :lv] = True
+    return dict(input_ids=ids, attention_mask=am, audio=audio, audio_mask=am_a, vision=vision, vision_mask=am_v)
+
+
+def test_output_shapes(minilm):
+    model = build(minilm).eval()
+    x = make_inputs(minilm[1], ["good movie", "bad", "it was fine i guess"], [4, 9, 6], [3, 5, 11])
+    out = model(**x)
+    assert set(out) == {"multimodal", "language", "sense"}
+    for v in out.values():
+        assert v.shape == (3,)
+        assert torch.isfinite(v).all()
+
+
+def test_sense_block_shapes(minilm):
+    model = build(minilm).eval()
+    x = make_inputs(minilm[1], ["a", "b"], [4, 9], [3, 5])
+    s = model.sense(x["vision"], x["vision_mask"], x["audio"], x["audio_mask"])
+    # Z_S = [VCLS, V_1..V_5, ACLS, A_1..A_9]
+    assert s["z_s"].shape == (2, 1 + 5 + 1 + 9, 16)
+    assert int(s["acls_index"]) == 6
+    assert s["scls"].shape == (2, 32)
+    assert s["mask_s"][0].tolist() == [True] * 4 + [False] * 2 + [True] * 5 + [False] * 5
+
+
+def test_padding_does_not_change_outputs(minilm):
+    """Each clip alone, in a batch with longer clips, and with extra padding: same outputs."""
+    model = build(minilm).eval()
+    tok = minilm[1]
+    texts, a_lens, v_lens = ["good movie", "it was a very very long and boring film", "ok"], [4, 12, 2], [3, 8, 6]
+    batch = make_inputs(tok, texts, a_lens, v_lens, seed=1)
+    padded = make_inputs(tok, texts, a_lens, v_lens, seed=1, pad_extra=7)
+    with torch.no_grad():
+        out_b = model(**batch)
+        out_p = model(**padded)
+        for i in range(3):
+            single = {k: v[i : i + 1] for k, v in batch.items()}
+            n_tok = int(single["attention_mask"].sum())
+            single["input_ids"] = single["input_ids"][:, :n_tok]
+            single["attention_mask"] = single["attention_mask"][:, :n_tok]
+            single["audio"], single["audio_mask"] = single["audio"][:, : a_lens[i]], single["audio_mask"][:, : a_lens[i]]
+            single["vision"], single["vision_mask"] = (single["vision"][:, : v_lens[i]],
+                                                       single["vision_mask"][:, : v_lens[i]])
+            out_s = model(**single)
+            for head in out_b:
+                assert torch.allclose(out_s[head], out_b[head][i : i + 1], atol=1e-5), head
+    for head in out_b:
+        assert torch.allclose(out_b[head], out_p[head], atol=1e-5), head
+
+
+def test_padding_invariance_with_strided_conv(minilm):
+    model = build(minilm, conv_stride=2, conv_kernel_audio=3, conv_kernel_vision=5).eval()
+    tok = minilm[1]
+    a = make_inputs(tok, ["nice", "terrible acting"], [7, 10], [9, 4], seed=3)
+    b = make_inputs(tok, ["nice", "terrible acting"], [7, 10], [9, 4], seed=3, pad_extra=6)
+    with torch.no_grad():
+        oa, ob = model(**a), model(**b)
+    for head in oa:
+        assert torch.allclose(oa[head], ob[head], atol=1e-5)
+
+
+def test_masked_mean_ignores_padding():
+    x = torch.tensor([[[1.0], [3.0], [100.0]]])
+    m = torch.tensor([[True, True, False]])
+    assert masked_mean(x, m).item() == pytest.approx(2.0)
+
+
+def test_positional_encoding_is_sinusoidal():
+    pe = sinusoidal_positions(4, 6, torch.device("cpu"), torch.float32)
+    assert pe[0, 0] == 0 and pe[0, 1] == 1  # sin(0), cos(0)
+    assert pe[2, 2].item() == pytest.approx(torch.sin(torch.tensor(2 / 10000 ** (2 / 6))).item(), abs=1e-6)
+
+
+def test_temporal_conv_lengths():
+    conv = TemporalConv(3, 4, kernel=3, stride=2)
+    x = torch.randn(2, 9, 3)
+    mask = torch.tensor([[True] * 9, [True] * 4 + [False] * 5])
+    y, m = conv(x, mask)
+    assert y.shape == (2, 5, 4)
+    assert m.sum(1).tolist() == [5, 2]
+
+
+@pytest.mark.parametrize("ablation", sorted(ABLATIONS))
+def test_each_ablation_builds_and_takes_a_step(minilm, ablation):
+    model = build(minilm, **ABLATIONS[ablation])
+    cfg = model.cfg
+    loss_fn = UncertaintyWeightedLoss(tasks_for(cfg))
+    x = make_inputs(minilm[1], ["great fun", "dull", "fine"], [4, 6, 3], [5, 2, 4])
+    labels = torch.tensor([2.0, -1.5, 0.0])
+    params = list(model.parameters()) + list(loss_fn.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    before = [p.detach().clone() for p in trainable]
+    enc_before = ([p.detach().clone() for p in model.language.encoder.parameters()] if cfg.uses_language else [])
+    opt = torch.optim.Adam(trainable, lr=1e-3)
+    model.train()
+    out = model(**x)
+    loss, parts = loss_fn(out, labels)
+    assert torch.isfinite(loss)
+    assert set(parts) == set(tasks_for(cfg))
+    loss.backward()
+    opt.step()
+    changed = sum(not torch.equal(b, p) for b, p in zip(before, trainable))
+    assert changed > 0
+    if cfg.encoder_mode == "frozen":
+        assert all(torch.equal(b, p) for b, p in zip(enc_before, model.language.encoder.parameters()))
+        assert not model.language.encoder.training  # no dropout in a fixed encoder
+    if cfg.uses_language and cfg.encoder_mode != "frozen":
+        assert any(not torch.equal(b, p) for b, p in zip(enc_before, model.language.encoder.parameters()))
+
+
+def test_ablation_tasks():
+    assert tasks_for(tiny_cfg()) == ["multimodal", "language", "sense"]
+    assert tasks_for(tiny_cfg(use_language_task=False)) == ["multimodal", "sense"]
+    assert tasks_for(tiny_cfg(use_sense_task=False)) == ["multimodal", "language"]
+    assert tasks_for(tiny_cfg(variant="language_only")) == ["language"]
+    assert tasks_for(tiny_cfg(variant="sense_only")) == ["sense"]
+
+
+def test_random_encoder_differs_from_pretrained(minilm):
+    pre = build(minilm)
+    rnd = build(minilm, encoder_mode="random")
+    w_pre = pre.language.encoder.embeddings.word_embeddings.weight
+    w_rnd = rnd.language.encoder.embeddings.word_embeddings.weight
+    assert w_pre.shape == w_rnd.shape and not torch.allclose(w_pre, w_rnd)
+
+
+def test_language_only_and_sense_only_have_no_other_blocks(minilm):
+    lo = build(minilm, variant="language_only")
+    so = build(minilm, variant="sense_only")
+    assert not hasattr(lo, "sense") and not hasattr(lo, "multimodal")
+    assert not hasattr(so, "language") and not hasattr(so, "multimodal")
+    x = make_inputs(minilm[1], ["good"], [3], [3])
+    with torch.no_grad():
+        assert torch.equal(lo.eval()(**x)["multimodal"], lo(**x)["language"])
+        assert torch.equal(so.eval()(**x)["multimodal"], so(**x)["sense"])
+
+
+def test_invalid_configs():
+    with pytest.raises(ValueError):
+        ModelConfig(variant="nope")
+    with pytest.raises(ValueError):
+        ModelConfig(d_model=10, num_heads=3)
+    with pytest.raises(ValueError):
+        SenBERT(tiny_cfg(variant="sense_only", audio_dim=0))
