@@ -8,8 +8,9 @@ source (MMSA pickles, ``label.csv`` files, the feature cache) produces one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

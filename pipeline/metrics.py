@@ -19,7 +19,7 @@ Accuracies and F1 are fractions in [0, 1]; reports multiply by 100.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

@@ -89,7 +89,8 @@ def test_padding_does_not_change_outputs(minilm):
             n_tok = int(single["attention_mask"].sum())
             single["input_ids"] = single["input_ids"][:, :n_tok]
             single["attention_mask"] = single["attention_mask"][:, :n_tok]
-            single["audio"], single["audio_mask"] = single["audio"][:, : a_lens[i]], single["audio_mask"][:, : a_lens[i]]
+            single["audio"] = single["audio"][:, : a_lens[i]]
+            single["audio_mask"] = single["audio_mask"][:, : a_lens[i]]
             single["vision"], single["vision_mask"] = (single["vision"][:, : v_lens[i]],
                                                        single["vision_mask"][:, : v_lens[i]])
             out_s = model(**single)

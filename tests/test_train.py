@@ -45,7 +45,8 @@ def test_overfits_a_tiny_batch(minilm):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        first = first if first is not None else float(torch.nn.functional.l1_loss(out["multimodal"].detach(), batch["labels"]))
+        if first is None:
+            first = float(torch.nn.functional.l1_loss(out["multimodal"].detach(), batch["labels"]))
     model.eval()
     with torch.no_grad():
         final = float(torch.nn.functional.l1_loss(model(**inputs)["multimodal"], batch["labels"]))
