@@ -1,0 +1,357 @@
+"""The feature cache: one entry per clip and extractor configuration.
+
+An entry's key is a hash of the file's content (SHA-256 of its bytes), the extract config's
+fingerprint (settings, extractor and library versions, model hashes) and, when the corpus
+gives one, the transcript. Renaming or moving a file keeps its entries; changing a setting
+or a model makes new ones.
+
+Layout under the cache root::
+
+    index.json                      key -> summary (source path, duration, config, ...)
+    hashes.json                     path -> (size, mtime, sha256): skip re-hashing big files
+    entries/<k[:2]>/<key>/
+        features.safetensors        audio (T_a, d_a), audio_times (T_a,), vision (T_v, d_v),
+                                    vision_times (T_v,); header metadata: column names
+        meta.json                   names, times' rate, transcript, words with times,
+                                    warnings, face_share, config, versions, timings
+    tmp/                            entries being written
+
+Writes are atomic: an entry is written in ``tmp/`` and renamed into place, so a crash never
+leaves a half entry that a later run trusts; ``index.json`` and ``hashes.json`` are
+replaced atomically under a file lock, so several processes can share a cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.data import Clip, Corpus
+from pipeline.errors import ConfigError, InputError
+
+CACHE_FORMAT = 1
+
+
+@dataclass
+class CacheEntry:
+    """Features of one clip under one extract configuration (arrays are float32)."""
+
+    key: str
+    source_path: str
+    duration: float
+    audio: np.ndarray  # (T_a, d_a)
+    audio_names: list[str]
+    audio_times: np.ndarray  # (T_a,) seconds
+    vision: np.ndarray  # (T_v, d_v)
+    vision_names: list[str]
+    vision_times: np.ndarray  # (T_v,) seconds
+    transcript: str
+    words: list[dict[str, Any]]  # {word, start, end, probability}
+    face_share: float
+    warnings: list[str]
+    meta: dict[str, Any]  # config, fingerprint, versions, timings, transcript_source, ...
+    clip_id: str = ""
+    content_sha256: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    from_cache: bool = False  # True when this object was served from the cache
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "source_path": self.source_path, "clip_id": self.clip_id, "duration": self.duration,
+            "content_sha256": self.content_sha256, "fingerprint": self.meta.get("fingerprint", ""),
+            "config_name": self.meta.get("config_name", ""), "audio_steps": int(self.audio.shape[0]),
+            "vision_steps": int(self.vision.shape[0]), "face_share": self.face_share,
+            "transcript_source": self.meta.get("transcript_source", ""), "n_warnings": len(self.warnings),
+            "created": self.meta.get("created", ""),
+        }
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    _atomic_write_text(Path(path), json.dumps(obj, indent=1, ensure_ascii=False, sort_keys=False))
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return default
+    except (OSError, ValueError):
+        return default  # damaged: rebuilt from the entries themselves
+
+
+class FeatureCache:
+    """A folder of cached feature entries with an index; safe to share between processes."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser()
+        try:
+            (self.root / "entries").mkdir(parents=True, exist_ok=True)
+            (self.root / "tmp").mkdir(exist_ok=True)
+        except OSError as e:
+            raise InputError(f"{self.root}: cannot create the feature cache folder ({e}); "
+                             "choose a writable --cache folder") from e
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({str(self.root)!r})"
+
+    # ------------------------------------------------------------------ locking and index
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        path = self.root / ".lock"
+        with open(path, "a+") as f:
+            try:
+                import fcntl
+
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            except ImportError:  # pragma: no cover - not POSIX
+                pass
+            try:
+                yield
+            finally:
+                try:
+                    import fcntl
+
+                    fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+                except ImportError:  # pragma: no cover
+                    pass
+
+    def index(self) -> dict[str, dict[str, Any]]:
+        """key -> summary of every entry (rebuilt from the entries when missing or damaged)."""
+        data = _read_json(self.root / "index.json", None)
+        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+            return self.rebuild_index()
+        entries = data.get("entries", {})
+        return entries if isinstance(entries, dict) else self.rebuild_index()
+
+    def rebuild_index(self) -> dict[str, dict[str, Any]]:
+        """Scan the entry folders and rewrite ``index.json``."""
+        with self._lock():
+            entries: dict[str, dict[str, Any]] = {}
+            for d in sorted((self.root / "entries").glob("*/*")):
+                e = self._load_dir(d)
+                if e is not None:
+                    entries[e.key] = e.summary()
+            atomic_write_json(self.root / "index.json", {"format": CACHE_FORMAT, "entries": entries})
+        return entries
+
+    def _update_index(self, add: dict[str, dict[str, Any]] | None = None, drop: Iterable[str] = ()) -> None:
+        with self._lock():
+            data = _read_json(self.root / "index.json", None)
+            if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+                data = {"format": CACHE_FORMAT, "entries": {}}
+            entries = data.setdefault("entries", {})
+            for k in drop:
+                entries.pop(k, None)
+            entries.update(add or {})
+            atomic_write_json(self.root / "index.json", data)
+
+    # ------------------------------------------------------------------ content hashes
+
+    def content_hash(self, path: str | os.PathLike[str]) -> str:
+        """SHA-256 of a file's bytes, remembered per (path, size, mtime) in ``hashes.json``."""
+        p = Path(path)
+        try:
+            st = p.stat()
+        except FileNotFoundError as e:
+            raise InputError(f"{p}: file not found; check the path (quote it if it has spaces)") from e
+        absolute = str(p.resolve())
+        memo = _read_json(self.root / "hashes.json", {})
+        hit = memo.get(absolute) if isinstance(memo, dict) else None
+        if isinstance(hit, list) and len(hit) == 3 and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return str(hit[2])
+        h = hashlib.sha256()
+        try:
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError as e:
+            raise InputError(f"{p}: cannot read the file ({e.strerror}); check its permissions") from e
+        digest = h.hexdigest()
+        with self._lock():
+            memo = _read_json(self.root / "hashes.json", {})
+            memo = memo if isinstance(memo, dict) else {}
+            memo[absolute] = [st.st_size, st.st_mtime_ns, digest]
+            atomic_write_json(self.root / "hashes.json", memo)
+        return digest
+
+    @staticmethod
+    def make_key(content_sha256: str, fingerprint: str, transcript: str | None = None) -> str:
+        """The entry key: content hash + config fingerprint (+ the given transcript)."""
+        t = "-" if transcript is None else hashlib.sha256(transcript.encode("utf-8")).hexdigest()
+        return hashlib.sha256(f"{content_sha256}|{fingerprint}|{t}".encode()).hexdigest()[:40]
+
+    # ------------------------------------------------------------------ entries
+
+    def entry_dir(self, key: str) -> Path:
+        return self.root / "entries" / key[:2] / key
+
+    def has(self, key: str) -> bool:
+        d = self.entry_dir(key)
+        return (d / "meta.json").is_file() and (d / "features.safetensors").is_file()
+
+    def get(self, key: str) -> CacheEntry | None:
+        """The entry, or None when absent (a damaged entry is removed and counts as absent)."""
+        d = self.entry_dir(key)
+        if not d.exists():
+            return None
+        e = self._load_dir(d)
+        if e is None:
+            shutil.rmtree(d, ignore_errors=True)
+            self._update_index(drop=[key])
+            return None
+        e.from_cache = True
+        return e
+
+    def _load_dir(self, d: Path) -> CacheEntry | None:
+        try:
+            from safetensors.numpy import load_file
+
+            with open(d / "meta.json", encoding="utf-8") as f:
+                m = json.load(f)
+            arrays = load_file(str(d / "features.safetensors"))
+            return CacheEntry(
+                key=m["key"], source_path=m["source_path"], duration=float(m["duration"]),
+                audio=arrays["audio"], audio_names=list(m["audio_names"]), audio_times=arrays["audio_times"],
+                vision=arrays["vision"], vision_names=list(m["vision_names"]),
+                vision_times=arrays["vision_times"], transcript=m["transcript"], words=list(m["words"]),
+                face_share=float(m["face_share"]), warnings=list(m["warnings"]), meta=dict(m["meta"]),
+                clip_id=m.get("clip_id", ""), content_sha256=m.get("content_sha256", ""),
+                token_ids=list(m.get("token_ids", [])),
+            )
+        except (OSError, KeyError, ValueError, TypeError, Exception):  # noqa: BLE001 - damaged entry
+            return None
+
+    def put(self, entry: CacheEntry) -> CacheEntry:
+        """Store an entry atomically (an existing one with the same key is kept) and index it."""
+        from safetensors.numpy import save_file
+
+        final = self.entry_dir(entry.key)
+        tmp = self.root / "tmp" / f"{entry.key}.{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        try:
+            header = {
+                "format": str(CACHE_FORMAT), "key": entry.key,
+                "audio_names": json.dumps(entry.audio_names), "vision_names": json.dumps(entry.vision_names),
+            }
+            save_file(
+                {
+                    "audio": np.ascontiguousarray(entry.audio, dtype=np.float32),
+                    "audio_times": np.ascontiguousarray(entry.audio_times, dtype=np.float64),
+                    "vision": np.ascontiguousarray(entry.vision, dtype=np.float32),
+                    "vision_times": np.ascontiguousarray(entry.vision_times, dtype=np.float64),
+                },
+                str(tmp / "features.safetensors"), metadata=header,
+            )
+            meta = {
+                "format": CACHE_FORMAT, "key": entry.key, "source_path": entry.source_path,
+                "clip_id": entry.clip_id, "content_sha256": entry.content_sha256, "duration": entry.duration,
+                "audio_names": entry.audio_names, "vision_names": entry.vision_names,
+                "audio_shape": list(entry.audio.shape), "vision_shape": list(entry.vision.shape),
+                "transcript": entry.transcript, "words": entry.words, "token_ids": entry.token_ids,
+                "face_share": entry.face_share, "warnings": entry.warnings, "meta": entry.meta,
+            }
+            with open(tmp / "meta.json", "w", encoding="utf-8") as f:
+                json.dump(meta, f, indent=1, ensure_ascii=False)
+                f.flush()
+                os.fsync(f.fileno())
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not self.has(entry.key):  # not a concurrent writer of the same entry
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        self._update_index(add={entry.key: entry.summary()})
+        return entry
+
+    def remove(self, key: str) -> None:
+        shutil.rmtree(self.entry_dir(key), ignore_errors=True)
+        self._update_index(drop=[key])
+
+    def keys(self, fingerprint: str | None = None) -> list[str]:
+        return [k for k, v in self.index().items() if fingerprint is None or v.get("fingerprint") == fingerprint]
+
+    def entries(self, fingerprint: str | None = None) -> list[CacheEntry]:
+        """Every entry in the index (optionally only one configuration's), loaded."""
+        out = []
+        for k in self.keys(fingerprint):
+            e = self.get(k)
+            if e is not None:
+                out.append(e)
+        return out
+
+    def clean_tmp(self, older_than_s: float = 3600.0) -> None:
+        """Remove leftovers of interrupted writes."""
+        now = time.time()
+        for d in (self.root / "tmp").iterdir():
+            with contextlib.suppress(OSError):
+                if now - d.stat().st_mtime > older_than_s:
+                    shutil.rmtree(d, ignore_errors=True)
+
+
+def entries_to_corpus(
+    entries: Iterable[CacheEntry],
+    labels: dict[str, float] | None = None,
+    splits: dict[str, str] | None = None,
+    source: str = "feature cache",
+) -> Corpus:
+    """A :class:`~pipeline.data.Corpus` of cached entries (text = transcript).
+
+    ``labels`` and ``splits`` map a clip id (``entry.clip_id``, else the file name stem) to a
+    label and a split; clips without one get ``None`` and ``"test"``. All entries must come
+    from one extract configuration (same column names).
+    """
+    clips: list[Clip] = []
+    audio_names: list[str] | None = None
+    vision_names: list[str] | None = None
+    for e in entries:
+        if audio_names is None:
+            audio_names, vision_names = list(e.audio_names), list(e.vision_names)
+        elif e.audio_names != audio_names or e.vision_names != vision_names:
+            raise ConfigError(
+                f"{e.source_path}: its features have other columns than the first clip's; the entries "
+                "come from different extract configurations; extract them all with one config"
+            )
+        cid = e.clip_id or Path(e.source_path).stem
+        clips.append(Clip(
+            clip_id=cid, text=e.transcript,
+            label=None if labels is None or cid not in labels else float(labels[cid]),
+            split=(splits or {}).get(cid, "test"),
+            audio=e.audio if e.audio_names else None,
+            vision=e.vision if e.vision_names else None,
+            meta={"face_share": e.face_share, "warnings": list(e.warnings), "path": e.source_path,
+                  "key": e.key, "words": e.words, "duration": e.duration},
+        ))
+    return Corpus(clips=clips, audio_names=audio_names or [], vision_names=vision_names or [], source=source)
