@@ -464,16 +464,22 @@ def list_videos(folder: str | os.PathLike[str]) -> list[Path]:
     return out
 
 
-def read_mmsa_fet_corpus(label_csv: str | os.PathLike[str]) -> list[CorpusItem]:
+def read_mmsa_fet_corpus(label_csv: str | os.PathLike[str],
+                         raw_dir: str | os.PathLike[str] | None = None) -> list[CorpusItem]:
     """Items of an MMSA-FET corpus: ``label.csv`` next to ``Raw/<video_id>/<clip_id>.<ext>``.
 
-    A clip whose file is missing keeps the ``.mp4`` path; extracting it reports the missing
-    file. Empty ``text`` means "no transcript": speech recognition runs for that clip.
+    ``raw_dir`` names the folder holding ``Raw/`` (or the ``Raw`` folder itself) when it is
+    not next to the label file. A clip whose file is missing keeps the ``.mp4`` path;
+    extracting it reports the missing file. Empty ``text`` means "no transcript": speech
+    recognition runs for that clip.
     """
     path = Path(label_csv)
     if not path.is_file():
         raise InputError(f"{path}: label file not found; give the path of an MMSA-FET label.csv")
-    raw = path.parent / "Raw"
+    base = Path(raw_dir) if raw_dir else path.parent
+    raw = base / "Raw" if (base / "Raw").is_dir() or not raw_dir else base
+    if raw_dir and not raw.is_dir():
+        raise InputError(f"{raw_dir}: folder not found; give the folder that holds Raw/<video_id>/<clip_id>.<ext>")
     items: list[CorpusItem] = []
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
@@ -759,3 +765,38 @@ def corpus_from_batch(items: Sequence[Any], report: BatchReport, cache: FeatureC
         if mode:
             splits[it.clip_id] = str(mode)
     return entries_to_corpus(entries, labels or None, splits or None, source=str(cache.root))
+
+
+def default_cache_dir() -> Path:
+    """``$SENBERT_CACHE``, else ``$SENBERT_HOME/features`` (``~/.cache/senbert/features``)."""
+    from extractors.assets import senbert_home
+
+    env = os.environ.get("SENBERT_CACHE")
+    return Path(env).expanduser() if env else senbert_home() / "features"
+
+
+def corpus_from_videos(
+    label_csv: str | os.PathLike[str],
+    raw_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    extract_config: str | os.PathLike[str] | ExtractConfig | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> Corpus:
+    """Extract (or load from the cache) every clip of an MMSA-FET corpus; a labelled Corpus.
+
+    Clips that fail are left out with a warning naming the errors file; when none succeed,
+    :class:`InputError` lists the first failures.
+    """
+    items = read_mmsa_fet_corpus(label_csv, raw_dir)
+    cfg = extract_config if isinstance(extract_config, ExtractConfig) else load_extract_config(extract_config)
+    cache = FeatureCache(cache_dir or default_cache_dir())
+    report = extract_batch(items, cfg, cache, workers=workers, progress=progress, load_entries=False)
+    if report.failed:
+        if len(report.failed) == len(items):
+            first = "; ".join(m for _, m in report.failed[:3])
+            raise InputError(f"{label_csv}: no clip could be extracted ({len(items)} failed, see "
+                             f"{report.errors_path}): {first}")
+        log.warning("%d of %d clips failed and are left out; see %s", len(report.failed), len(items),
+                    report.errors_path)
+    return corpus_from_batch(items, report, cache)
