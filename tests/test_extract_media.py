@@ -1,0 +1,108 @@
+"""Media layer: probing, audio decoding, streamed frames, and the bad inputs of issue 3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from extractors.media import (
+    MediaSettings,
+    find_ffmpeg,
+    open_media,
+    output_size,
+    peak_dbfs,
+    probe,
+)
+from pipeline.errors import InputError, MediaError
+from tests.extract_fixtures import GRID_CLIPS, bad_inputs, unicode_copy  # noqa: F401 - fixture
+
+SETTINGS = MediaSettings()
+
+
+def test_ffmpeg_binary_comes_from_the_pip_package() -> None:
+    binary = find_ffmpeg("auto")
+    assert "imageio_ffmpeg" in binary
+    assert Path(binary).is_file()
+
+
+def test_probe_grid_clip() -> None:
+    info = probe(GRID_CLIPS[0])
+    assert info.has_video and info.has_audio
+    assert info.duration == pytest.approx(2.98, abs=0.05)
+    assert (info.video.width, info.video.height) == (360, 288)
+    assert info.video.fps == pytest.approx(25.0)
+    assert info.audio.sample_rate == 44100
+
+
+def test_audio_decodes_to_16k_mono_matching_duration() -> None:
+    media = open_media(GRID_CLIPS[0], SETTINGS, need_audio=True, need_video=True)
+    assert media.audio is not None and media.audio.dtype == np.float32 and media.audio.ndim == 1
+    assert media.audio.size / 16000 == pytest.approx(media.duration, abs=0.05)
+    assert peak_dbfs(media.audio) > -30
+
+
+def test_frames_are_streamed_at_the_requested_rate_and_size() -> None:
+    media = open_media(GRID_CLIPS[0], SETTINGS, need_audio=False, need_video=True)
+    frames = media.frames(fps=5, max_side=180)
+    first = next(frames)
+    assert first.rgb.shape == (144, 180, 3) and first.rgb.dtype == np.uint8
+    rest = list(frames)
+    times = [first.time] + [f.time for f in rest]
+    assert np.all(np.diff(times) > 0)
+    assert len(times) == pytest.approx(5 * media.duration, abs=1.5)
+    assert media.warnings == []
+
+
+def test_output_size_keeps_aspect_and_never_upscales() -> None:
+    assert output_size(1920, 1080, 640) == (640, 360)
+    assert output_size(360, 288, 640) == (360, 288)
+    assert output_size(360, 288, 0) == (360, 288)
+
+
+def test_path_with_spaces_and_non_ascii(tmp_path: Path) -> None:
+    p = unicode_copy(tmp_path)
+    media = open_media(p, SETTINGS, need_audio=True, need_video=True)
+    assert media.audio is not None and media.audio.size > 16000
+    assert sum(1 for _ in media.frames(5, 320)) > 10
+
+
+@pytest.mark.parametrize(
+    ("case", "exc", "words"),
+    [
+        ("zero_byte", MediaError, "empty (0 bytes)"),
+        ("not_media", MediaError, "not a media file"),
+        ("truncated_mp4", MediaError, "truncated"),
+        ("no_audio", MediaError, "no audio stream"),
+        ("no_video", MediaError, "no video stream"),
+        ("silence", MediaError, "silent"),
+        ("missing", InputError, "file not found"),
+    ],
+)
+def test_bad_input_raises_a_clear_error_naming_the_file(
+    bad_inputs: dict[str, Path], case: str, exc: type, words: str  # noqa: F811
+) -> None:
+    path = bad_inputs[case]
+    with pytest.raises(exc) as err:
+        open_media(path, SETTINGS, need_audio=True, need_video=True)
+    msg = str(err.value)
+    assert str(path) in msg and words in msg
+
+
+def test_truncated_mpeg_is_detected_while_decoding(bad_inputs: dict[str, Path]) -> None:  # noqa: F811
+    path = bad_inputs["truncated_mpg"]
+    media = open_media(path, SETTINGS, need_audio=True, need_video=True)
+    with pytest.raises(MediaError) as err:
+        list(media.frames(5, 320))
+    assert str(path) in str(err.value) and "damaged or truncated" in str(err.value)
+    # with on_damage: warn the frames that decode are kept and the damage is recorded
+    lenient = open_media(path, MediaSettings(on_damage="warn"), need_audio=True, need_video=True)
+    assert len(list(lenient.frames(5, 320))) > 3
+    assert any("damaged" in w for w in lenient.warnings)
+
+
+def test_silence_can_be_kept_with_a_warning(bad_inputs: dict[str, Path]) -> None:  # noqa: F811
+    media = open_media(bad_inputs["silence"], MediaSettings(on_silence="warn"), need_audio=True, need_video=True)
+    assert media.audio is not None and peak_dbfs(media.audio) == -np.inf
+    assert any("silent" in w for w in media.warnings)
