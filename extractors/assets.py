@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -252,7 +253,7 @@ def resolve_whisper_model(spec: str | None = None, allow_download: bool = False,
                 raise AssetError(f"Whisper model folder {p} (config asr.model) has no model.bin; {HOW_WHISPER}")
             digest = sha256_file(p / "model.bin")
             res = ResolvedAsset("whisper", str(p), digest, "explicit", digest == WHISPER_BASE_FILES["model.bin"])
-        elif spec in OFFICIAL_WHISPER_NAMES or "/" in spec and not p.exists():
+        elif spec in OFFICIAL_WHISPER_NAMES or re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", spec):
             if not allow_download:
                 raise AssetError(
                     f"asr.model {spec!r} names an online model, and downloads are off; set "
