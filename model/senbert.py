@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.config import ModelConfig
@@ -75,6 +76,37 @@ class TemporalConv(nn.Module):
         return y, new_mask
 
 
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention of eq. (5): queries from X_alpha, keys and values from X_beta.
+
+    Q_alpha = X_alpha W_Q, K_beta = X_beta W_K, V_beta = X_beta W_V, one softmax per head, the
+    heads concatenated and projected by W_o. Computed with ``scaled_dot_product_attention``
+    (a fused kernel: the (T_alpha x T_beta) weights are not kept in memory for backward).
+    """
+
+    def __init__(self, d: int, heads: int, attn_dropout: float) -> None:
+        super().__init__()
+        self.heads, self.d_k = heads, d // heads
+        self.w_q = nn.Linear(d, d)
+        self.w_k = nn.Linear(d, d)
+        self.w_v = nn.Linear(d, d)
+        self.w_o = nn.Linear(d, d)
+        self.attn_dropout = attn_dropout
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.heads, self.d_k).transpose(1, 2)  # (B, h, T, d_k)
+
+    def forward(self, x_alpha: Tensor, x_beta: Tensor, mask_beta: Tensor) -> Tensor:
+        q, k, v = self._split(self.w_q(x_alpha)), self._split(self.w_k(x_beta)), self._split(self.w_v(x_beta))
+        # padded beta steps are excluded from every softmax (mask True = may be attended to)
+        attn_mask = mask_beta[:, None, None, :]
+        drop = self.attn_dropout if self.training else 0.0
+        heads = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
+        b, _, t, _ = heads.shape
+        return self.w_o(heads.transpose(1, 2).reshape(b, t, self.heads * self.d_k))
+
+
 class MAU(nn.Module):
     """Multi-Head Attention Unit, eq. (5) and Fig. 2(d).
 
@@ -86,18 +118,17 @@ class MAU(nn.Module):
 
     def __init__(self, d: int, heads: int, ffn_mult: int, dropout: float, attn_dropout: float) -> None:
         super().__init__()
-        self.attn = nn.MultiheadAttention(d, heads, dropout=attn_dropout, batch_first=True)
+        self.attn = MultiHeadAttention(d, heads, attn_dropout)
         self.norm1 = nn.LayerNorm(d)
-        self.ffn = nn.Sequential(
-            nn.Linear(d, d * ffn_mult), nn.GELU(), nn.Dropout(dropout), nn.Linear(d * ffn_mult, d)
-        )
+        # Dropout on each sub-layer's output (as in the original Transformer), not on the wide
+        # hidden layer of the feed-forward: that one doubled the cost of dropout on the CPU.
+        self.ffn = nn.Sequential(nn.Linear(d, d * ffn_mult), nn.GELU(), nn.Linear(d * ffn_mult, d))
         self.norm2 = nn.LayerNorm(d)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x_alpha: Tensor, mask_alpha: Tensor, x_beta: Tensor, mask_beta: Tensor) -> Tensor:
         # (B, T_alpha, d) attends to (B, T_beta, d); padded beta steps are never attended to.
-        attended, _ = self.attn(x_alpha, x_beta, x_beta, key_padding_mask=~mask_beta, need_weights=False)
-        h = self.norm1(x_alpha + self.drop(attended))
+        h = self.norm1(x_alpha + self.drop(self.attn(x_alpha, x_beta, mask_beta)))
         h = self.norm2(h + self.drop(self.ffn(h)))
         return h * mask_alpha.unsqueeze(-1).to(h.dtype)  # keep padded steps at exactly zero
 

@@ -52,7 +52,9 @@ class TrainConfig:
     max_seq_len: int = 0  # cap on audio/vision steps (0 = none)
     seed: int = 1
     num_threads: int = 0  # torch intra-op threads (0 = torch's default)
-    extra_train: list[str] = field(default_factory=list)  # extra training corpora (label.csv/pkl)
+    extra_train: list[str] = field(default_factory=list)  # extra training corpora (label.csv/pkl): their
+    #                                                        train split is added to the training set
+    init_from: str = ""  # a checkpoint (or run dir) whose matching weights initialise the model
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

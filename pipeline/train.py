@@ -156,6 +156,26 @@ def _layerwise_groups(model: SenBERT, cfg: TrainConfig) -> list[dict[str, Any]]:
             for d, ps in sorted(by_depth.items())]
 
 
+def init_weights(model: SenBERT, checkpoint: str | os.PathLike[str]) -> None:
+    """Initialise ``model`` with the weights of ``checkpoint`` whose names and shapes match
+    (e.g. the encoder and language head of a language-only model trained on another corpus)."""
+    from safetensors.torch import load_file
+
+    path = Path(checkpoint)
+    if (path / "checkpoint").is_dir():
+        path = path / "checkpoint"
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise InputError(f"init_from: {path} is not a SenBERT checkpoint (no model.safetensors)")
+    src = load_file(str(weights))
+    own = model.state_dict()
+    usable = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ConfigError(f"init_from: no weight of {weights} fits this model (another encoder?)")
+    model.load_state_dict(usable, strict=False)
+    log.info("initialised %d of %d tensors from %s", len(usable), len(own), weights)
+
+
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -234,8 +254,19 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
         encoder, tok, hidden = load_encoder(m.encoder, m.encoder_mode)
     model = SenBERT(m, encoder, hidden).to(dev)
     loss_fn = UncertaintyWeightedLoss(tasks_for(m)).to(dev)
+    if cfg.init_from:
+        init_weights(model, cfg.init_from)
 
     train_clips = corpus.split("train")
+    for extra in cfg.extra_train:
+        from pipeline.corpora import load_corpus
+
+        more = load_corpus(extra)
+        if m.uses_sense and (more.audio_names != corpus.audio_names or more.vision_names != corpus.vision_names):
+            raise ConfigError(f"extra corpus {extra} has other feature columns than {corpus.source}")
+        added = [c for c in more.split("train") if c.label is not None]
+        log.info("adding %d training clips from %s", len(added), extra)
+        train_clips = train_clips + added
     a_norm = v_norm = None
     if m.uses_sense:
         a_norm = Normalizer.fit((c.audio for c in train_clips), m.audio_dim)

