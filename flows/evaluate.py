@@ -1,0 +1,56 @@
+"""``evaluate``: the field's metrics of a checkpoint on a labelled corpus (an artifact).
+
+    prefect deployment run evaluate/default -p checkpoint=/abs/run/checkpoint \
+        -p data=/abs/corpus/label.csv -p split=test --watch
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.build_features import check_data, open_corpus
+from flows.common import load_extract, md_table, publish_markdown, publish_table, task_runner_from_env
+from pipeline.errors import InputError
+from pipeline.scoring import check_checkpoint
+
+METRICS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
+SPLITS = ("train", "valid", "test")
+
+
+@task(name="evaluate-checkpoint", cache_policy=NO_CACHE)
+def evaluate_task(checkpoint: str, corpus: Any, split: str) -> dict[str, float]:
+    from pipeline.predict import Predictor
+
+    return Predictor.load(checkpoint).evaluate(corpus, split=split)
+
+
+@flow(name="evaluate", task_runner=task_runner_from_env(), persist_result=False,
+      description="The field's metrics (MAE, Corr, Acc-7, Acc-2, F1) of a checkpoint on a labelled corpus split.")
+def evaluate_flow(checkpoint: str, data: str, split: str = "test", raw_dir: str | None = None,
+                  extract_config: str = "default", overrides: list[str] | None = None,
+                  cache_dir: str | None = None) -> dict[str, Any]:
+    """Evaluate a checkpoint.
+
+    Args:
+        checkpoint: a checkpoint folder (or the run folder holding ``checkpoint/``).
+        data: MMSA feature pickle (.pkl) or MMSA-FET label.csv (with videos: features built first).
+        split: train, valid or test.
+        raw_dir, extract_config, overrides, cache_dir: feature extraction, as build-features.
+    """
+    logger = get_run_logger()
+    ckpt = check_checkpoint(checkpoint)
+    data_path = check_data(data)
+    if split not in SPLITS:
+        raise InputError(f"parameter split={split!r}: choose one of {list(SPLITS)}")
+    load_extract(extract_config, overrides)
+    corpus = open_corpus(data_path, raw_dir, extract_config, overrides, cache_dir)
+    m = evaluate_task(str(ckpt), corpus, split)
+    row = {"split": split, "n": int(m.get("n", 0)), **{k: m.get(k) for k in METRICS}}
+    publish_table("evaluate-metrics", [row], f"{ckpt} on {data_path} ({split}, {row['n']} clips)")
+    publish_markdown("evaluate-summary", f"# evaluate\n\n{md_table([row], list(row))}\n\n- checkpoint: `{ckpt}`\n"
+                     f"- data: `{data_path}`\n", "Metrics of the checkpoint on the split")
+    logger.info("%s (%d clips): %s", split, row["n"], "  ".join(f"{k} {m[k]:.4f}" for k in METRICS if k in m))
+    return {"checkpoint": str(ckpt), "data": str(data_path), "split": split, "metrics": m}
