@@ -17,7 +17,9 @@ file, a required stream missing) raises :class:`~pipeline.errors.MediaError` or
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import re
 import shutil
 import subprocess
@@ -385,62 +387,133 @@ def effective_fps(info: MediaInfo, fps: float) -> float:
     return min(fps, info.video.fps) if info.video.fps > 0 else fps
 
 
+class FrameStream:
+    """RGB frames sampled at ``fps`` (at most the file's rate), scaled to ``max_side``, streamed.
+
+    ffmpeg starts when the stream is made; a reader thread keeps up to ``prefetch`` decoded
+    frames ready, so decoding overlaps with whatever consumes the frames (and a consumer can
+    set itself up, e.g. load a model, while ffmpeg starts). Frame ``i`` is at ``i / fps``
+    seconds. After the last frame, ffmpeg's exit status and messages are checked: a damaged
+    or truncated file raises MediaError (or adds to ``warnings`` with ``on_damage: warn``).
+    Only ``prefetch`` frames are ever held in memory.
+    """
+
+    def __init__(self, info: MediaInfo, settings: MediaSettings, fps: float, max_side: int,
+                 warnings: list[str], prefetch: int = 6) -> None:
+        if info.video is None:
+            raise MediaError(f"{info.path}: the file has no video stream (audio only); the visual "
+                             "extractor needs one (or disable it in the extract config)")
+        self.info, self.settings, self.warnings = info, settings, warnings
+        self.rate = effective_fps(info, fps)
+        self.width, self.height = output_size(info.video.width, info.video.height, max_side)
+        cmd = _ffmpeg_stream(
+            info.path, find_ffmpeg(settings.ffmpeg), format="rawvideo", pix_fmt="rgb24", an=None,
+            vf=f"fps={self.rate:.6f},scale={self.width}:{self.height}:flags=area",
+        )
+        self._frame_bytes = self.width * self.height * 3
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+        self._err: list[bytes] = []
+        self._index = 0
+        self._done = False
+        self._threads = [threading.Thread(target=self._read, daemon=True),
+                         threading.Thread(target=self._drain, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _drain(self) -> None:  # keep stderr flowing so a chatty decoder cannot block the pipe
+        assert self._proc.stderr is not None
+        for chunk in iter(lambda: self._proc.stderr.read(4096), b""):  # type: ignore[union-attr]
+            self._err.append(chunk)
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        try:
+            while not self._stop.is_set():
+                buf = self._proc.stdout.read(self._frame_bytes)
+                if len(buf) < self._frame_bytes:
+                    break
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(buf, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        finally:
+            while True:  # the end marker must get through, unless the consumer left
+                try:
+                    self._queue.put(None, timeout=0.1)
+                    break
+                except queue.Full:
+                    if self._stop.is_set():
+                        break
+
+    def __iter__(self) -> FrameStream:
+        return self
+
+    def __next__(self) -> Frame:
+        if self._done:
+            raise StopIteration
+        buf = self._queue.get()
+        if buf is None:
+            self._finish()
+            raise StopIteration
+        rgb = np.frombuffer(buf, dtype=np.uint8).reshape(self.height, self.width, 3)
+        frame = Frame(index=self._index, time=self._index / self.rate, rgb=rgb)
+        self._index += 1
+        return frame
+
+    def _finish(self) -> None:
+        self._done = True
+        rc = self._proc.wait(timeout=60)
+        for t in self._threads:
+            t.join(timeout=5)
+        self._close_pipes()
+        stderr = b"".join(self._err).decode("utf-8", "replace")
+        if rc != 0:
+            first = next((ln for ln in stderr.splitlines() if ln.strip()), f"exit status {rc}")
+            raise MediaError(f"{self.info.path}: ffmpeg could not decode the video ({first}); re-encode the file")
+        self.warnings.extend(_check_damage(self.info, stderr, self.settings, "video"))
+        if self._index == 0:
+            raise MediaError(f"{self.info.path}: the video stream decodes to no frames; the file is damaged "
+                             "or truncated; re-encode or re-download it")
+
+    def _close_pipes(self) -> None:
+        for pipe in (self._proc.stdout, self._proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+    def close(self) -> None:
+        """Stop early: end ffmpeg and the reader (idempotent)."""
+        self._stop.set()
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        for t in self._threads:
+            t.join(timeout=5)
+        self._close_pipes()
+        self._done = True
+
+    def __enter__(self) -> FrameStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            if not self._done:
+                self.close()
+
+
 def iter_frames(
     info: MediaInfo, settings: MediaSettings, fps: float, max_side: int, warnings: list[str]
 ) -> Iterator[Frame]:
-    """Stream RGB frames sampled at ``fps`` (at most the file's rate), scaled to ``max_side``.
-
-    Frame ``i`` is at ``i / fps`` seconds. Frames are read from an ffmpeg pipe one at a time.
-    After the last frame, ffmpeg's exit status and messages are checked: a damaged or
-    truncated file raises MediaError (or adds to ``warnings`` with ``on_damage: warn``).
-    """
-    if info.video is None:
-        raise MediaError(f"{info.path}: the file has no video stream (audio only); the visual "
-                         "extractor needs one (or disable it in the extract config)")
-    binary = find_ffmpeg(settings.ffmpeg)
-    rate = effective_fps(info, fps)
-    w, h = output_size(info.video.width, info.video.height, max_side)
-    cmd = _ffmpeg_stream(
-        info.path, binary, format="rawvideo", pix_fmt="rgb24", an=None,
-        vf=f"fps={rate:.6f},scale={w}:{h}:flags=area",
-    )
-    frame_bytes = w * h * 3
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes * 2)
-    err_chunks: list[bytes] = []
-
-    def drain() -> None:  # keep stderr flowing so a chatty decoder cannot block the pipe
-        assert proc.stderr is not None
-        for chunk in iter(lambda: proc.stderr.read(4096), b""):  # type: ignore[union-attr]
-            err_chunks.append(chunk)
-
-    t = threading.Thread(target=drain, daemon=True)
-    t.start()
-    index = 0
-    try:
-        assert proc.stdout is not None
-        while True:
-            buf = proc.stdout.read(frame_bytes)
-            if not buf or len(buf) < frame_bytes:
-                break
-            rgb = np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
-            yield Frame(index=index, time=index / rate, rgb=rgb)
-            index += 1
-        rc = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        t.join(timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
-    stderr = b"".join(err_chunks).decode("utf-8", "replace")
-    if rc != 0:
-        first = next((ln for ln in stderr.splitlines() if ln.strip()), f"exit status {rc}")
-        raise MediaError(f"{info.path}: ffmpeg could not decode the video ({first}); re-encode the file")
-    warnings.extend(_check_damage(info, stderr, settings, "video"))
-    if index == 0:
-        raise MediaError(f"{info.path}: the video stream decodes to no frames; the file is damaged or "
-                         "truncated; re-encode or re-download it")
+    """Frames of ``info`` as a generator (see :class:`FrameStream`)."""
+    with FrameStream(info, settings, fps, max_side, warnings) as stream:
+        yield from stream
 
 
 @dataclass
@@ -467,8 +540,9 @@ class DecodedMedia:
             return self.info.duration
         return 0.0 if self.audio is None else self.audio.size / self.sample_rate
 
-    def frames(self, fps: float, max_side: int) -> Iterator[Frame]:
-        return iter_frames(self.info, self.settings, fps, max_side, self.warnings)
+    def frames(self, fps: float, max_side: int) -> FrameStream:
+        """A new stream of frames (ffmpeg starts now; iterate it, or close() it)."""
+        return FrameStream(self.info, self.settings, fps, max_side, self.warnings)
 
 
 def open_media(

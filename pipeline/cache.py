@@ -34,12 +34,14 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.data import Clip, Corpus
 from pipeline.errors import ConfigError, InputError
+
+if TYPE_CHECKING:  # pipeline.data imports torch: not needed to extract, so not imported here
+    from pipeline.data import Corpus
 
 CACHE_FORMAT = 1
 
@@ -333,6 +335,8 @@ def entries_to_corpus(
     label and a split; clips without one get ``None`` and ``"test"``. All entries must come
     from one extract configuration (same column names).
     """
+    from pipeline.data import Clip, Corpus
+
     clips: list[Clip] = []
     audio_names: list[str] | None = None
     vision_names: list[str] | None = None

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_hints
 
 import numpy as np
 
@@ -36,8 +36,10 @@ from extractors.registry import FeatureSequence, available
 from extractors.transcript import AsrSettings, set_thread_budget
 from extractors.visual import VisualSettings
 from pipeline.cache import CACHE_FORMAT, CacheEntry, FeatureCache, atomic_write_json, entries_to_corpus
-from pipeline.data import Corpus
 from pipeline.errors import ConfigError, InputError, SenbertError
+
+if TYPE_CHECKING:
+    from pipeline.data import Corpus
 
 log = logging.getLogger(__name__)
 
@@ -543,6 +545,7 @@ class BatchReport:
     wall_seconds: float = 0.0
     entries: list[CacheEntry] = field(default_factory=list)  # succeeded clips, input order
     keys: list[str | None] = field(default_factory=list)  # per input item; None when failed
+    finished_at: list[float | None] = field(default_factory=list)  # seconds after the start, per item
     stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over new clips
     errors_path: str = ""
     workers: int = 1
@@ -665,6 +668,7 @@ def extract_batch(
     workers = max(1, int(workers))
     report = BatchReport(workers=workers)
     report.keys = [None] * len(batch)
+    report.finished_at = [None] * len(batch)
     epath = Path(errors_path) if errors_path else default_errors_path(cache, config)
     report.errors_path = str(epath)
     failures: list[tuple[int, str]] = []
@@ -676,6 +680,7 @@ def extract_batch(
     def record(i: int, key: str, duration: float, from_cache: bool, timings: dict[str, float],
                entry: CacheEntry | None) -> None:
         report.keys[i] = key
+        report.finished_at[i] = time.perf_counter() - t0
         report.seconds_of_video += duration
         if from_cache:
             report.cached += 1
