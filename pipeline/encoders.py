@@ -12,20 +12,15 @@ Resolution order (the project's rule for every asset):
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from extractors.assets import senbert_home
+from extractors.assets import verify_sha256 as _verify
 from pipeline.errors import AssetError
-
-
-def senbert_home() -> Path:
-    """Where joined/unpacked assets live: ``$SENBERT_HOME`` or ``~/.cache/senbert``."""
-    return Path(os.environ.get("SENBERT_HOME", Path.home() / ".cache" / "senbert"))
 
 
 @dataclass(frozen=True)
@@ -53,33 +48,9 @@ for _e in (MINILM, MPNET):
     for _a in _e.aliases:
         PACKAGED[_a] = _e
 
-_verified: set[tuple[str, int, float]] = set()
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_sha256(path: Path, expected: str, what: str) -> None:
-    """Check a weight file's SHA-256 once per process (keyed by path, size and mtime)."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime)
-    if key in _verified:
-        return
-    got = sha256_file(path)
-    if got != expected:
-        raise AssetError(
-            f"{what}: {path} has SHA-256 {got}, expected {expected}. The file is corrupt or not the "
-            "pinned release; reinstall it (`senbert assets install`)."
-        )
-    _verified.add(key)
+    """Check a weight file's SHA-256 (memoised per process on path, size and mtime)."""
+    _verify(path, expected, what, "reinstall it (`senbert assets install`)")
 
 
 def _site_dir(module: str) -> Path | None:
