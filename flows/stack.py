@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -274,6 +275,14 @@ class LocalStack:
             cmd += ["--watch", "--watch-interval", str(watch_interval)]
         return cmd
 
+    def shown_command(self, flow: str, params: Mapping[str, Any]) -> str:
+        """The same command as a user would type it (``-p videos=/abs/path``, ``--watch``)."""
+        parts = ["prefect", "deployment", "run", f"{flow}/{self.name}"]
+        for k, v in params.items():
+            plain = isinstance(v, str) and '"' not in v and not _parses_as_json(v)
+            parts += ["-p", f"{k}={v if plain else json.dumps(v)}"]
+        return shlex.join([*parts, "--watch"])
+
     def run_deployment(self, flow: str, params: Mapping[str, Any], watch: bool = True, timeout: float = 600,
                        capture: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a deployment through the Prefect CLI (and wait for it with ``--watch``)."""
@@ -306,6 +315,14 @@ class LocalStack:
             "",
             "Ctrl-C stops the serving process, then the server.",
         ])
+
+
+def _parses_as_json(v: str) -> bool:
+    try:
+        json.loads(v)
+    except ValueError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
