@@ -91,7 +91,10 @@ def child(args: argparse.Namespace) -> None:
         steady = secs / (done[-1][0] - t0)
     elif args.workers == 1 and done:
         steady = report.seconds_extracted / wall_batch
+    cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
     out = {
+        "cpu_s": cpu, "load_avg": os.getloadavg()[0],
         "workers": args.workers, "clips": len(clips), "failed": report.failed,
         "video_s": report.seconds_extracted, "wall_batch_s": wall_batch, "warm_up_s": t_warm,
         "wall_process_s": time.perf_counter() - t_start,
@@ -180,6 +183,9 @@ def main() -> None:
                  " (includes worker start-up and model loads)"))
         if r["steady_x"]:
             print(f"steady state: {r['steady_x']:.2f}x real time")
+        print(f"CPU time (all processes): {r['cpu_s']:.1f} s = {r['cpu_s'] / r['video_s']:.3f} CPU s per video s; "
+              f"on {os.cpu_count()} otherwise idle cores at most {os.cpu_count() * r['video_s'] / r['cpu_s']:.1f}x "
+              f"real time (load average during the run: {r['load_avg']:.1f})")
         print("per stage (video s per stage s, summed over clips):")
         for stage in ("decode_audio", "acoustic", "asr", "visual", "write", "total"):
             if st.get(stage):

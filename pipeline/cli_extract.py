@@ -37,7 +37,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. visual.fps=5 (repeatable)")
     p.add_argument("--cache", help="feature cache folder (default: $SENBERT_CACHE or $SENBERT_HOME/features)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1; 2 on a 2-core machine)")
+    p.add_argument("--workers", default="auto",
+                   help="worker processes, or auto (default): one per core when there are enough clips")
     p.add_argument("--transcript", help="the transcript of a single video (no speech recognition then)")
     p.add_argument("--raw-dir", help="folder holding Raw/ for a label.csv kept elsewhere")
     p.add_argument("--errors", help="errors file (default: <cache>/errors-<config>.json)")
@@ -93,7 +94,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def _extract(args: argparse.Namespace) -> int:
     from pipeline.cache import FeatureCache
-    from pipeline.extract import default_cache_dir, default_errors_path, extract_batch, load_extract_config, read_errors
+    from pipeline.extract import (
+        default_cache_dir,
+        default_errors_path,
+        extract_batch,
+        load_extract_config,
+        read_errors,
+        resolve_workers,
+    )
 
     config = load_extract_config(args.config, overrides=args.set)
     cache = FeatureCache(args.cache or default_cache_dir())
@@ -116,7 +124,8 @@ def _extract(args: argparse.Namespace) -> int:
         raise InputError("no clips to extract")
     print(f"extracting {len(items)} clip(s) with config {config.name!r} ({config.fingerprint()}) "
           f"into {cache.root}", file=sys.stderr)
-    report = extract_batch(items, config, cache, workers=args.workers, progress=not args.quiet,
+    report = extract_batch(items, config, cache, workers=resolve_workers(args.workers, len(items)),
+                           progress=not args.quiet,
                            errors_path=errors_path, load_entries=False)
     print(report.summary())
     if args.json:

@@ -377,6 +377,24 @@ def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = N
     return fields, timings
 
 
+def cached_entry(path: str | os.PathLike[str], config: ExtractConfig, cache: FeatureCache,
+                 transcript: str | None = None, clip_id: str | None = None) -> CacheEntry | None:
+    """The cached entry of ``path`` under ``config``, or None; InputError when the file is missing."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: file not found; check the path (quote it if it has spaces)")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder; pass it to extract_batch(list_videos(folder)) instead")
+    if transcript is not None and not transcript.strip():
+        transcript = None
+    key = cache.make_key(cache.content_hash(p), config.fingerprint(), transcript)
+    hit = cache.get(key)
+    if hit is not None:
+        hit.clip_id = clip_id or hit.clip_id or p.stem
+        hit.source_path = str(p)
+    return hit
+
+
 def extract_clip(path: str | os.PathLike[str], config: ExtractConfig, cache: FeatureCache,
                  transcript: str | None = None, clip_id: str | None = None) -> CacheEntry:
     """Features of one file: from the cache when present, else extracted and cached.
@@ -384,20 +402,14 @@ def extract_clip(path: str | os.PathLike[str], config: ExtractConfig, cache: Fea
     Raises a :class:`~pipeline.errors.SenbertError` subclass naming the file on bad input.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: file not found; check the path (quote it if it has spaces)")
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder; pass it to extract_batch(list_videos(folder)) instead")
+    hit = cached_entry(p, config, cache, transcript, clip_id)
+    if hit is not None:
+        return hit
     if transcript is not None and not transcript.strip():
         transcript = None  # an empty given transcript counts as none: recognise the speech
     content = cache.content_hash(p)
     fp = config.fingerprint()
     key = cache.make_key(content, fp, transcript)
-    hit = cache.get(key)
-    if hit is not None:
-        hit.clip_id = clip_id or hit.clip_id or p.stem
-        hit.source_path = str(p)
-        return hit
     t0 = time.perf_counter()
     try:
         fields, timings = run_extractors(p, config, transcript)
@@ -619,6 +631,22 @@ def _message(item: BatchItem, err: BaseException) -> str:
     return f"{item.path}: unexpected {tb}; this is likely a bug, please report it"
 
 
+def resolve_workers(spec: int | str, n_items: int) -> int:
+    """``auto``: one process per core, when the batch is long enough to pay for starting them
+    (a worker loads every model first, several seconds); else the number given."""
+    if isinstance(spec, str):
+        if spec.strip().lower() != "auto":
+            try:
+                spec = int(spec)
+            except ValueError:
+                raise ConfigError(f"--workers must be a number or 'auto', got {spec!r}") from None
+        else:
+            return max(1, min(os.cpu_count() or 1, n_items // 6))
+    if spec < 1:
+        raise ConfigError(f"--workers must be at least 1, got {spec}")
+    return int(spec)
+
+
 def default_errors_path(cache: FeatureCache, config: ExtractConfig) -> Path:
     return cache.root / f"errors-{config.name}.json"
 
@@ -699,9 +727,24 @@ def extract_batch(
         failures.append((i, msg))
         bar.set_postfix(failed=len(failures))
 
-    if workers == 1 or len(batch) <= 1:
+    todo: list[int] = []  # the parent serves cache hits; only misses go to the extractors
+    for i, it in enumerate(batch):
+        try:
+            hit = cached_entry(it.path, config, cache, it.transcript, it.clip_id)
+        except Exception as err:  # noqa: BLE001 - e.g. a missing file: recorded, the batch goes on
+            fail(i, _message(it, err))
+            bar.update(1)
+            continue
+        if hit is None:
+            todo.append(i)
+        else:
+            record(i, hit.key, hit.duration, True, {}, hit)
+            bar.update(1)
+
+    if workers == 1 or len(todo) <= 1:
         set_thread_budget(0)
-        for i, it in enumerate(batch):
+        for i in todo:
+            it = batch[i]
             try:
                 e = extract_clip(it.path, config, cache, it.transcript, it.clip_id)
                 record(i, e.key, e.duration, e.from_cache, dict(e.meta.get("timings", {})), e)
@@ -714,7 +757,7 @@ def extract_batch(
         from concurrent.futures.process import BrokenProcessPool
 
         threads = max(1, (os.cpu_count() or 1) // workers)
-        pending = list(range(len(batch)))
+        pending = list(todo)
         attempts = dict.fromkeys(pending, 0)
         while pending:
             retry: list[int] = []
