@@ -1,0 +1,197 @@
+"""Batch scoring (pipeline/scoring.py) and ``senbert score``, without Prefect.
+
+Real components: a tiny language-only checkpoint trained here, real cache entries, and the
+GRID clips of tests/fixtures/grid (CC BY 4.0) through the real extractors.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.cache import CacheEntry, FeatureCache
+from pipeline.errors import InputError
+from pipeline.scoring import (
+    FIELDS,
+    ClipFeatures,
+    check_checkpoint,
+    format_scores_table,
+    read_scores,
+    score_features,
+    score_videos,
+)
+from tests.conftest import TINY, make_corpus
+
+GRID_DIR = Path(__file__).parent / "fixtures" / "grid"
+FAST = ["visual.fps=5"]  # fewer frames, same extractors
+
+
+def tiny_checkpoint(base: Path) -> Path:
+    """A tiny language-only checkpoint, trained once per test session (shared through ``base``)."""
+    from pipeline.config import load_config
+    from pipeline.train import train
+
+    run = base / "tiny_text_model"
+    if not (run / "result.json").exists():
+        if run.exists():
+            shutil.rmtree(run)
+        cfg = load_config("quick", ablation="language_only", overrides={**TINY, "epochs": 1})
+        train(make_corpus(text_only=True), cfg, run, progress=False)
+    return run / "checkpoint"
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint: Path):
+    from pipeline.predict import Predictor
+
+    return Predictor.load(checkpoint)
+
+
+def fake_entry(key: str, text: str, warnings: list[str] | None = None) -> CacheEntry:
+    rng = np.random.default_rng(abs(hash(key)) % 2**32)
+    return CacheEntry(
+        key=key, source_path=f"/videos/{key}.mp4", duration=2.0,
+        audio=rng.normal(size=(10, 3)).astype(np.float32), audio_names=["a0", "a1", "a2"],
+        audio_times=np.arange(10) / 5.0, vision=rng.normal(size=(4, 2)).astype(np.float32),
+        vision_names=["v0", "v1"], vision_times=np.arange(4) / 2.0, transcript=text, words=[],
+        face_share=0.75, warnings=warnings or [], meta={"fingerprint": "test"},
+    )
+
+
+@pytest.fixture
+def cache_with_entries(tmp_path: Path) -> tuple[FeatureCache, list[ClipFeatures]]:
+    cache = FeatureCache(tmp_path / "cache")
+    texts = {"k1": "good great lovely", "k2": "awful terrible boring", "k3": "okay fine"}
+    for k, t in texts.items():
+        cache.put(fake_entry(k, t, ["low face share"] if k == "k3" else None))
+    items = [ClipFeatures(f"/videos/clip {k}.mp4", k) for k in texts]
+    items.insert(1, ClipFeatures("/videos/broken.mp4", None, "/videos/broken.mp4: the file is empty (0 bytes)"))
+    return cache, items
+
+
+def test_rows_files_and_fields(cache_with_entries, predictor, tmp_path: Path) -> None:
+    cache, items = cache_with_entries
+    out = tmp_path / "scores"
+    rep = score_features(items, predictor, cache, out)
+    assert (rep.scored, rep.reused, len(rep.failed)) == (3, 0, 1)
+    assert [r["path"] for r in rep.rows] == [it.path for it in items]  # input order, one row per clip
+    rows = list(csv.DictReader(open(out / "scores.csv", encoding="utf-8")))
+    lines = read_scores(out / "scores.jsonl")
+    assert list(rows[0]) == FIELDS and len(rows) == len(lines) == 4
+    for r in lines:
+        assert set(r) == set(FIELDS)
+        if r["path"].endswith("broken.mp4"):
+            assert r["status"] == "failed" and "0 bytes" in r["error"] and r["score"] is None
+            continue
+        assert r["status"] == "ok" and -3.0 <= r["score"] <= 3.0
+        assert r["polarity"] == ("positive" if r["score"] > 0 else "negative" if r["score"] < 0 else "neutral")
+        assert r["class7"] == int(np.round(r["score"])) and r["class7_name"]
+        assert r["score_language"] == r["score"] and r["score_sense"] is None  # a language-only checkpoint
+        assert r["face_share"] == 0.75 and r["model_variant"] == "language_only"
+        assert r["checkpoint_fingerprint"] == predictor.fingerprint
+    assert lines[3]["warnings"] == ["low face share"] and rows[3]["warnings"] == "low face share"
+    assert rows[0]["clip_id"] == "clip k1" and rows[0]["transcript"] == "good great lovely"
+    errors = json.loads((out / "score-errors.json").read_text())
+    assert [f["path"] for f in errors["failed"]] == ["/videos/broken.mp4"]
+    assert not [p for p in os.listdir(out) if p.startswith(".")]  # no temporary files left
+    table = format_scores_table(rep.rows)
+    assert "FAILED" in table and "clip k2" in table
+
+
+def test_same_checkpoint_and_features_are_not_scored_again(cache_with_entries, predictor, checkpoint,
+                                                           tmp_path: Path) -> None:
+    cache, items = cache_with_entries
+    out = tmp_path / "scores"
+    first = score_features(items, predictor, cache, out)
+    again = score_features(items, predictor, cache, out)
+    assert (again.scored, again.reused) == (0, 3)
+    assert [r["scored_at"] for r in again.rows if r["status"] == "ok"] == \
+           [r["scored_at"] for r in first.rows if r["status"] == "ok"]
+    # other features for one clip (another file content or config): only that clip is scored
+    cache.put(fake_entry("k4", "lovely"))
+    items2 = [*items[:-1], ClipFeatures(items[-1].path, "k4")]
+    third = score_features(items2, predictor, cache, out)
+    assert (third.scored, third.reused) == (1, 2)
+    # another checkpoint (other weights file): everything is scored again
+    from pipeline.checkpoint import WEIGHTS_FILE
+    from pipeline.predict import Predictor
+
+    other = tmp_path / "other_ckpt"
+    shutil.copytree(checkpoint, other)
+    os.utime(other / WEIGHTS_FILE, ns=(1, 1))
+    fourth = score_features(items2, Predictor.load(other), cache, out)
+    assert (fourth.scored, fourth.reused) == (3, 0)
+
+
+def test_entry_missing_from_the_cache_is_a_failed_row(cache_with_entries, predictor, tmp_path: Path) -> None:
+    cache, items = cache_with_entries
+    cache.remove("k2")
+    rep = score_features(items, predictor, cache, tmp_path / "s")
+    bad = {p: m for p, m in rep.failed}
+    assert "not in the cache" in bad["/videos/clip k2.mp4"] and len(rep.failed) == 2
+
+
+def test_check_checkpoint(checkpoint: Path, tmp_path: Path) -> None:
+    assert check_checkpoint(checkpoint) == checkpoint
+    assert check_checkpoint(checkpoint.parent) == checkpoint  # a run folder
+    with pytest.raises(InputError, match="checkpoint not found"):
+        check_checkpoint(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="not a checkpoint folder"):
+        check_checkpoint(tmp_path / "empty")
+
+
+@pytest.fixture(scope="module")
+def grid_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("grid videos")
+    for p in sorted(GRID_DIR.glob("*.mpg")):
+        shutil.copyfile(p, d / p.name)
+    (d / "broken clip.mp4").write_bytes(b"")
+    return d
+
+
+def test_score_videos_on_grid_clips_with_a_broken_file(grid_folder: Path, checkpoint: Path, tmp_path: Path) -> None:
+    from pipeline.extract import list_videos
+
+    videos = list_videos(grid_folder)
+    cache = tmp_path / "cache"
+    rep = score_videos(videos, checkpoint, tmp_path / "out", overrides=FAST, cache_dir=cache, progress=False)
+    by_clip = {r["clip_id"]: r for r in rep.rows}
+    assert set(by_clip) == {"brbk7n", "lbax4n", "swwp2s", "broken clip"}
+    assert by_clip["broken clip"]["status"] == "failed" and "broken clip.mp4" in by_clip["broken clip"]["error"]
+    for cid in ("brbk7n", "lbax4n", "swwp2s"):
+        r = by_clip[cid]
+        assert r["status"] == "ok" and r["transcript"] and r["face_share"] > 0.9 and r["feature_key"]
+    again = score_videos(videos, checkpoint, tmp_path / "out", overrides=FAST, cache_dir=cache, progress=False)
+    assert (again.scored, again.reused, len(again.failed)) == (0, 3, 1)
+
+
+def test_senbert_score_command(grid_folder: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
+    from pipeline.cli import main
+
+    out = tmp_path / "cli_out"
+    clip = grid_folder / "lbax4n.mpg"
+    rc = main(["score", str(clip), "--checkpoint", str(checkpoint.parent), "--out", str(out),
+               "--set", FAST[0], "--cache", str(tmp_path / "cache"), "--quiet"])
+    assert rc == 0
+    assert "lbax4n" in capsys.readouterr().out
+    assert [r["clip_id"] for r in read_scores(out)] == ["lbax4n"]
+    rc = main(["score", str(grid_folder / "broken clip.mp4"), "--checkpoint", str(checkpoint), "--out", str(out),
+               "--set", FAST[0], "--cache", str(tmp_path / "cache"), "--quiet"])
+    assert rc == 1  # the clip failed; its row says why
+    assert read_scores(out)[0]["status"] == "failed"
+    assert main(["score", str(grid_folder), "--checkpoint", str(tmp_path / "none")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert main(["score", str(tmp_path / "no folder"), "--checkpoint", str(checkpoint)]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
