@@ -7,8 +7,9 @@ or a model makes new ones.
 
 Layout under the cache root::
 
-    index.json                      key -> summary (source path, duration, config, ...)
-    hashes.json                     path -> (size, mtime, sha256): skip re-hashing big files
+    index.jsonl                     one line per stored / removed entry: key -> summary
+                                    (source path, duration, fingerprint, ...); last line wins
+    hashes.jsonl                    path, size, mtime -> sha256: skip re-hashing big files
     entries/<k[:2]>/<key>/
         features.safetensors        audio (T_a, d_a), audio_times (T_a,), vision (T_v, d_v),
                                     vision_times (T_v,); header metadata: column names
@@ -17,8 +18,10 @@ Layout under the cache root::
     tmp/                            entries being written
 
 Writes are atomic: an entry is written in ``tmp/`` and renamed into place, so a crash never
-leaves a half entry that a later run trusts; ``index.json`` and ``hashes.json`` are
-replaced atomically under a file lock, so several processes can share a cache.
+leaves a half entry that a later run trusts. The index and the hash memo are append-only
+logs (one short line per change, appended under a file lock; a torn last line is skipped),
+so storing an entry costs the same in a cache of ten clips or of a hundred thousand; they
+are compacted (rewritten atomically) when rebuilt. Several processes can share a cache.
 """
 
 from __future__ import annotations
@@ -100,14 +103,74 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     _atomic_write_text(Path(path), json.dumps(obj, indent=1, ensure_ascii=False, sort_keys=False))
 
 
-def _read_json(path: Path, default: Any) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return default
-    except (OSError, ValueError):
-        return default  # damaged: rebuilt from the entries themselves
+class _JsonlLog:
+    """An append-only JSON-lines file read incrementally (new lines since the last read)."""
+
+    def __init__(self, path: Path, lock: Any) -> None:
+        self.path = path
+        self._lock = lock
+        self._records: list[dict[str, Any]] = []
+        self._by: dict[tuple[str, str], dict[str, Any]] = {}
+        self._offset = 0
+        self._inode = -1
+
+    def _refresh(self) -> None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._records, self._by, self._offset, self._inode = [], {}, 0, -1
+            return
+        if st.st_ino != self._inode or st.st_size < self._offset:  # compacted by someone: reload
+            self._records, self._by, self._offset, self._inode = [], {}, 0, st.st_ino
+        if st.st_size == self._offset:
+            return
+        with open(self.path, "rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # only complete lines; a torn tail is read again later
+        for line in data[:end].splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a crash
+            if isinstance(rec, dict):
+                self._records.append(rec)
+                for k, v in rec.items():
+                    if k in ("path", "key") and isinstance(v, str):
+                        self._by[(k, v)] = rec
+        self._offset += end
+
+    def records(self) -> list[dict[str, Any]]:
+        self._refresh()
+        return list(self._records)
+
+    def latest(self, field_name: str, value: str) -> dict[str, Any] | None:
+        self._refresh()
+        return self._by.get((field_name, value))
+
+    def append(self, recs: list[dict[str, Any]]) -> None:
+        if not recs:
+            return
+        blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs).encode("utf-8")
+        with self._lock():
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if os.fstat(fd).st_size and not _ends_with_newline(self.path):
+                    blob = b"\n" + blob  # close a line torn by a crash
+                os.write(fd, blob)
+            finally:
+                os.close(fd)
+
+    def compact(self, recs: list[dict[str, Any]]) -> None:
+        with self._lock():
+            _atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+        self._inode = -1
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 class FeatureCache:
@@ -121,6 +184,7 @@ class FeatureCache:
         except OSError as e:
             raise InputError(f"{self.root}: cannot create the feature cache folder ({e}); "
                              "choose a writable --cache folder") from e
+        self._logs: dict[str, _JsonlLog] = {}
 
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.root)!r})"
@@ -147,50 +211,56 @@ class FeatureCache:
                 except ImportError:  # pragma: no cover
                     pass
 
+    def _log(self, name: str) -> _JsonlLog:
+        if name not in self._logs:
+            self._logs[name] = _JsonlLog(self.root / name, self._lock)
+        return self._logs[name]
+
     def index(self) -> dict[str, dict[str, Any]]:
-        """key -> summary of every entry (rebuilt from the entries when missing or damaged)."""
-        data = _read_json(self.root / "index.json", None)
-        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+        """key -> summary of every entry (rebuilt from the entry folders when missing)."""
+        log = self._log("index.jsonl")
+        if not log.path.exists():
             return self.rebuild_index()
-        entries = data.get("entries", {})
-        return entries if isinstance(entries, dict) else self.rebuild_index()
+        out: dict[str, dict[str, Any]] = {}
+        for rec in log.records():
+            key = rec.get("key")
+            if not isinstance(key, str):
+                continue
+            if rec.get("drop"):
+                out.pop(key, None)
+            elif isinstance(rec.get("summary"), dict):
+                out[key] = rec["summary"]
+        return out
 
     def rebuild_index(self) -> dict[str, dict[str, Any]]:
-        """Scan the entry folders and rewrite ``index.json``."""
-        with self._lock():
-            entries: dict[str, dict[str, Any]] = {}
-            for d in sorted((self.root / "entries").glob("*/*")):
-                e = self._load_dir(d)
-                if e is not None:
-                    entries[e.key] = e.summary()
-            atomic_write_json(self.root / "index.json", {"format": CACHE_FORMAT, "entries": entries})
+        """Scan the entry folders and rewrite (compact) the index."""
+        entries: dict[str, dict[str, Any]] = {}
+        for d in sorted((self.root / "entries").glob("*/*")):
+            e = self._load_dir(d)
+            if e is not None:
+                entries[e.key] = e.summary()
+        self._log("index.jsonl").compact([{"key": k, "summary": v} for k, v in entries.items()])
         return entries
 
     def _update_index(self, add: dict[str, dict[str, Any]] | None = None, drop: Iterable[str] = ()) -> None:
-        with self._lock():
-            data = _read_json(self.root / "index.json", None)
-            if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
-                data = {"format": CACHE_FORMAT, "entries": {}}
-            entries = data.setdefault("entries", {})
-            for k in drop:
-                entries.pop(k, None)
-            entries.update(add or {})
-            atomic_write_json(self.root / "index.json", data)
+        recs: list[dict[str, Any]] = [{"key": k, "drop": True} for k in drop]
+        recs += [{"key": k, "summary": v} for k, v in (add or {}).items()]
+        self._log("index.jsonl").append(recs)
 
     # ------------------------------------------------------------------ content hashes
 
     def content_hash(self, path: str | os.PathLike[str]) -> str:
-        """SHA-256 of a file's bytes, remembered per (path, size, mtime) in ``hashes.json``."""
+        """SHA-256 of a file's bytes, remembered per (path, size, mtime) in ``hashes.jsonl``."""
         p = Path(path)
         try:
             st = p.stat()
         except FileNotFoundError as e:
             raise InputError(f"{p}: file not found; check the path (quote it if it has spaces)") from e
         absolute = str(p.resolve())
-        memo = _read_json(self.root / "hashes.json", {})
-        hit = memo.get(absolute) if isinstance(memo, dict) else None
-        if isinstance(hit, list) and len(hit) == 3 and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            return str(hit[2])
+        memo = self._log("hashes.jsonl")
+        hit = memo.latest("path", absolute)
+        if hit and hit.get("size") == st.st_size and hit.get("mtime_ns") == st.st_mtime_ns:
+            return str(hit["sha256"])
         h = hashlib.sha256()
         try:
             with open(p, "rb") as f:
@@ -199,11 +269,7 @@ class FeatureCache:
         except OSError as e:
             raise InputError(f"{p}: cannot read the file ({e.strerror}); check its permissions") from e
         digest = h.hexdigest()
-        with self._lock():
-            memo = _read_json(self.root / "hashes.json", {})
-            memo = memo if isinstance(memo, dict) else {}
-            memo[absolute] = [st.st_size, st.st_mtime_ns, digest]
-            atomic_write_json(self.root / "hashes.json", memo)
+        memo.append([{"path": absolute, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}])
         return digest
 
     @staticmethod

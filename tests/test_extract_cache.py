@@ -115,8 +115,13 @@ def test_damaged_entry_counts_as_absent_and_tmp_leftovers_are_ignored(grid_cache
     (copy.root / "tmp" / "half-written").mkdir()
     assert copy.get(key) is None and not copy.entry_dir(key).exists()
     assert set(copy.index()) == {entries[0].key, entries[2].key}
-    (copy.root / "index.json").unlink()
+    (copy.root / "index.jsonl").unlink()
     assert set(copy.index()) == {entries[0].key, entries[2].key}  # rebuilt from the entries
+    with open(copy.root / "index.jsonl", "a") as f:  # a line torn by a crash is skipped
+        f.write('{"key": "abc", "summ')
+    copy.put(entries[1])
+    assert set(copy.index()) == {e.key for e in entries}
+    assert set(FeatureCache(copy.root).index()) == {e.key for e in entries}  # another process
 
 
 def test_entries_to_corpus(grid_cache) -> None:  # noqa: F811
