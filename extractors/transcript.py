@@ -22,6 +22,7 @@ tokenizer id or local folder).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -85,6 +86,8 @@ def _windowed_model(location: str, compute_type: str, threads: int, min_window_f
                 features = np.ascontiguousarray(f[..., :n])
             return super().encode(features)
 
+    # faster-whisper logs every clip at INFO ("Processing audio ...", "VAD filter removed ...")
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     key = (location, compute_type, threads, min_window_frames)
     with _MODELS_LOCK:
         if key not in _MODELS:
