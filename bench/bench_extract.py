@@ -118,27 +118,34 @@ def visual_overhead(args: argparse.Namespace) -> dict[str, float]:
     clips = list_videos(args.data)[: args.limit or None]
     media = [open_media(p, cfg.media, need_audio=False, need_video=True) for p in clips]
     vex.extract(media[0])  # warm
-    stage = bare = 0.0
+    def cpu() -> float:  # this process and its finished children (ffmpeg)
+        return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+                   for f in ("ru_utime", "ru_stime"))
+
+    stage = bare = stage_cpu = bare_cpu = create = 0.0
     frames = 0
-    create = 0.0
     for _ in range(args.rounds):
         for m in media:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), cpu()
             seq = vex.extract(m)
             stage += time.perf_counter() - t
+            stage_cpu += cpu() - c
             frames += seq.values.shape[0]
             rate = effective_fps(m.info, cfg.visual.fps)
             decoded = [f.rgb.copy() for f in m.frames(rate, cfg.visual.max_side)]
             t = time.perf_counter()
             lm = vex.create_landmarker()
             create += time.perf_counter() - t
-            t = time.perf_counter()
+            t, c = time.perf_counter(), cpu()
             for j, rgb in enumerate(decoded):
                 lm.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), int(j * 1000 / rate) + 1)
             bare += time.perf_counter() - t
+            bare_cpu += cpu() - c
             lm.close()
     return {"frames": frames, "stage_ms_per_frame": 1000 * stage / frames,
             "bare_ms_per_frame": 1000 * bare / frames, "ratio": stage / bare,
+            "stage_cpu_ms_per_frame": 1000 * stage_cpu / frames, "bare_cpu_ms_per_frame": 1000 * bare_cpu / frames,
+            "cpu_ratio": stage_cpu / bare_cpu,
             "landmarker_create_ms_per_clip": 1000 * create / (len(media) * args.rounds)}
 
 
@@ -200,6 +207,8 @@ def main() -> None:
         print(f"visual stage {v['stage_ms_per_frame']:.1f} ms/frame, bare detect_for_video "
               f"{v['bare_ms_per_frame']:.1f} ms/frame: ratio {v['ratio']:.2f} "
               f"(landmarker creation {v['landmarker_create_ms_per_clip']:.0f} ms per clip)")
+        print(f"CPU time: visual stage {v['stage_cpu_ms_per_frame']:.1f} ms/frame (incl. ffmpeg), bare "
+              f"{v['bare_cpu_ms_per_frame']:.1f} ms/frame: ratio {v['cpu_ratio']:.2f}")
     print(f"\nload average now: {os.getloadavg()[0]:.2f}")
 
 
