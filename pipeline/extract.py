@@ -272,6 +272,11 @@ def validate_config(cfg: ExtractConfig, source: str = "config") -> None:
         raise ConfigError(f"{source}: every extractor is off; enable at least one")
     if cfg.visual.fps < 0 or cfg.acoustic.rate_hz <= 0:
         raise ConfigError(f"{source}: visual.fps must be >= 0 and acoustic.rate_hz > 0")
+    if ch.text in ("faster_whisper", "pocketsphinx") and cfg.media.sample_rate != 16000:
+        raise ConfigError(f"{source}: the speech recognisers need media.sample_rate: 16000")
+    if cfg.acoustic.rate_hz > cfg.media.sample_rate / 8:
+        raise ConfigError(f"{source}: acoustic.rate_hz {cfg.acoustic.rate_hz} is too high for "
+                          f"media.sample_rate {cfg.media.sample_rate}")
 
 
 # --------------------------------------------------------------------------- one clip
