@@ -48,6 +48,7 @@ def register(subparsers: Any) -> None:
                    help="override an extract config value, e.g. visual.fps=5")
     s.add_argument("--cache", help="feature cache folder (default: $SENBERT_CACHE or $SENBERT_HOME/features)")
     s.add_argument("--workers", type=int, default=1, help="extraction worker processes (default 1)")
+    s.add_argument("--device", default="cpu", help="where the model runs: cpu (default) or cuda")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_score)
 
@@ -85,7 +86,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     first = Path(args.inputs[0]).resolve()
     out = Path(args.out) if args.out else Path("runs") / "scores" / (first.name if first.is_dir() else first.stem)
     report = score_videos(videos, ckpt, out, extract_config=args.extract_config, overrides=args.set,
-                          cache_dir=args.cache, workers=args.workers, progress=not args.quiet)
+                          cache_dir=args.cache, workers=args.workers, progress=not args.quiet, device=args.device)
     print(report.table())
     print(report.summary())
     return 1 if report.failed else 0

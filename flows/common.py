@@ -105,6 +105,21 @@ def load_extract(name: str, overrides: Sequence[str] | None) -> Any:
     return load_extract_config(name or "default", overrides=list(overrides or []))
 
 
+def check_device(device: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N``, available on this worker."""
+    d = (device or "cpu").strip().lower()
+    if d == "cpu":
+        return d
+    if not (d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit())):
+        raise ConfigError(f"parameter device={device!r}: use cpu, cuda or cuda:N")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"parameter device={device!r}: this worker has no CUDA GPU (torch {torch.__version__}); "
+                          "use device=cpu or run the flow on a GPU worker (docker/README.md)")
+    return d
+
+
 def cache_root(cache_dir: str | None) -> Path:
     from pipeline.extract import default_cache_dir
 

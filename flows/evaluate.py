@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.build_features import check_data, open_corpus
-from flows.common import load_extract, md_table, publish_markdown, publish_table, task_runner_from_env
+from flows.common import check_device, load_extract, md_table, publish_markdown, publish_table, task_runner_from_env
 from pipeline.errors import InputError
 from pipeline.scoring import check_checkpoint
 
@@ -21,17 +21,17 @@ SPLITS = ("train", "valid", "test")
 
 
 @task(name="evaluate-checkpoint", cache_policy=NO_CACHE)
-def evaluate_task(checkpoint: str, corpus: Any, split: str) -> dict[str, float]:
+def evaluate_task(checkpoint: str, corpus: Any, split: str, device: str = "cpu") -> dict[str, float]:
     from pipeline.predict import Predictor
 
-    return Predictor.load(checkpoint).evaluate(corpus, split=split)
+    return Predictor.load(checkpoint, device=device).evaluate(corpus, split=split)
 
 
 @flow(name="evaluate", task_runner=task_runner_from_env(), persist_result=False,
       description="The field's metrics (MAE, Corr, Acc-7, Acc-2, F1) of a checkpoint on a labelled corpus split.")
 def evaluate_flow(checkpoint: str, data: str, split: str = "test", raw_dir: str | None = None,
                   extract_config: str = "default", overrides: list[str] | None = None,
-                  cache_dir: str | None = None) -> dict[str, Any]:
+                  cache_dir: str | None = None, device: str = "cpu") -> dict[str, Any]:
     """Evaluate a checkpoint.
 
     Args:
@@ -39,15 +39,17 @@ def evaluate_flow(checkpoint: str, data: str, split: str = "test", raw_dir: str 
         data: MMSA feature pickle (.pkl) or MMSA-FET label.csv (with videos: features built first).
         split: train, valid or test.
         raw_dir, extract_config, overrides, cache_dir: feature extraction, as build-features.
+        device: cpu, or cuda on a GPU worker.
     """
     logger = get_run_logger()
     ckpt = check_checkpoint(checkpoint)
+    device = check_device(device)
     data_path = check_data(data)
     if split not in SPLITS:
         raise InputError(f"parameter split={split!r}: choose one of {list(SPLITS)}")
     load_extract(extract_config, overrides)
     corpus = open_corpus(data_path, raw_dir, extract_config, overrides, cache_dir)
-    m = evaluate_task(str(ckpt), corpus, split)
+    m = evaluate_task(str(ckpt), corpus, split, device)
     row = {"split": split, "n": int(m.get("n", 0)), **{k: m.get(k) for k in METRICS}}
     publish_table("evaluate-metrics", [row], f"{ckpt} on {data_path} ({split}, {row['n']} clips)")
     publish_markdown("evaluate-summary", f"# evaluate\n\n{md_table([row], list(row))}\n\n- checkpoint: `{ckpt}`\n"

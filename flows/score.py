@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.build_features import build_features
 from flows.common import (
     cache_root,
+    check_device,
     load_extract,
     md_table,
     publish_markdown,
@@ -36,11 +37,12 @@ from pipeline.scoring import ClipFeatures, check_checkpoint, score_features
 
 
 @task(name="score-clips", cache_policy=NO_CACHE)
-def score_task(items: list[dict[str, Any]], checkpoint: str, cache_dir: str, out_dir: str) -> dict[str, Any]:
+def score_task(items: list[dict[str, Any]], checkpoint: str, cache_dir: str, out_dir: str,
+               device: str = "cpu") -> dict[str, Any]:
     """Load the checkpoint once and score every clip with features; write the output files."""
     from pipeline.predict import Predictor
 
-    predictor = Predictor.load(checkpoint)
+    predictor = Predictor.load(checkpoint, device=device)
     clips = [ClipFeatures(c["path"], c.get("key"), c.get("error"), c.get("clip_id", "")) for c in items]
     report = score_features(clips, predictor, FeatureCache(cache_dir), out_dir)
     return {**report.to_dict(), "rows": report.rows, "table": report.table()}
@@ -53,7 +55,7 @@ def default_out(folder: Path) -> Path:
 @flow(name="score", task_runner=task_runner_from_env(), persist_result=False,
       description="Score a folder of videos with a checkpoint: scores.csv and scores.jsonl, one row per clip.")
 def score(videos: str, checkpoint: str, out: str | None = None, extract_config: str = "default",
-          overrides: list[str] | None = None, cache_dir: str | None = None) -> dict[str, Any]:
+          overrides: list[str] | None = None, cache_dir: str | None = None, device: str = "cpu") -> dict[str, Any]:
     """Score every video of a folder.
 
     Args:
@@ -64,10 +66,12 @@ def score(videos: str, checkpoint: str, out: str | None = None, extract_config: 
         extract_config: extractor config (must match what the checkpoint was trained on).
         overrides: ``section.key=value`` overrides of the extract config.
         cache_dir: feature cache folder (default: $SENBERT_CACHE or $SENBERT_HOME/features).
+        device: where the model runs: cpu, or cuda on a GPU worker (extraction stays on the CPU).
     """
     logger = get_run_logger()
     folder, _ = require_folder_with_videos(videos)
     ckpt = check_checkpoint(checkpoint)
+    device = check_device(device)
     load_extract(extract_config, overrides)
     out_dir = resolve_path(out, "out") or default_out(folder)
     if out_dir.exists() and not out_dir.is_dir():
@@ -76,7 +80,7 @@ def score(videos: str, checkpoint: str, out: str | None = None, extract_config: 
     built = build_features(videos=str(resolve_path(videos, "videos")),
                            extract_config=extract_config, overrides=overrides, cache_dir=str(cache),
                            allow_all_failed=True)
-    result = score_task(built["items"], str(ckpt), str(cache), str(out_dir))
+    result = score_task(built["items"], str(ckpt), str(cache), str(out_dir), device)
     rows = result.pop("rows")
     cols = ["clip_id", "score", "polarity", "class7_name", "score_language", "score_sense", "face_share",
             "transcript", "status", "error"]

@@ -20,17 +20,25 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.build_features import check_data, open_corpus
-from flows.common import load_extract, md_table, publish_markdown, publish_table, resolve_path, task_runner_from_env
+from flows.common import (
+    check_device,
+    load_extract,
+    md_table,
+    publish_markdown,
+    publish_table,
+    resolve_path,
+    task_runner_from_env,
+)
 from pipeline.errors import ConfigError
 
 METRICS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
-def train_task(corpus: Any, cfg: Any, out_dir: str, resume: bool = False) -> dict[str, Any]:
+def train_task(corpus: Any, cfg: Any, out_dir: str, resume: bool = False, device: str = "cpu") -> dict[str, Any]:
     from pipeline.train import train
 
-    res = train(corpus, cfg, out_dir, resume=resume, progress=False)
+    res = train(corpus, cfg, out_dir, resume=resume, progress=False, device=device)
     return {"out": str(res.out_dir), "checkpoint": str(res.checkpoint), "best_epoch": res.best_epoch,
             "valid": res.valid, "test": res.test, "seconds_per_epoch": res.seconds_per_epoch}
 
@@ -60,7 +68,7 @@ def plots_markdown(out: Path) -> str:
 def train_flow(data: str, config: str = "quick", ablation: str | None = None, overrides: dict[str, Any] | None = None,
                out: str | None = None, raw_dir: str | None = None, extract_config: str = "default",
                extract_overrides: list[str] | None = None, cache_dir: str | None = None, seed: int | None = None,
-               resume: bool = False) -> dict[str, Any]:
+               resume: bool = False, device: str = "cpu") -> dict[str, Any]:
     """Train a model.
 
     Args:
@@ -72,11 +80,13 @@ def train_flow(data: str, config: str = "quick", ablation: str | None = None, ov
         out: run folder (default: runs/train/<config>-<UTC time> under the working directory).
         raw_dir, extract_config, extract_overrides, cache_dir: feature extraction, as build-features.
         seed: random seed. resume: continue an unfinished run in ``out``.
+        device: cpu, or cuda on a GPU worker.
     """
     from pipeline.config import load_config
 
     logger = get_run_logger()
     data_path = check_data(data)
+    device = check_device(device)
     cfg = load_config(config or "quick", ablation=ablation, overrides=dict(overrides or {}))
     if seed is not None:
         cfg.seed = int(seed)
@@ -88,7 +98,7 @@ def train_flow(data: str, config: str = "quick", ablation: str | None = None, ov
     corpus = open_corpus(data_path, raw_dir, extract_config, extract_overrides, cache_dir)
     logger.info("corpus %s: %s; config %s (%s, encoder %s)", corpus.source, corpus.split_sizes(), cfg.name,
                 cfg.model.variant, cfg.model.encoder)
-    result = train_task(corpus, cfg, str(out_dir), resume)
+    result = train_task(corpus, cfg, str(out_dir), resume, device)
     rows = metrics_rows(result)
     publish_table("train-metrics", rows, f"{cfg.name} on {data_path.name}: metrics of the chosen checkpoint "
                                          f"(epoch {result['best_epoch']}), {result['checkpoint']}")

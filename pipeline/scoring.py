@@ -296,11 +296,13 @@ def score_videos(
     cache_dir: str | os.PathLike[str] | None = None,
     workers: int = 1,
     progress: bool = True,
+    device: str = "cpu",
 ) -> ScoreReport:
     """Extract (or take from the cache) and score video files, without Prefect.
 
     ``checkpoint`` is a checkpoint (or run) directory or a loaded Predictor;
-    ``extract_config`` a config name, YAML path or :class:`~pipeline.extract.ExtractConfig`.
+    ``extract_config`` a config name, YAML path or :class:`~pipeline.extract.ExtractConfig`;
+    ``device`` where the model runs (``cuda`` on a GPU machine; extraction stays on the CPU).
     """
     from pipeline.extract import ExtractConfig, default_cache_dir, extract_batch, load_extract_config
     from pipeline.predict import Predictor
@@ -308,7 +310,7 @@ def score_videos(
     paths = [Path(v) for v in videos]
     if not paths:
         raise InputError("no video files to score")
-    predictor = checkpoint if hasattr(checkpoint, "predict_corpus") else Predictor.load(checkpoint)
+    predictor = checkpoint if hasattr(checkpoint, "predict_corpus") else Predictor.load(checkpoint, device=device)
     cfg = extract_config if isinstance(extract_config, ExtractConfig) else \
         load_extract_config(extract_config, overrides=overrides)
     cache = FeatureCache(cache_dir or default_cache_dir())
