@@ -8,9 +8,11 @@ temporary SQLite database, and the serving process), then:
 1. Overhead, models loaded: in this process, after :func:`pipeline.extract.warm_up`, the same
    clips are extracted into a fresh cache by ``extract_batch(workers=1)`` (direct) and by the
    ``build-features`` flow called in-process against the server (one Prefect task per clip),
-   alternately, ``--repeat`` times each. Reported: wall time of the whole call (the flow's
-   includes creating and finishing its flow run) and the overhead in percent of the direct
-   median. The target is under 10 %.
+   alternately, ``--repeat`` times each. Reported: medians of the wall time of the whole call
+   (the flow's includes creating and finishing its flow run) and of the CPU time (this
+   process's threads plus the server's and the serving process's: what Prefect costs on the
+   machine, and far less sensitive than wall time to other load on a shared machine), and the
+   overhead of the flow in percent of the direct run. The target is under 10 %.
 2. Latency: ``prefect deployment run build-features/default -p videos=<one clip> --watch
    --watch-interval 1`` through the Prefect CLI, from the command to its exit: with an empty
    cache (the flow-run process starts and loads the models) and again (the clip is cached).
@@ -33,6 +35,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -47,8 +50,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of GRID clips")
     ap.add_argument("--config", default="default", help="extract config")
-    ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--runners", default="threads:1,threads:2", help="task runners to time the flow with")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--runners", default="threads:1", help="task runners to time, e.g. threads:1,threads:2")
     ap.add_argument("--skip-latency", action="store_true")
     args = ap.parse_args()
 
@@ -68,7 +71,7 @@ def main() -> int:
         stack.start()
         print(f"stack up in {time.perf_counter() - t0:.1f} s ({stack.api_url})", flush=True)
         os.environ.update({k: v for k, v in stack.env().items() if k.startswith(("PREFECT_", "DO_NOT_TRACK"))})
-        overhead(args, clips, tmp)
+        overhead(args, clips, tmp, stack)
         if not args.skip_latency:
             latency(stack, clips[0], tmp)
     finally:
@@ -78,7 +81,7 @@ def main() -> int:
     return 0
 
 
-def overhead(args: argparse.Namespace, clips: list[Path], tmp: Path) -> None:
+def overhead(args: argparse.Namespace, clips: list[Path], tmp: Path, stack: Any) -> None:
     from flows.common import make_task_runner
     from pipeline.cache import FeatureCache
     from pipeline.extract import extract_batch, load_extract_config, warm_up
@@ -100,34 +103,61 @@ def overhead(args: argparse.Namespace, clips: list[Path], tmp: Path) -> None:
     for c in clips:
         shutil.copyfile(c, folder / c.name)
     seconds = 0.0
-    times: dict[str, list[float]] = {"direct": [], **{f"flow {r}": [] for r in runners}}
-    inner: dict[str, list[float]] = {f"flow {r}": [] for r in runners}
+    keys = ["direct", *(f"flow {r}" for r in runners)]
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {k: [] for k in keys}  # this process + the stack's processes
+    inner: dict[str, list[float]] = {k: [] for k in keys[1:]}
     # one untimed flow run first: the first flow run of a process pays for Prefect's own start-up
     flows[runners[0]](videos=str(folder), cache_dir=str(tmp / "warm"), return_state=False)
+    groups = [p.pid for p in (stack.server, stack.serve) if p is not None]
+
+    def measure(key: str, fn: Any) -> Any:
+        t, c, g = time.perf_counter(), time.process_time(), group_cpu(groups)
+        out = fn()
+        times[key].append(time.perf_counter() - t)
+        cpu[key].append(time.process_time() - c + group_cpu(groups) - g)
+        return out
+
     for i in range(args.repeat):
-        cache = FeatureCache(tmp / f"direct{i}")
-        t = time.perf_counter()
-        rep = extract_batch(clips, cfg, cache, workers=1, progress=False)
-        times["direct"].append(time.perf_counter() - t)
-        seconds = rep.seconds_of_video
-        assert not rep.failed, rep.failed
-        for r in runners:
-            t = time.perf_counter()
-            res = flows[r](videos=str(folder), extract_config=args.config, cache_dir=str(tmp / f"flow{i}-{r}"))
-            times[f"flow {r}"].append(time.perf_counter() - t)
-            inner[f"flow {r}"].append(res["wall_seconds"])
-            assert res["done"] == len(clips) and res["failed"] == 0, res
-    base = statistics.median(times["direct"])
-    print(f"\n{len(clips)} GRID clips, {seconds:.1f} s of video, extract config {args.config!r}, "
-          f"models loaded, median of {args.repeat}:")
-    print(f"  {'direct: extract_batch(workers=1)':<40} {base:6.2f} s   {seconds / base:5.2f}x real time")
-    for r in runners:
-        m = statistics.median(times[f"flow {r}"])
-        mi = statistics.median(inner[f"flow {r}"])
-        print(f"  {'flow build-features, ' + r:<40} {m:6.2f} s   {seconds / m:5.2f}x real time   "
-              f"overhead {100 * (m - base) / base:+5.1f} %  "
-              f"(tasks only: {mi:.2f} s, {100 * (mi - base) / base:+5.1f} %)")
-    print(f"  all times: { {k: [round(x, 2) for x in v] for k, v in times.items()} }", flush=True)
+        order = keys if i % 2 == 0 else keys[::-1]  # alternate, so that a trend in the load cancels
+        for key in order:
+            if key == "direct":
+                rep = measure(key, lambda i=i: extract_batch(clips, cfg, FeatureCache(tmp / f"direct{i}"), workers=1,
+                                                             progress=False))
+                seconds = rep.seconds_of_video
+                assert not rep.failed, rep.failed
+            else:
+                r = key.removeprefix("flow ")
+                res = measure(key, lambda r=r, i=i: flows[r](videos=str(folder), extract_config=args.config,
+                                                             cache_dir=str(tmp / f"flow{i}-{r}")))
+                inner[key].append(res["wall_seconds"])
+                assert res["done"] == len(clips) and res["failed"] == 0, res
+    print(f"\n{len(clips)} GRID clips, {seconds:.1f} s of video, extract config {args.config!r}, models loaded, "
+          f"{args.repeat} runs each, alternating:")
+    base_w, base_c = statistics.median(times["direct"]), statistics.median(cpu["direct"])
+    for key in keys:
+        w, c = statistics.median(times[key]), statistics.median(cpu[key])
+        extra = "" if key == "direct" else (
+            f"   wall {100 * (w - base_w) / base_w:+5.1f} %, CPU {100 * (c - base_c) / base_c:+5.1f} %"
+            f"   (tasks only: wall {statistics.median(inner[key]):.2f} s)")
+        print(f"  {key:<28} wall {w:6.2f} s ({seconds / w:4.2f}x real time)   CPU {c:6.2f} s{extra}")
+    print(f"  (medians; CPU = user+system seconds of this process and of the server's and serving process's "
+          f"groups)\n  all wall times: { {k: [round(x, 2) for x in v] for k, v in times.items()} }\n"
+          f"  all CPU times:  { {k: [round(x, 2) for x in v] for k, v in cpu.items()} }", flush=True)
+
+
+def group_cpu(pgids: list[int]) -> float:
+    """User+system CPU seconds of every live process in the given process groups."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in pgids:  # pgrp
+            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])  # utime stime cutime cstime
+    return total / tick
 
 
 def latency(stack: object, clip: Path, tmp: Path) -> None:

@@ -184,3 +184,29 @@ def test_bare_flow_name_is_refused(stack: LocalStack) -> None:
     r = subprocess.run([prefect_exe(), "deployment", "run", "build-features"], env=stack.env(), capture_output=True,
                        text=True, timeout=120)
     assert r.returncode != 0
+
+
+def test_train_then_evaluate_through_their_deployments(stack: LocalStack, work: dict[str, Any]) -> None:
+    from tests.conftest import TINY
+
+    csv_file = work["root"] / "text corpus" / "label.csv"
+    csv_file.parent.mkdir(exist_ok=True)
+    lines = ["video_id,clip_id,text,label,mode"]
+    for i in range(16):
+        good = i % 2 == 1
+        lines.append(f"v{i},1,{'a great lovely film' if good else 'an awful boring mess'},{2.0 if good else -2.0},"
+                     f"{('train', 'train', 'valid', 'test')[i % 4]}")
+    csv_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run_dir = work["root"] / "retrained"
+    r, fr = run(stack, "train", {"data": str(csv_file), "config": "quick", "ablation": "language_only",
+                                 "overrides": {**TINY, "epochs": 1}, "out": str(run_dir)})
+    assert r.returncode == 0 and fr["state"]["name"] == "Completed", r.stdout[-2000:] + serve_log(stack)
+    assert (run_dir / "checkpoint" / "model.safetensors").is_file() and (run_dir / "result.json").is_file()
+    arts = artifacts(stack, fr["id"])
+    metrics = json.loads(arts["train-metrics"]["data"])
+    assert [m["split"] for m in metrics] == ["valid", "test"] and all("mae" in m for m in metrics)
+    assert "data:image/png;base64," in arts["train-plots"]["data"]
+    r, fr = run(stack, "evaluate", {"checkpoint": str(run_dir), "data": str(csv_file), "split": "test"})
+    assert r.returncode == 0 and fr["state"]["name"] == "Completed", r.stdout[-2000:] + serve_log(stack)
+    row = json.loads(artifacts(stack, fr["id"])["evaluate-metrics"]["data"])[0]
+    assert row["split"] == "test" and row["n"] == 4 and 0 <= row["mae"]
