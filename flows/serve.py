@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from prefect import serve
 
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     deps = deployments(args.name)
     print(f"serving {', '.join(f'{d.flow_name}/{d.name}' for d in deps)} "
           f"(task runner {os.environ.get(TASK_RUNNER_ENV) or 'threads'})", flush=True)

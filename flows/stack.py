@@ -327,15 +327,18 @@ def _parses_as_json(v: str) -> bool:
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt for the duration (clean shutdown on `kill`)."""
+    """SIGTERM and SIGINT raise KeyboardInterrupt for the duration (clean shutdown on `kill` and
+    Ctrl-C, also when the process was started with SIGINT ignored, as background jobs are)."""
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
 
 
 def run_stack(home: str | None = None, port: int | None = None, task_runner: str | None = None,
