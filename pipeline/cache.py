@@ -389,6 +389,18 @@ class FeatureCache:
                     shutil.rmtree(d, ignore_errors=True)
 
 
+def feature_info(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint must remember of the features it was trained on (config and rates)."""
+    cfg = meta.get("config") or {}
+    info: dict[str, Any] = {"extract_config": meta.get("config_name", ""), "fingerprint": meta.get("fingerprint", "")}
+    if isinstance(cfg, dict):
+        if isinstance(cfg.get("visual"), dict) and "fps" in cfg["visual"]:
+            info["visual_fps"] = cfg["visual"]["fps"]
+        if isinstance(cfg.get("acoustic"), dict) and "rate_hz" in cfg["acoustic"]:
+            info["acoustic_rate_hz"] = cfg["acoustic"]["rate_hz"]
+    return info
+
+
 def entries_to_corpus(
     entries: Iterable[CacheEntry],
     labels: dict[str, float] | None = None,
@@ -406,9 +418,11 @@ def entries_to_corpus(
     clips: list[Clip] = []
     audio_names: list[str] | None = None
     vision_names: list[str] | None = None
+    first_meta: dict[str, Any] = {}
     for e in entries:
         if audio_names is None:
             audio_names, vision_names = list(e.audio_names), list(e.vision_names)
+            first_meta = e.meta
         elif e.audio_names != audio_names or e.vision_names != vision_names:
             raise ConfigError(
                 f"{e.source_path}: its features have other columns than the first clip's; the entries "
@@ -424,4 +438,5 @@ def entries_to_corpus(
             meta={"face_share": e.face_share, "warnings": list(e.warnings), "path": e.source_path,
                   "key": e.key, "words": e.words, "duration": e.duration},
         ))
-    return Corpus(clips=clips, audio_names=audio_names or [], vision_names=vision_names or [], source=source)
+    return Corpus(clips=clips, audio_names=audio_names or [], vision_names=vision_names or [], source=source,
+                  feature_info=feature_info(first_meta))

@@ -47,6 +47,7 @@ class CheckpointMeta:
     sigmas: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     data_source: str = ""
+    feature_info: dict[str, Any] = field(default_factory=dict)  # extract config and frame rates
     versions: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
@@ -179,4 +180,12 @@ def check_corpus(meta: CheckpointMeta, corpus: Corpus, checkpoint: Path | str = 
             raise CheckpointMismatchError(
                 f"checkpoint {checkpoint} expects {kind} columns in another order or with other names than "
                 f"{corpus.source} (first differences: {diff}); use the extractor config the checkpoint was trained with"
+            )
+    for key, what in (("visual_fps", "visual frame rate"), ("acoustic_rate_hz", "acoustic frame rate")):
+        want_rate, have_rate = meta.feature_info.get(key), corpus.feature_info.get(key)
+        if want_rate is not None and have_rate is not None and float(want_rate) != float(have_rate):
+            raise CheckpointMismatchError(
+                f"checkpoint {checkpoint} was trained on features with a {what} of {want_rate} Hz "
+                f"(extract config {meta.feature_info.get('extract_config')!r}), but {corpus.source} has {have_rate} Hz "
+                f"(config {corpus.feature_info.get('extract_config')!r}); extract with the checkpoint's config"
             )

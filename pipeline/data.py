@@ -41,6 +41,8 @@ class Corpus:
     audio_names: list[str] = field(default_factory=list)
     vision_names: list[str] = field(default_factory=list)
     source: str = ""
+    #: how the features were made (extract config name, fingerprint, frame rates), when known
+    feature_info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_audio(self) -> bool:

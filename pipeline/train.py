@@ -277,6 +277,7 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
         vision_names=list(corpus.vision_names) if m.uses_sense else [],
         audio_norm=a_norm.to_dict() if a_norm else None, vision_norm=v_norm.to_dict() if v_norm else None,
         max_text_len=cfg.max_text_len, max_seq_len=cfg.max_seq_len, data_source=corpus.source, versions=versions(),
+        feature_info=dict(corpus.feature_info) if m.uses_sense else {},
     )
     train_ds = make_dataset(train_clips, tok, m.uses_sense, meta)
     valid_clips = corpus.split("valid") or train_clips

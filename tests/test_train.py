@@ -212,3 +212,16 @@ def test_unlabelled_train_clip_is_refused(tmp_path):
     cfg = load_config("quick", ablation="language_only", overrides=TINY)
     with pytest.raises(InputError, match="no label"):
         train(corpus, cfg, tmp_path / "u", progress=False)
+
+
+def test_features_made_at_another_frame_rate_are_refused(tmp_path):
+    corpus = make_corpus(12)
+    corpus.feature_info = {"extract_config": "default", "visual_fps": 10.0, "acoustic_rate_hz": 50.0}
+    res = train(corpus, load_config("quick", overrides={**TINY, "epochs": 1}), tmp_path / "r", progress=False)
+    assert read_meta(res.checkpoint).feature_info["visual_fps"] == 10.0
+    other = make_corpus(4)
+    other.feature_info = {"extract_config": "fast", "visual_fps": 5.0, "acoustic_rate_hz": 25.0}
+    with pytest.raises(CheckpointMismatchError, match="visual frame rate of 10.0 Hz"):
+        Predictor.load(res.checkpoint).predict_corpus(other)
+    other.feature_info = {}
+    assert len(Predictor.load(res.checkpoint).predict_corpus(other)) == 4  # unknown rates: names decide
