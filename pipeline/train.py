@@ -203,7 +203,7 @@ def _plots(out_dir: Path, history: list[dict[str, Any]], valid_pred: dict[str, A
     if history:
         ep = [h["epoch"] for h in history]
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(ep, [h["train_loss"] for h in history], label="train total loss (eq. 8)")
+        ax.plot(ep, [h["train_loss"] for h in history], label="train objective (eq. 8; L1 with one task)")
         ax.plot(ep, [h["train_l1_multimodal"] for h in history], label="train L1 (final head)")
         ax.plot(ep, [h["valid"]["mae"] for h in history], label="valid MAE")
         ax.set_xlabel("epoch")
