@@ -8,9 +8,10 @@ task runner made from the setting string by :func:`flows.common.make_task_runner
 given to the run with ``with_options`` (the flow module reads the setting once, at import).
 
 Checked: both clips land in the feature cache; the extract tasks ran in the Dask worker
-process (the scheduler counts them as computed on that worker, and the worker process has
-imported the flow module and built the extract config, which this process never does for
-a run); a second run reports both clips cached, its tasks also going through the cluster.
+process (a scheduler plugin records each task that finished computing, by key and worker:
+two ``extract_clip_task`` tasks, both on the one worker; the worker process counts them as
+executed and has built the extract config); a second run reports both clips cached, its
+tasks also going through the cluster.
 """
 
 from __future__ import annotations
