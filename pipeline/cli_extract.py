@@ -157,18 +157,11 @@ def _assets(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for s in check_assets(install=install, whisper=args.whisper, landmarker=args.landmarker, ffmpeg=args.ffmpeg):
         rows.append({"name": s.name, "ok": s.ok, "required": s.required, "detail": s.detail, "how": s.how})
-    try:
-        from pipeline.encoders import check_text_encoders
-    except ImportError:
-        check_text_encoders = None  # type: ignore[assignment]
-    if check_text_encoders is not None:
-        try:
-            enc = check_text_encoders(install=install)
-        except TypeError:  # an older signature without install
-            enc = check_text_encoders()
-        for name, ok, detail in enc:
-            rows.append({"name": f"text encoder {name}", "ok": bool(ok), "required": False, "detail": detail,
-                         "how": "" if ok else detail})
+    from pipeline.encoders import check_text_encoders
+
+    for name, ok, detail in check_text_encoders(install=install):
+        rows.append({"name": f"text encoder {name}", "ok": bool(ok), "required": False, "detail": detail,
+                     "how": "" if ok else detail})
     missing = [r for r in rows if r["required"] and not r["ok"]]
     if args.json:
         print(json.dumps({"ok": not missing, "assets": rows}, indent=1))
