@@ -101,10 +101,15 @@ def _read_yaml(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"config {p}: invalid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {p}: expected a mapping at the top level")
+    own_name = data.get("name")
     base = data.get("base")
     if base:
         data = _deep_merge(_read_yaml(str(base), seen + (str(p),)), data)
-    data.setdefault("name", p.stem)
+    try:
+        default_name = str(p.relative_to(CONFIG_DIR).with_suffix(""))
+    except ValueError:
+        default_name = p.stem
+    data["name"] = own_name or default_name  # the leaf config's name, not its base's
     return data
 
 

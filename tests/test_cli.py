@@ -78,3 +78,12 @@ def test_missing_encoder_says_how_to_get_it(name, monkeypatch):
     with pytest.raises(AssetError) as ei:
         load_encoder(name)
     assert name.strip("./") in str(ei.value) or "does not exist" in str(ei.value)
+
+
+def test_config_names_are_the_leaf_names():
+    from pipeline.config import load_config
+
+    assert load_config("paper").name == "paper"
+    assert load_config("default").name == "default"
+    assert load_config("ablations/frozen_encoder").name == "ablations/frozen_encoder"
+    assert load_config("quick", ablation="sense_only").name == "quick+sense_only"
