@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InputError, SenbertError
+from pipeline.errors import InputError
 
 
 def register(subparsers: Any) -> None:
@@ -85,14 +85,7 @@ def collect_inputs(inputs: list[str], raw_dir: str | None = None) -> list[Any]:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    try:
-        return _extract(args)
-    except SenbertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-def _extract(args: argparse.Namespace) -> int:
+    """SenbertErrors propagate to ``pipeline.cli.main``, which prints them without a traceback."""
     from pipeline.cache import FeatureCache
     from pipeline.extract import (
         default_cache_dir,
@@ -143,14 +136,7 @@ def _extract(args: argparse.Namespace) -> int:
 
 
 def cmd_assets(args: argparse.Namespace) -> int:
-    try:
-        return _assets(args)
-    except SenbertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-def _assets(args: argparse.Namespace) -> int:
+    """SenbertErrors propagate to ``pipeline.cli.main``, which prints them without a traceback."""
     from extractors.assets import check_assets
 
     install = args.action == "install"

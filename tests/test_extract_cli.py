@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -17,17 +16,14 @@ from extractors.assets import (
     resolve_whisper_model,
     verify_sha256,
 )
-from pipeline.cli_extract import register
+from pipeline.cli import main
 from pipeline.errors import AssetError
 from tests.extract_fixtures import GRID_CLIPS
 
 
 def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="senbert")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(list(argv))
-    return int(args.func(args))
+    """The real entry point (``senbert ...``), as a function."""
+    return main(list(argv))
 
 
 def test_extract_a_folder_then_rerun_from_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
