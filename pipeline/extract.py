@@ -580,11 +580,16 @@ class BatchReport:
         if self.seconds_extracted:
             lines.append(f"{self.seconds_extracted:.1f} s of video extracted: {self.realtime_factor:.2f}x real time")
         if self.failed:
-            lines.append(f"failures listed in {self.errors_path}; run again to retry them:")
-            lines += [f"  {msg}" for _, msg in self.failed[:20]]
-            if len(self.failed) > 20:
-                lines.append(f"  ... and {len(self.failed) - 20} more")
+            lines += failure_lines(self.failed, f"failures listed in {self.errors_path}; run again to retry them:")
         return "\n".join(lines)
+
+
+def failure_lines(failed: Sequence[tuple[Any, str]], header: str, most: int = 20) -> list[str]:
+    """A header and the first ``most`` failure messages of a batch, for a summary."""
+    lines = [header] + [f"  {msg}" for _, msg in failed[:most]]
+    if len(failed) > most:
+        lines.append(f"  ... and {len(failed) - most} more")
+    return lines
 
 
 def warm_up(config: ExtractConfig) -> None:

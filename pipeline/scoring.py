@@ -89,10 +89,9 @@ class ScoreReport:
                  f"{self.checkpoint_fingerprint})",
                  f"wrote {self.csv_path} and {self.jsonl_path}"]
         if self.failed:
-            lines.append(f"failures listed in {self.errors_path}:")
-            lines += [f"  {msg}" for _, msg in self.failed[:20]]
-            if len(self.failed) > 20:
-                lines.append(f"  ... and {len(self.failed) - 20} more")
+            from pipeline.extract import failure_lines
+
+            lines += failure_lines(self.failed, f"failures listed in {self.errors_path}:")
         return "\n".join(lines)
 
     def table(self, max_transcript: int = 40) -> str:
