@@ -24,6 +24,7 @@ This module is pure torch: the encoder is built elsewhere (``pipeline.encoders``
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -163,7 +164,7 @@ class SenseBlock(nn.Module):
         mask0 = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         return z0, mask0
 
-    def forward(self, vision: Tensor, vision_mask: Tensor, audio: Tensor, audio_mask: Tensor) -> dict[str, Tensor]:
+    def forward(self, vision: Tensor, vision_mask: Tensor, audio: Tensor, audio_mask: Tensor) -> dict[str, Any]:
         z_v0, m_v = self._initial(self.conv_v, vision, vision_mask)  # (B, 1+T_v, d)
         z_a0, m_a = self._initial(self.conv_a, audio, audio_mask)  # (B, 1+T_a, d)
         # Low-level cross-attention, eq. (6): each modality keeps attending to the *initial*
@@ -180,7 +181,7 @@ class SenseBlock(nn.Module):
             z_s = layer(z_s, m_s, z_s, m_s)
         acls_index = z_v.shape[1]  # Z_S^SA splits back into [Z_V^SA; Z_A^SA]
         scls = torch.cat([z_s[:, 0], z_s[:, acls_index]], dim=-1)  # [VCLS_uni, ACLS_uni], (B, 2d)
-        return {"z_s": z_s, "mask_s": m_s, "acls_index": torch.tensor(acls_index), "scls": scls}
+        return {"z_s": z_s, "mask_s": m_s, "acls_index": acls_index, "scls": scls}
 
 
 # ----------------------------------------------------------------------------- language block
@@ -296,7 +297,7 @@ class SenBERT(nn.Module):
             sense = self.sense(vision, vision_mask, audio, audio_mask)
             out["sense"] = self.sense_head(sense["scls"]).squeeze(-1)  # [SCLS_uni]
         if self.cfg.variant == "full":
-            hca = self.multimodal(lang["z_l"], lang["mask_l"], sense["z_s"], sense["mask_s"], int(sense["acls_index"]))
+            hca = self.multimodal(lang["z_l"], lang["mask_l"], sense["z_s"], sense["mask_s"], sense["acls_index"])
             final = torch.cat([hca, lang["cls"], sense["scls"]], dim=-1)  # [CLS_final]
             out["multimodal"] = self.multimodal_head(final).squeeze(-1)
         elif self.cfg.variant == "language_only":

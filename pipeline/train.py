@@ -79,7 +79,7 @@ def make_dataset(clips: list[Clip], tokenizer: Any, cfg_model_uses_sense: bool, 
 
 def make_loader(ds: ClipDataset, batch_size: int, tokenizer: Any, shuffle: bool = False,
                 generator: torch.Generator | None = None) -> DataLoader:
-    pad_id = getattr(tokenizer, "pad_token_id", 0) or 0 if tokenizer is not None else 0
+    pad_id = getattr(tokenizer, "pad_token_id", None) or 0  # no tokenizer (sense only): 0
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       collate_fn=lambda items: collate(items, pad_id))
 
