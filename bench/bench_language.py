@@ -33,7 +33,7 @@ from pipeline.config import load_config  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.metrics import format_table  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
-from pipeline.train import train, train_seeds  # noqa: E402
+from pipeline.train import train_seeds  # noqa: E402
 
 #: name -> (config, overrides, needs). "mosei_extra" adds MOSEI's train split to the training set;
 #: "mosei_pretrain" first trains on MOSEI (selected on MOSEI valid) and starts MOSI from it.
@@ -41,13 +41,15 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     "minilm": {"config": "quick", "ablation": "language_only"},
     "minilm_frozen": {"config": "quick", "ablation": "frozen_encoder", "variant": "language_only"},
     "minilm_random": {"config": "quick", "ablation": "random_encoder", "variant": "language_only"},
-    "mpnet": {"config": "default", "ablation": "language_only"},
-    "mpnet_frozen": {"config": "default", "ablation": "frozen_encoder", "variant": "language_only"},
-    "mpnet_random": {"config": "default", "ablation": "random_encoder", "variant": "language_only"},
-    "mpnet_layer_decay": {"config": "default", "ablation": "language_only", "set": {"layer_decay": 0.9}},
-    "mpnet_lr3e-5": {"config": "default", "ablation": "language_only", "set": {"lr_encoder": 3e-5}},
-    "mpnet_mosei_extra": {"config": "default", "ablation": "language_only", "needs": "mosei_extra"},
-    "mpnet_mosei_pretrain": {"config": "default", "ablation": "language_only", "needs": "mosei_pretrain"},
+    "mpnet": {"config": "language"},
+    "mpnet_frozen": {"config": "language", "ablation": "frozen_encoder"},
+    "mpnet_random": {"config": "language", "ablation": "random_encoder"},
+    "mpnet_layer_decay": {"config": "language", "set": {"layer_decay": 0.9}},
+    "mpnet_lr3e-5": {"config": "language", "set": {"lr_encoder": 3e-5}},
+    "mpnet_fp32": {"config": "language", "set": {"precision": "fp32", "group_by_length": False}},
+    "mpnet_mosei_extra": {"config": "language", "needs": "mosei_extra"},
+    "mpnet_mosei_pretrain": {"config": "language", "needs": "mosei_pretrain"},
+    "mpnet_mosei_pretrain_ld": {"config": "language", "needs": "mosei_pretrain", "set": {"layer_decay": 0.9}},
     "bert_base": {"config": "paper", "ablation": "language_only"},
 }
 
@@ -71,22 +73,9 @@ def experiment_config(name: str, args: argparse.Namespace):
         overrides["epochs"] = args.epochs
     if args.encoder:
         overrides["model.encoder"] = args.encoder
-    cfg = load_config(spec["config"], ablation=spec["ablation"], overrides=overrides)
+    cfg = load_config(spec["config"], ablation=spec.get("ablation"), overrides=overrides)
     cfg.name = name
     return cfg, spec.get("needs")
-
-
-def pretrain_on_mosei(args: argparse.Namespace, cfg, out: Path) -> Path:
-    """Stage 1 of mosei_pretrain: one language-only model on MOSEI (shared by all seeds)."""
-    ckpt = out / "mosei_stage1"
-    if (ckpt / "result.json").exists():
-        return ckpt / "checkpoint"
-    from dataclasses import replace
-
-    stage = replace(cfg, epochs=args.pretrain_epochs, patience=max(1, args.pretrain_epochs), seed=0,
-                    model=replace(cfg.model))
-    train(load_corpus(args.mosei), stage, ckpt, resume=(ckpt / "state" / "last.pt").exists(), progress=args.progress)
-    return ckpt / "checkpoint"
 
 
 def main() -> int:
@@ -97,7 +86,7 @@ def main() -> int:
     ap.add_argument("--experiments", default="minilm", help="comma-separated names (see --list)")
     ap.add_argument("--seeds", default="1,2,3,4,5")
     ap.add_argument("--epochs", type=int, help="override max epochs")
-    ap.add_argument("--pretrain-epochs", type=int, default=2)
+    ap.add_argument("--pretrain-epochs", type=int, help="epochs of the MOSEI stage (default: the config's)")
     ap.add_argument("--eval-split", action="append", default=[], help="also evaluate on this split (e.g. test)")
     ap.add_argument("--encoder", help="run the experiments with this encoder (name, folder or hub id) instead")
     ap.add_argument("--device", default="cpu")
@@ -125,8 +114,10 @@ def main() -> int:
             ap.error(f"{name} needs --mosei")
         if needs == "mosei_extra":
             cfg.extra_train = [str(Path(args.mosei).resolve())]
-        if needs == "mosei_pretrain":
-            cfg.init_from = str(pretrain_on_mosei(args, cfg, out / name))
+        if needs == "mosei_pretrain":  # one preliminary MOSEI stage, shared by the seeds
+            cfg.pretrain = [str(Path(args.mosei).resolve())]
+            if args.pretrain_epochs:
+                cfg.pretrain_epochs = args.pretrain_epochs
         summary = train_seeds(corpus, cfg, out / name, seeds, progress=args.progress, device=args.device)
         entry = {"valid": summary["valid"], "seconds_per_epoch": summary["seconds_per_epoch"], "seeds": seeds,
                  "config": cfg.to_dict()}

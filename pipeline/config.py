@@ -55,6 +55,15 @@ class TrainConfig:
     extra_train: list[str] = field(default_factory=list)  # extra training corpora (label.csv/pkl): their
     #                                                        train split is added to the training set
     init_from: str = ""  # a checkpoint (or run dir) whose matching weights initialise the model
+    pretrain: list[str] = field(default_factory=list)  # preliminary corpora (label.csv/pkl): a first stage
+    #                  trains on their train split (selected on their valid split), the main stage starts from it
+    pretrain_epochs: int = 2  # epochs of the preliminary stage
+    precision: str = "fp32"  # "bf16": autocast matmuls to bfloat16 in training (weights and optimiser stay fp32)
+    group_by_length: bool = False  # batches of similar text length (shuffled), less padding per step
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', not {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

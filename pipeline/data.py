@@ -191,6 +191,34 @@ def _pad_seqs(seqs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return out, mask
 
 
+class LengthGroupedBatches(torch.utils.data.Sampler[list[int]]):
+    """Shuffled batches of clips of similar text length: less padding, faster steps.
+
+    Each epoch the clips are shuffled, cut into pools of ``pool`` batches, each pool is sorted by
+    token count and cut into batches, and the batches are shuffled again, so every batch still
+    mixes clips from the whole corpus in a new order each epoch. Deterministic for a given
+    ``generator`` state (resumed runs continue the same sequence).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, generator: torch.Generator, pool: int = 50) -> None:
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.generator = generator
+        self.pool = max(1, pool) * batch_size
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        batches: list[list[int]] = []
+        for start in range(0, len(order), self.pool):
+            chunk = sorted(order[start:start + self.pool], key=lambda i: self.lengths[i])
+            batches.extend(chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        for j in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[j]
+
+
 def collate(items: list[dict[str, Any]], pad_token_id: int = 0) -> dict[str, Any]:
     """Pad a list of dataset items into a batch with masks (True = real step)."""
     batch: dict[str, Any] = {"ids": [it["id"] for it in items]}
