@@ -1,6 +1,6 @@
 """The ``senbert`` command line.
 
-    senbert train     --data CORPUS --config NAME [--ablation A] [--seeds 1,2,3] --out DIR
+    senbert train     --data CORPUS --config NAME [--ablation A] [--pretrain CORPUS] [--seeds 1,2,3] --out DIR
     senbert evaluate  --checkpoint DIR --data CORPUS [--split test]
     senbert predict   --checkpoint DIR --data CORPUS [--split S] [--out preds.csv]
     senbert export-mmsa --data CORPUS --out features.pkl
@@ -73,6 +73,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["epochs"] = args.epochs
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
+    if args.pretrain:
+        overrides["pretrain"] = [str(Path(p).resolve()) for p in args.pretrain]
     cfg = load_config(args.config, ablation=args.ablation, overrides=overrides)
     corpus = open_corpus(args)
     print(f"corpus {corpus.source}: {corpus.split_sizes()}  config {cfg.name} ({cfg.model.variant}, "
@@ -164,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help="text encoder: packaged name, local directory or Hugging Face id")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (model.d_model=32)")
     p.add_argument("--epochs", type=int)
+    p.add_argument("--pretrain", action="append", metavar="CORPUS",
+                   help="a preliminary corpus (label.csv or .pkl, repeatable): train on it first "
+                        "(pretrain_epochs, selected on its valid split), then on --data from that model")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--seeds", help="comma-separated seeds: one run each, summarised as mean and std")

@@ -248,6 +248,10 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
     """Train on ``corpus``'s train split, select on valid, save the best checkpoint."""
     out = Path(out_dir)
     check_corpus_for_config(corpus, cfg)
+    for kind, paths in (("pretrain", cfg.pretrain), ("extra_train", cfg.extra_train)):
+        missing = [p for p in paths if not Path(p).exists()]
+        if missing:
+            raise InputError(f"{kind} corpus {missing[0]}: no such file or folder")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     dev = torch.device(device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +49,19 @@ def test_train_on_label_csv_language_only_and_errors(tmp_path, capsys):
     assert "test (3 clips)" in capsys.readouterr().out
     assert main(["evaluate", "--checkpoint", str(run), "--data", str(tmp_path / "nope.csv")]) == 2
     assert "nope.csv" in capsys.readouterr().err
+
+
+def test_train_with_a_preliminary_corpus(tmp_path, capsys):
+    """`--pretrain CORPUS` with the language config: stage 1 on CORPUS, then --data from it."""
+    sentences = Path(__file__).resolve().parent.parent / "examples" / "sample_corpus" / "sentences.csv"
+    run = tmp_path / "lang"
+    args = ["train", "--config", "language", "--encoder", "all-MiniLM-L6-v2", "--data", str(sentences),
+            "--out", str(run), "--epochs", "1", "--set", "pretrain_epochs=1", "--quiet", *TINY_SET]
+    assert main([*args, "--pretrain", str(tmp_path / "nope.csv")]) == 2
+    assert "pretrain corpus" in capsys.readouterr().err and not run.exists()
+    assert main([*args, "--pretrain", str(sentences)]) == 0
+    assert (run / "pretrain" / "checkpoint" / "model.safetensors").is_file()
+    assert f"init_from: {run / 'pretrain' / 'checkpoint'}" in (run / "config.yaml").read_text()
 
 
 def test_unknown_config_and_ablation(tmp_path, capsys):
