@@ -20,7 +20,7 @@ from model.senbert import SenBERT
 from pipeline.checkpoint import WEIGHTS_FILE, CheckpointMeta, check_corpus, load_checkpoint
 from pipeline.data import Clip, Corpus
 from pipeline.errors import InputError
-from pipeline.metrics import polarity, regression_metrics, seven_class
+from pipeline.metrics import polarity, seven_class
 
 
 @dataclass
@@ -97,10 +97,8 @@ class Predictor:
         if not clips:
             sizes = corpus.split_sizes()
             raise InputError(f"{corpus.source}: no labelled clips in split {split!r} (splits: {sizes})")
-        raw = self.predict_clips(clips, progress=progress)
-        m = regression_metrics(raw["multimodal"], raw["labels"])
-        for head in ("language", "sense"):
-            if head in raw and self.meta.model_config.variant == "full":
-                m[f"{head}_mae"] = float(np.mean(np.abs(np.asarray(raw[head]) - np.asarray(raw["labels"]))))
+        from pipeline.train import metrics_of
+
+        m = metrics_of(self.predict_clips(clips, progress=progress))
         m["n"] = len(clips)
         return m
