@@ -455,7 +455,6 @@ def train_seeds(corpus: Corpus, cfg: TrainConfig, out_root: str | os.PathLike[st
 
     Writes ``summary.json`` (per-seed metrics, mean and standard deviation) and ``summary.md``.
     """
-
     from pipeline.metrics import format_table, summarize_seeds
 
     root = Path(out_root)
