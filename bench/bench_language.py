@@ -49,7 +49,11 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     "mpnet_fp32": {"config": "language", "set": {"precision": "fp32", "group_by_length": False}},
     "mpnet_mosei_extra": {"config": "language", "needs": "mosei_extra"},
     "mpnet_mosei_pretrain": {"config": "language", "needs": "mosei_pretrain"},
-    "mpnet_mosei_pretrain_ld": {"config": "language", "needs": "mosei_pretrain", "set": {"layer_decay": 0.9}},
+    # the MOSI stage only differs: these reuse mpnet_mosei_pretrain's MOSEI stage (run that first)
+    "mpnet_mosei_pretrain_ld": {"config": "language", "needs": "mosei_pretrain", "set": {"layer_decay": 0.9},
+                                "stage_from": "mpnet_mosei_pretrain"},
+    "mpnet_mosei_pretrain_lr2e-5": {"config": "language", "needs": "mosei_pretrain", "set": {"lr_encoder": 2e-5},
+                                    "stage_from": "mpnet_mosei_pretrain"},
     "bert_base": {"config": "paper", "ablation": "language_only"},
 }
 
@@ -118,6 +122,12 @@ def main() -> int:
             cfg.pretrain = [str(Path(args.mosei).resolve())]
             if args.pretrain_epochs:
                 cfg.pretrain_epochs = args.pretrain_epochs
+            donor = EXPERIMENTS[name].get("stage_from")
+            if donor:  # start from another experiment's finished MOSEI stage
+                stage = out / donor / "pretrain"
+                if not (stage / "result.json").exists():
+                    ap.error(f"{name} reuses the MOSEI stage of {donor}: run {donor} first")
+                cfg.init_from = str((stage / "checkpoint").resolve())
         summary = train_seeds(corpus, cfg, out / name, seeds, progress=args.progress, device=args.device)
         entry = {"valid": summary["valid"], "seconds_per_epoch": summary["seconds_per_epoch"], "seeds": seeds,
                  "config": cfg.to_dict()}
