@@ -1,0 +1,41 @@
+"""bench/bench_language.py end to end on the shipped sample corpus (tiny: 1 epoch, 2 seeds)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SENTENCES = ROOT / "examples" / "sample_corpus" / "sentences.csv"
+SCRIPT = ROOT / "bench" / "bench_language.py"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
+
+
+def test_five_seed_protocol_tables_and_resume(tmp_path):
+    out = tmp_path / "lang"
+    args = ("--mosi", str(SENTENCES), "--out", str(out), "--experiments", "minilm", "--seeds", "1,2",
+            "--epochs", "1", "--eval-split", "test")
+    r = run(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((out / "results.json").read_text())["minilm"]
+    for split in ("valid", "test"):
+        for k in ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0"):
+            assert res[split][k]["n"] == 2 and res[split][k]["std"] >= 0
+    assert res["seconds_per_epoch"]["mean"] > 0
+    md = (out / "results.md").read_text()
+    assert "| minilm |" in md and "## test" in md and "paper: language only" in md
+    before = (out / "minilm" / "seed_1" / "result.json").stat().st_mtime
+    assert run(*args).returncode == 0  # finished seeds are reused, not retrained
+    assert (out / "minilm" / "seed_1" / "result.json").stat().st_mtime == before
+
+
+def test_reusing_a_stage_that_was_not_run_is_refused(tmp_path):
+    r = run("--mosi", str(SENTENCES), "--mosei", str(SENTENCES), "--out", str(tmp_path),
+            "--experiments", "mpnet_mosei_pretrain_ld")
+    assert r.returncode == 2 and "run mpnet_mosei_pretrain first" in r.stderr
