@@ -476,6 +476,11 @@ def train_seeds(corpus: Corpus, cfg: TrainConfig, out_root: str | os.PathLike[st
                                "seconds_per_epoch": summarize_seeds(
                                    [{"s": r["seconds_per_epoch"]} for r in per_seed.values()])["s"],
                                "per_seed": {str(k): v for k, v in per_seed.items()}}
+    metric = cfg.select_metric
+    sign = -1.0 if HIGHER_IS_BETTER.get(metric, False) else 1.0
+    best_seed = min(per_seed, key=lambda k: sign * per_seed[k]["valid"][metric])  # chosen on valid only
+    summary["best_seed"] = {"seed": best_seed, "checkpoint": str(root / f"seed_{best_seed}" / "checkpoint"),
+                            "valid_" + metric: per_seed[best_seed]["valid"][metric]}
     tests = [r["test"] for r in per_seed.values() if r.get("test")]
     if len(tests) == len(per_seed):
         summary["test"] = summarize_seeds(tests)
@@ -484,6 +489,7 @@ def train_seeds(corpus: Corpus, cfg: TrainConfig, out_root: str | os.PathLike[st
           format_table({cfg.name: summary["valid"]})]
     if "test" in summary:
         md += ["", "test split", "", format_table({cfg.name: summary["test"]})]
-    md += ["", f"seconds per epoch: {summary['seconds_per_epoch']['mean']:.1f}"]
+    md += ["", f"seconds per epoch: {summary['seconds_per_epoch']['mean']:.1f}",
+           f"best seed on valid {metric}: {best_seed} ({summary['best_seed']['checkpoint']})"]
     (root / "summary.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     return summary

@@ -201,6 +201,9 @@ def test_multi_seed_summary_and_reuse(tmp_path):
     s = train_seeds(corpus, cfg, tmp_path / "seeds", [1, 2], progress=False)
     assert s["valid"]["mae"]["n"] == 2 and s["valid"]["mae"]["std"] >= 0
     assert "±" in (tmp_path / "seeds" / "summary.md").read_text()
+    per = {k: v["valid"]["mae"] for k, v in s["per_seed"].items()}
+    assert s["best_seed"]["seed"] == int(min(per, key=per.get))
+    assert s["best_seed"]["checkpoint"].endswith(f"seed_{s['best_seed']['seed']}/checkpoint")
     mtime = (tmp_path / "seeds" / "seed_1" / "result.json").stat().st_mtime
     train_seeds(corpus, cfg, tmp_path / "seeds", [1, 2], progress=False)  # finished seeds are not redone
     assert (tmp_path / "seeds" / "seed_1" / "result.json").stat().st_mtime == mtime
