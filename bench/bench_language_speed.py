@@ -32,8 +32,8 @@ from model.senbert import SenBERT  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.data import ClipDataset  # noqa: E402
-from pipeline.encoders import load_encoder  # noqa: E402
-from pipeline.train import batch_to_inputs, make_loader  # noqa: E402
+from pipeline.encoders import load_encoder, load_tokenizer  # noqa: E402
+from pipeline.train import make_loader, train_step  # noqa: E402
 
 SETTINGS = [  # name, fused Adam, length-grouped batches, bf16 autocast
     ("fp32", False, False, False),
@@ -55,21 +55,13 @@ def time_setting(name: str, fused: bool, grouped: bool, bf16: bool, texts_ds: Cl
     batches = list(loader)
     picks = [batches[round(i * (len(batches) - 1) / max(1, args.steps - 1))] for i in range(args.steps)]
     model.train()
-
-    def step(batch) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(**batch_to_inputs(batch, torch.device("cpu")))
-        loss, _ = loss_fn({k: v.float() for k, v in out.items()}, batch["labels"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-
+    cfg.precision = "bf16" if bf16 else "fp32"
+    cpu = torch.device("cpu")
     for b in picks[:2]:  # warm-up (allocations, kernel selection)
-        step(b)
+        train_step(model, loss_fn, opt, b, cpu, cfg)
     t0 = time.perf_counter()
     for b in picks:
-        step(b)
+        train_step(model, loss_fn, opt, b, cpu, cfg)
     per_step = (time.perf_counter() - t0) / len(picks)
     tokens = sum(int(b["attention_mask"].numel()) for b in picks) / len(picks)
     return {"setting": name, "seconds_per_step": per_step, "seconds_per_epoch": per_step * len(batches),
@@ -86,7 +78,7 @@ def main() -> int:
     args = ap.parse_args()
     corpus = load_corpus(args.data)
     cfg = load_config(args.config, overrides={"model.encoder": args.encoder} if args.encoder else {})
-    _, tok, _ = load_encoder(cfg.model.encoder)
+    tok = load_tokenizer(cfg.model.encoder)
     ds = ClipDataset(corpus.split("train"), tok, max_text_len=cfg.max_text_len, use_audio=False, use_vision=False)
     rows = [time_setting(*s, ds, args) for s in SETTINGS]
     base = rows[0]["seconds_per_epoch"]

@@ -138,6 +138,24 @@ def build_optimizer(model: SenBERT, loss_fn: UncertaintyWeightedLoss, cfg: Train
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def train_step(model: SenBERT, loss_fn: UncertaintyWeightedLoss, opt: torch.optim.Optimizer,
+               batch: dict[str, Any], device: torch.device, cfg: TrainConfig
+               ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimiser step on ``batch`` (autocast per ``cfg.precision``, gradient clipping per
+    ``cfg.grad_clip``); the scheduler is the caller's. Returns (fp32 outputs, labels, loss, per-task L1)."""
+    labels = batch["labels"].to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        outputs = model(**batch_to_inputs(batch, device))
+    outputs = {k: v.float() for k, v in outputs.items()}
+    loss, parts = loss_fn(outputs, labels)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(loss_fn.parameters()), cfg.grad_clip)
+    opt.step()
+    return outputs, labels, loss, parts
+
+
 def _adam(groups: list[dict[str, Any]], weight_decay: float, device: torch.device) -> torch.optim.Optimizer:
     """Adam, fused into one kernel where this torch supports it for ``device`` (same maths, same
     state; on 2 CPU cores the fused step over all-mpnet-base-v2 takes 0.19 s instead of 0.77 s)."""
@@ -345,17 +363,7 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
         n_seen = 0
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
         for batch in bar:
-            inputs = batch_to_inputs(batch, dev)
-            labels = batch["labels"].to(dev)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                outputs = model(**inputs)
-            outputs = {k: v.float() for k, v in outputs.items()}
-            loss, parts = loss_fn(outputs, labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(loss_fn.parameters()), cfg.grad_clip)
-            opt.step()
+            outputs, labels, loss, parts = train_step(model, loss_fn, opt, batch, dev, cfg)
             sched.step()
             bs = labels.shape[0]
             n_seen += bs
@@ -477,8 +485,10 @@ def train_seeds(corpus: Corpus, cfg: TrainConfig, out_root: str | os.PathLike[st
                                    [{"s": r["seconds_per_epoch"]} for r in per_seed.values()])["s"],
                                "per_seed": {str(k): v for k, v in per_seed.items()}}
     metric = cfg.select_metric
-    sign = -1.0 if HIGHER_IS_BETTER.get(metric, False) else 1.0
-    best_seed = min(per_seed, key=lambda k: sign * per_seed[k]["valid"][metric])  # chosen on valid only
+    best_seed = seeds[0]
+    for seed in seeds[1:]:  # chosen on valid only, by the rule that picks a run's best epoch
+        if _better(per_seed[seed]["valid"][metric], per_seed[best_seed]["valid"][metric], metric):
+            best_seed = seed
     summary["best_seed"] = {"seed": best_seed, "checkpoint": str(root / f"seed_{best_seed}" / "checkpoint"),
                             "valid_" + metric: per_seed[best_seed]["valid"][metric]}
     tests = [r["test"] for r in per_seed.values() if r.get("test")]
