@@ -60,6 +60,8 @@ class TrainConfig:
     pretrain_epochs: int = 2  # epochs of the preliminary stage
     precision: str = "fp32"  # "bf16": autocast matmuls to bfloat16 in training (weights and optimiser stay fp32)
     group_by_length: bool = False  # batches of similar text length (shuffled), less padding per step
+    keep_state: bool = False  # keep state/last.pt (weights + Adam moments, ~3x the checkpoint) once a run has
+    #                           finished, so that --resume with more epochs can extend it; by default it goes
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):

@@ -13,6 +13,8 @@ Resolution order (the project's rule for every asset):
 from __future__ import annotations
 
 import importlib.util
+import os
+import socket
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,9 +152,9 @@ def resolve_encoder(name: str, install: bool = True) -> ResolvedEncoder:
     return ResolvedEncoder(name, name, None)
 
 
-def _hub_error(name: str, exc: Exception) -> AssetError:
+def _hub_error(name: str, reason: str) -> AssetError:
     return AssetError(
-        f"text encoder {name!r} could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+        f"text encoder {name!r} could not be loaded ({reason}). "
         "It is neither a local directory nor a packaged offline encoder "
         f"({', '.join(sorted({e.name for e in PACKAGED.values()}))}). On a machine with internet access "
         f"download it once (`huggingface-cli download {name}` or any `from_pretrained`), or pass the path of "
@@ -160,14 +162,51 @@ def _hub_error(name: str, exc: Exception) -> AssetError:
     )
 
 
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connection to the Hugging Face endpoint (``HF_ENDPOINT``), no retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _load(r: ResolvedEncoder, load: Any) -> Any:
+    """Run ``load(path, local_files_only)``: local folders and packaged copies directly; a hub id
+    from the local Hugging Face cache first, then from the hub only when it answers (an offline
+    machine gets the error at once instead of transformers' minute of retries)."""
+    if r.packaged is not None or Path(r.path).is_dir():
+        try:
+            return load(r.path, False)
+        except Exception as exc:  # a broken local folder: name it
+            raise AssetError(f"text encoder {r.name!r} at {r.path} could not be loaded ({_why(exc)})") from exc
+    try:
+        return load(r.path, True)
+    except Exception as cached_exc:  # transformers raises OSError, ValueError, HTTP errors...
+        if not _hub_reachable():
+            raise _hub_error(r.name, "not in the local Hugging Face cache, and huggingface.co cannot be "
+                                     "reached from this machine") from cached_exc
+    try:
+        return load(r.path, False)
+    except Exception as exc:
+        raise _hub_error(r.name, _why(exc)) from exc
+
+
 def load_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
-    r = resolve_encoder(name)
-    try:
-        return AutoTokenizer.from_pretrained(r.path)
-    except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors...
-        raise _hub_error(name, exc) from exc
+    return _load(resolve_encoder(name),
+                 lambda path, local: AutoTokenizer.from_pretrained(path, local_files_only=local))
 
 
 def load_encoder(name: str, mode: str = "finetune") -> tuple[Any, Any, int]:
@@ -178,15 +217,13 @@ def load_encoder(name: str, mode: str = "finetune") -> tuple[Any, Any, int]:
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    r = resolve_encoder(name)
-    try:
-        tok = AutoTokenizer.from_pretrained(r.path)
+    def load(path: str, local: bool) -> tuple[Any, Any]:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=local)
         if mode == "random":
-            model = AutoModel.from_config(AutoConfig.from_pretrained(r.path))
-        else:
-            model = AutoModel.from_pretrained(r.path)
-    except Exception as exc:
-        raise _hub_error(name, exc) from exc
+            return AutoModel.from_config(AutoConfig.from_pretrained(path, local_files_only=local)), tok
+        return AutoModel.from_pretrained(path, local_files_only=local), tok
+
+    model, tok = _load(resolve_encoder(name), load)
     hidden = int(model.config.hidden_size)
     return model, tok, hidden
 

@@ -6,7 +6,8 @@ early stopping on the valid split, and writes into ``out_dir``::
 
     config.yaml          the run's full configuration
     checkpoint/          the best epoch (see pipeline.checkpoint)
-    state/last.pt        model, optimiser, scheduler and RNG state after the last epoch (resume)
+    state/last.pt        model, optimiser, scheduler and RNG state after the last epoch (resume);
+                         removed when the run finishes unless ``keep_state: true``
     metrics.jsonl        one JSON line per epoch: losses, valid metrics, sigmas, seconds
     plots/loss.png       loss curves;  plots/pred_vs_true.png  valid predictions vs labels
     result.json          final metrics of the chosen checkpoint on valid (and test when labelled)
@@ -14,6 +15,7 @@ early stopping on the valid split, and writes into ``out_dir``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -279,6 +281,10 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
         raise ConfigError(f"{out} already holds a finished run; choose another --out or pass --resume")
     if state_file.exists() and not resume:
         raise ConfigError(f"{out} holds an unfinished run; pass --resume to continue it or choose another --out")
+    if resume and (out / "result.json").exists() and not state_file.exists():
+        raise ConfigError(f"{out} holds a finished run whose resume state was removed when it finished "
+                          "(keep_state: false); train longer in a new --out, or set keep_state: true "
+                          "to keep runs extendable")
     out.mkdir(parents=True, exist_ok=True)
     if cfg.pretrain and not cfg.init_from:
         cfg = replace(cfg, init_from=str(run_pretrain(cfg, out / "pretrain", progress=progress, device=device)))
@@ -413,7 +419,12 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
             break
     if best_epoch == 0:
         raise ConfigError(f"training produced no valid checkpoint in {out} (valid metric {metric} was NaN)")
-    return finish(out, corpus, history, progress=progress, device=device)
+    result = finish(out, corpus, history, progress=progress, device=device)
+    if not cfg.keep_state:  # finished: the resume state (weights + Adam moments) is dead weight on disk
+        state_file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            state_file.parent.rmdir()
+    return result
 
 
 def finish(out: Path, corpus: Corpus, history: list[dict[str, Any]], progress: bool = False,

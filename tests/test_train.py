@@ -177,6 +177,23 @@ def test_resume_continues_and_matches(tmp_path, monkeypatch):
     assert full.best_epoch == resumed.best_epoch
     epochs = [json.loads(x)["epoch"] for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
+    # a finished run drops its resume state (keep_state: false) and says so when asked to resume
+    assert not (tmp_path / "full" / "state").exists() and (tmp_path / "full" / "checkpoint").is_dir()
+    with pytest.raises(ConfigError, match="resume state was removed"):
+        train(corpus, load_config("quick", overrides=overrides), tmp_path / "full", resume=True, progress=False)
+
+
+def test_keep_state_lets_a_finished_run_be_extended(tmp_path):
+    corpus = make_corpus(16)
+    one = train(corpus, load_config("quick", overrides={**TINY, "epochs": 1, "keep_state": True}),
+                tmp_path / "r", progress=False)
+    assert (tmp_path / "r" / "state" / "last.pt").exists() and one.best_epoch == 1
+    more = train(corpus, load_config("quick", overrides={**TINY, "epochs": 3, "patience": 10, "keep_state": True}),
+                 tmp_path / "r", resume=True, progress=False)
+    epochs = [json.loads(x)["epoch"] for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["epochs_run"] == 3
+    assert more.best_epoch >= 1
 
 
 def test_sense_variant_on_text_only_corpus_is_a_config_error(tmp_path):
