@@ -29,7 +29,7 @@ from model.senbert import SenBERT  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.data import Clip, ClipDataset, collate  # noqa: E402
 from pipeline.encoders import load_encoder  # noqa: E402
-from pipeline.train import batch_to_inputs, build_optimizer  # noqa: E402
+from pipeline.train import build_optimizer, train_step  # noqa: E402
 
 WORDS = "the movie was honestly really good but the ending felt a bit too long and slow for me".split()
 
@@ -64,13 +64,9 @@ def build(ablation: str | None, args: argparse.Namespace, clips: list[Clip]):
     batches = [collate(ds.items[i : i + bs], tok.pad_token_id) for i in range(0, len(ds), bs)]
     model.train()
 
-    def step(i: int) -> int:
+    def step(i: int) -> int:  # the training loop's own step: autocast and clipping as the config says
         batch = batches[i % len(batches)]
-        out = model(**batch_to_inputs(batch, torch.device("cpu")))
-        loss, _ = loss_fn(out, batch["labels"])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(model, loss_fn, opt, batch, torch.device("cpu"), cfg)
         sched.step()
         return len(batch["ids"])
 
