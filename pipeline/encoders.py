@@ -166,9 +166,13 @@ def _why(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """One quick TCP connection to the Hugging Face endpoint (``HF_ENDPOINT``), no retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if _hub_offline():
         return False
     from urllib.parse import urlparse
 
@@ -194,8 +198,8 @@ def _load(r: ResolvedEncoder, load: Any) -> Any:
         return load(r.path, True)
     except Exception as cached_exc:  # transformers raises OSError, ValueError, HTTP errors...
         if not _hub_reachable():
-            raise _hub_error(r.name, "not in the local Hugging Face cache, and huggingface.co cannot be "
-                                     "reached from this machine") from cached_exc
+            why = "HF_HUB_OFFLINE is set" if _hub_offline() else "huggingface.co cannot be reached from this machine"
+            raise _hub_error(r.name, f"not in the local Hugging Face cache, and {why}") from cached_exc
     try:
         return load(r.path, False)
     except Exception as exc:
