@@ -54,6 +54,8 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
                                 "stage_from": "mpnet_mosei_pretrain"},
     "mpnet_mosei_pretrain_lr2e-5": {"config": "language", "needs": "mosei_pretrain", "set": {"lr_encoder": 2e-5},
                                     "stage_from": "mpnet_mosei_pretrain"},
+    # the one-command recipe with lr_encoder 2e-5 in both stages (its own MOSEI stage)
+    "mpnet_lr2e-5_mosei_pretrain": {"config": "language", "needs": "mosei_pretrain", "set": {"lr_encoder": 2e-5}},
     "bert_base": {"config": "paper", "ablation": "language_only"},
 }
 
