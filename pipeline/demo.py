@@ -41,7 +41,7 @@ def train_text_model(out: Path) -> Path:
     from pipeline.checkpoint import META_FILE, WEIGHTS_FILE
     from pipeline.config import load_config
     from pipeline.corpora import load_corpus
-    from pipeline.train import train
+    from pipeline.train import state_path, train
 
     run = out / "text_model"
     ckpt = run / "checkpoint"
@@ -53,7 +53,7 @@ def train_text_model(out: Path) -> Path:
     _say(f"[1/3] training a language-only model ({cfg.name}, encoder {cfg.model.encoder}, {cfg.epochs} epochs) on "
          f"{SAMPLE_CORPUS.relative_to(ROOT)} {corpus.split_sizes()} ...")
     t0 = time.perf_counter()
-    res = train(corpus, cfg, run, resume=(run / "state" / "last.pt").exists(), progress=False)
+    res = train(corpus, cfg, run, resume=state_path(run).exists(), progress=False)
     _say(f"      done in {time.perf_counter() - t0:.0f} s; checkpoint {res.checkpoint}")
     if res.test:
         keys = ("mae", "corr", "acc7", "acc2_non0", "f1_non0")

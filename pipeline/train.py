@@ -263,6 +263,12 @@ def _plots(out_dir: Path, history: list[dict[str, Any]], valid_pred: dict[str, A
         plt.close(fig)
 
 
+def state_path(run_dir: str | os.PathLike[str]) -> Path:
+    """Where a run keeps its resume state; it exists only while the run is unfinished (or
+    ``keep_state: true``), so ``state_path(d).exists()`` says whether ``train`` can resume ``d``."""
+    return Path(run_dir) / "state" / "last.pt"
+
+
 def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], resume: bool = False,
           progress: bool = True, device: str = "cpu") -> TrainResult:
     """Train on ``corpus``'s train split, select on valid, save the best checkpoint."""
@@ -276,7 +282,7 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
         torch.set_num_threads(cfg.num_threads)
     dev = torch.device(device)
     set_seed(cfg.seed)
-    state_file = out / "state" / "last.pt"
+    state_file = state_path(out)
     if out.exists() and (out / "result.json").exists() and not resume:
         raise ConfigError(f"{out} already holds a finished run; choose another --out or pass --resume")
     if state_file.exists() and not resume:
@@ -463,7 +469,7 @@ def run_pretrain(cfg: TrainConfig, stage_dir: str | os.PathLike[str], progress: 
         stage_cfg = replace(cfg, name=f"{cfg.name}-pretrain", pretrain=[], init_from="", extra_train=list(more),
                             epochs=cfg.pretrain_epochs, patience=cfg.pretrain_epochs, model=replace(cfg.model))
         log.info("preliminary stage: %d epoch(s) on %s -> %s", cfg.pretrain_epochs, ", ".join(cfg.pretrain), stage)
-        train(load_corpus(first), stage_cfg, stage, resume=(stage / "state" / "last.pt").exists(),
+        train(load_corpus(first), stage_cfg, stage, resume=state_path(stage).exists(),
               progress=progress, device=device)
     return stage / "checkpoint"
 
@@ -487,7 +493,7 @@ def train_seeds(corpus: Corpus, cfg: TrainConfig, out_root: str | os.PathLike[st
             per_seed[seed] = json.loads((run_dir / "result.json").read_text())
             continue
         run_cfg = replace(cfg, seed=seed, model=replace(cfg.model))
-        train(corpus, run_cfg, run_dir, resume=(run_dir / "state" / "last.pt").exists(),
+        train(corpus, run_cfg, run_dir, resume=state_path(run_dir).exists(),
               progress=progress, device=device)
         per_seed[seed] = json.loads((run_dir / "result.json").read_text())
     summary: dict[str, Any] = {"config": cfg.name, "seeds": seeds,
