@@ -54,7 +54,10 @@ class TemporalConv(nn.Module):
     """Conv1D over time, eq. (1): (B, T, d_in) -> (B, T', d_out), with the mask carried along.
 
     Padded input steps are zeroed first, so a real output step sees exactly what it would see
-    in an unpadded batch (the convolution's own zero padding).
+    in an unpadded batch (the convolution's own zero padding). The returned mask marks the output
+    steps whose window overlaps a real input step: with an even kernel the output is one step
+    longer than the input (stride 1), and an empty input (length 0) has no real output step.
+    Callers must use the returned mask, never the input's.
     """
 
     def __init__(self, d_in: int, d_out: int, kernel: int, stride: int = 1) -> None:
@@ -63,7 +66,11 @@ class TemporalConv(nn.Module):
         self.conv = nn.Conv1d(d_in, d_out, kernel_size=kernel, stride=stride, padding=self.pad, bias=False)
 
     def out_lengths(self, lengths: Tensor) -> Tensor:
-        return torch.div(lengths + 2 * self.pad - self.kernel, self.stride, rounding_mode="floor") + 1
+        """Real output steps for ``lengths`` real input steps (0 for an empty input, any kernel)."""
+        n = torch.div(lengths + 2 * self.pad - self.kernel, self.stride, rounding_mode="floor") + 1
+        # An even kernel's window fits in the zero padding alone (2 * pad == kernel): without this
+        # an empty input would get one "real" step made only of padding.
+        return torch.where(lengths > 0, n, torch.zeros_like(n))
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         x = x * mask.unsqueeze(-1).to(x.dtype)
@@ -209,7 +216,8 @@ class LanguageBlock(nn.Module):
             z_l = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         out = {"cls": z_l[:, 0], "mask_l": mask}
         if self.proj is not None:
-            out["z_l"], _ = self.proj(z_l, mask)
+            # the Conv1D's own mask: an even kernel gives one step more than the tokens
+            out["z_l"], out["mask_l"] = self.proj(z_l, mask)
         return out
 
 

@@ -194,3 +194,74 @@ def test_invalid_configs():
         ModelConfig(d_model=10, num_heads=3)
     with pytest.raises(ValueError):
         SenBERT(tiny_cfg(variant="sense_only", audio_dim=0))
+
+
+# ----------------------------------------------------------------------------- even kernels, empty modalities
+def _alone(batch: dict, i: int, a_len: int, v_len: int) -> dict:
+    """Clip ``i`` of ``batch`` as a batch of one, cut to its own lengths (no padding at all)."""
+    single = {k: v[i : i + 1] for k, v in batch.items()}
+    n_tok = int(single["attention_mask"].sum())
+    single["input_ids"], single["attention_mask"] = single["input_ids"][:, :n_tok], single["attention_mask"][:, :n_tok]
+    single["audio"], single["audio_mask"] = single["audio"][:, : max(a_len, 1)], single["audio_mask"][:, : max(a_len, 1)]
+    single["vision"], single["vision_mask"] = single["vision"][:, : max(v_len, 1)], single["vision_mask"][:, : max(v_len, 1)]
+    return single
+
+
+@pytest.mark.parametrize("kw", [
+    dict(conv_kernel_text=2),
+    dict(conv_kernel_text=4, conv_kernel_audio=2, conv_kernel_vision=4),
+    dict(conv_kernel_text=2, conv_kernel_audio=4, conv_kernel_vision=2, conv_stride=2),
+])
+def test_even_kernels_forward_and_padding_invariance(minilm, kw):
+    """An even Conv1D kernel (text or sense) runs, and a clip alone = the same clip batched with longer ones."""
+    model = build(minilm, **kw).eval()
+    texts, a_lens, v_lens = ["good movie", "it was a very very long and boring film", "ok"], [4, 12, 2], [3, 8, 6]
+    batch = make_inputs(minilm[1], texts, a_lens, v_lens, seed=4)
+    padded = make_inputs(minilm[1], texts, a_lens, v_lens, seed=4, pad_extra=5)
+    with torch.no_grad():
+        out_b, out_p = model(**batch), model(**padded)
+        for i in range(len(texts)):
+            out_s = model(**_alone(batch, i, a_lens[i], v_lens[i]))
+            for head in out_b:
+                assert torch.isfinite(out_s[head]).all(), head
+                assert torch.allclose(out_s[head], out_b[head][i : i + 1], atol=1e-5), (head, i)
+    for head in out_b:
+        assert torch.allclose(out_b[head], out_p[head], atol=1e-5), head
+
+
+def test_even_text_kernel_mask_follows_the_conv(minilm):
+    """The text mask handed to the multimodal block is the Conv1D's: one more step for an even kernel."""
+    model = build(minilm, conv_kernel_text=2).eval()
+    x = make_inputs(minilm[1], ["good movie", "it was a long film"], [3, 3], [3, 3])
+    with torch.no_grad():
+        lang = model.language(x["input_ids"], x["attention_mask"])
+    assert lang["z_l"].shape[1] == lang["mask_l"].shape[1] == x["attention_mask"].shape[1] + 1
+    assert lang["mask_l"].sum(1).tolist() == (x["attention_mask"].sum(1) + 1).tolist()
+
+
+@pytest.mark.parametrize("kernel,stride", [(2, 1), (4, 1), (2, 2), (3, 1), (5, 4)])
+def test_temporal_conv_empty_input_has_no_real_step(kernel, stride):
+    conv = TemporalConv(3, 4, kernel=kernel, stride=stride)
+    x = torch.randn(2, 9, 3)
+    mask = torch.tensor([[False] * 9, [True] * 5 + [False] * 4])
+    _y, m = conv(x, mask)
+    assert m[0].sum().item() == 0
+    assert m[1].sum().item() == conv.out_lengths(torch.tensor(5)).item() > 0
+
+
+@pytest.mark.parametrize("kernel", [2, 4])
+def test_empty_modality_with_even_sense_kernel(minilm, kernel):
+    """No audio at all (mask all False, length 0): only [ACLS] is real, outputs finite and batch-invariant."""
+    model = build(minilm, conv_kernel_audio=kernel, conv_kernel_vision=kernel).eval()
+    texts, a_lens, v_lens = ["no sound here", "a longer clip with sound"], [0, 9], [4, 7]
+    batch = make_inputs(minilm[1], texts, a_lens, v_lens, seed=5)
+    with torch.no_grad():
+        s = model.sense(batch["vision"], batch["vision_mask"], batch["audio"], batch["audio_mask"])
+        a_mask = s["mask_s"][0, s["acls_index"]:]
+        assert a_mask[0].item() and a_mask[1:].sum().item() == 0  # [ACLS] and no real audio step
+        out_b = model(**batch)
+        out_s = model(**_alone(batch, 0, 0, v_lens[0]))  # one all-padding audio step, mask False
+    for head in out_b:
+        assert torch.isfinite(out_b[head]).all() and torch.isfinite(out_s[head]).all(), head
+        assert torch.allclose(out_s[head], out_b[head][:1], atol=1e-5), head
+
