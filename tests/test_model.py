@@ -201,9 +201,10 @@ def _alone(batch: dict, i: int, a_len: int, v_len: int) -> dict:
     """Clip ``i`` of ``batch`` as a batch of one, cut to its own lengths (no padding at all)."""
     single = {k: v[i : i + 1] for k, v in batch.items()}
     n_tok = int(single["attention_mask"].sum())
-    single["input_ids"], single["attention_mask"] = single["input_ids"][:, :n_tok], single["attention_mask"][:, :n_tok]
-    single["audio"], single["audio_mask"] = single["audio"][:, : max(a_len, 1)], single["audio_mask"][:, : max(a_len, 1)]
-    single["vision"], single["vision_mask"] = single["vision"][:, : max(v_len, 1)], single["vision_mask"][:, : max(v_len, 1)]
+    for key in ("input_ids", "attention_mask"):
+        single[key] = single[key][:, :n_tok]
+    for key, n in (("audio", a_len), ("vision", v_len)):  # an empty modality keeps one padded step
+        single[key], single[key + "_mask"] = single[key][:, : max(n, 1)], single[key + "_mask"][:, : max(n, 1)]
     return single
 
 
