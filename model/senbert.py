@@ -35,9 +35,14 @@ from model.config import ModelConfig
 
 # ----------------------------------------------------------------------------- utilities
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean over time of ``x`` (B, T, d) using only steps where ``mask`` (B, T) is True."""
-    m = mask.unsqueeze(-1).to(x.dtype)
-    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+    """Mean over time of ``x`` (B, T, d) using only steps where ``mask`` (B, T) is True.
+
+    Computed in fp32 at least (bf16 cannot count 375 steps: it rounds to 376) and returned in
+    ``x``'s dtype; fp32 and fp64 inputs give exactly what they gave before.
+    """
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    m = mask.unsqueeze(-1).to(dtype)
+    return ((x.to(dtype) * m).sum(1) / m.sum(1).clamp(min=1.0)).to(x.dtype)
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> Tensor:

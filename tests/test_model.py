@@ -266,3 +266,21 @@ def test_empty_modality_with_even_sense_kernel(minilm, kernel):
         assert torch.isfinite(out_b[head]).all() and torch.isfinite(out_s[head]).all(), head
         assert torch.allclose(out_s[head], out_b[head][:1], atol=1e-5), head
 
+
+# ----------------------------------------------------------------------------- bf16 autocast
+def test_masked_mean_counts_in_fp32_under_bf16_autocast():
+    """375 real steps: bf16 rounds the count to 376; the mean must still be exact."""
+    mask = torch.zeros(2, 400, dtype=torch.bool)
+    mask[:, :375] = True
+    x = torch.full((2, 400, 3), 7.0, dtype=torch.bfloat16)  # padding holds garbage, it must not count
+    x[:, :375] = 1.25
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = masked_mean(x, mask)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, torch.full((2, 3), 1.25, dtype=torch.bfloat16))
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(2, 400, 8, generator=g).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = masked_mean(y, mask)
+    ref = y[:, :375].double().mean(1).to(torch.bfloat16)  # the exact mean, rounded once
+    assert torch.equal(out, ref)
