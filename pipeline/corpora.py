@@ -98,6 +98,50 @@ def _as_str(x: Any) -> str:
     return str(x)
 
 
+_PAD_SIDES = ("end", "start")
+
+
+def _padding_side(seq: np.ndarray, length: int) -> str | None:
+    """Which end of ``seq`` (T, d) holds its ``T - length`` all-zero padding rows.
+
+    ``"end"`` or ``"start"`` when only that end is all zero; ``None`` when there is no padding
+    (or no real frame), or when both ends (or neither) are all zero and the clip cannot tell.
+    """
+    pad = seq.shape[0] - length
+    if pad <= 0 or length <= 0:
+        return None
+    zero_end, zero_start = not np.any(seq[length:]), not np.any(seq[:pad])
+    if zero_end != zero_start:
+        return "end" if zero_end else "start"
+    return None
+
+
+def _real_rows(seq: np.ndarray, length: int, side: str) -> np.ndarray:
+    """The ``length`` real frames of ``seq``: the first ones if padded at the end, else the last."""
+    if length >= seq.shape[0]:
+        return seq
+    return seq[seq.shape[0] - length :] if side == "start" else seq[:length]
+
+
+def _padding_report(p: Path, votes: dict[str, dict[str, int]], undecided: dict[str, int],
+                    layout: dict[str, str]) -> tuple[int, str]:
+    """One log line (level, message) naming the padding side found for each modality of a file."""
+    parts, level = [], logging.INFO
+    for name, side in layout.items():
+        v = votes[name]
+        if not v["end"] and not v["start"]:
+            parts.append(f"{name} padded at the {side} (assumed: no clip tells)")
+            continue
+        parts.append(f"{name} padded at the {side} ({v['end']} clip(s) say end, {v['start']} start)")
+        if v["end"] and v["start"]:
+            level = logging.WARNING  # mixed layouts in one file: each such clip keeps its own side
+    n_und = sum(undecided.values())
+    tail = ""
+    if n_und:
+        tail = f"; {n_und} padded clip(s) that cannot tell (both ends or neither all zero) follow the file's side"
+    return level, f"{p}: MMSA padding: {', '.join(parts)}{tail}"
+
+
 def read_mmsa_pkl(path: str | os.PathLike[str]) -> Corpus:
     """A corpus from an MMSA ``unaligned_50.pkl`` / ``aligned_50.pkl`` feature file.
 
@@ -106,6 +150,12 @@ def read_mmsa_pkl(path: str | os.PathLike[str]) -> Corpus:
     ``vision_lengths`` (N,; absent in aligned files: full length), ``regression_labels`` (N,),
     ``id`` (N,). ``-inf``/NaN in the features become 0. Column names are not stored in MMSA
     files; they are named ``audio_000``... and ``vision_000``...
+
+    Padding: most files pad each sequence at the end, but some widely used MOSI/MOSEI "noalign"
+    pickles pad at the start. Each padded clip tells by which end holds its all-zero rows, and
+    its real frames are taken from the other end; a clip that cannot tell (zero rows at both
+    ends) follows the side most clips of its modality in the file show. One log line per file
+    says which side was found.
 
     Reading a pickle runs code: call this only on a file you trust.
     """
@@ -121,6 +171,10 @@ def read_mmsa_pkl(path: str | os.PathLike[str]) -> Corpus:
         raise InputError(f"{p}: expected a dict with train/valid/test splits (MMSA layout)")
     clips: list[Clip] = []
     d_a = d_v = None
+    # (clip, modality, padded sequence, real length, the clip's own padding side or None)
+    pending: list[tuple[Clip, str, np.ndarray, int, str | None]] = []
+    votes = {name: dict.fromkeys(_PAD_SIDES, 0) for name in ("audio", "vision")}
+    undecided = dict.fromkeys(votes, 0)
     for split in SPLITS:
         if split not in data:
             continue
@@ -147,18 +201,26 @@ def read_mmsa_pkl(path: str | os.PathLike[str]) -> Corpus:
             la = int(a_len[i]) if a_len is not None else audio.shape[1]
             lv = int(v_len[i]) if v_len is not None else vision.shape[1]
             la, lv = max(0, min(la, audio.shape[1])), max(0, min(lv, vision.shape[1]))
-            clips.append(
-                Clip(
-                    clip_id=_as_str(part["id"][i]),
-                    text=_as_str(part["raw_text"][i]),
-                    label=float(labels[i]),
-                    split=split,
-                    audio=clean_features(audio[i, :la]),
-                    vision=clean_features(vision[i, :lv]),
-                )
+            clip = Clip(
+                clip_id=_as_str(part["id"][i]),
+                text=_as_str(part["raw_text"][i]),
+                label=float(labels[i]),
+                split=split,
             )
+            for name, seq, length in (("audio", audio[i], la), ("vision", vision[i], lv)):
+                side = _padding_side(seq, length)
+                if side is not None:
+                    votes[name][side] += 1
+                elif 0 < length < seq.shape[0]:
+                    undecided[name] += 1
+                pending.append((clip, name, seq, length, side))
+            clips.append(clip)
     if not clips:
         raise InputError(f"{p}: no clips")
+    layout = {name: "start" if v["start"] > v["end"] else "end" for name, v in votes.items()}
+    for clip, name, seq, length, side in pending:
+        setattr(clip, name, clean_features(_real_rows(seq, length, side or layout[name])))
+    log.log(*_padding_report(p, votes, undecided, layout))
     return Corpus(
         clips=clips,
         audio_names=[f"audio_{j:03d}" for j in range(d_a or 0)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 
 import numpy as np
@@ -12,8 +13,12 @@ from pipeline.errors import InputError
 from tests.conftest import make_corpus
 
 
-def write_mmsa_like(path, n_per_split=(4, 2, 2), t_a=6, d_a=5, t_v=8, d_v=7, seed=0):
-    """A file in exactly MMSA's unaligned_50.pkl layout, written by hand."""
+def write_mmsa_like(path, n_per_split=(4, 2, 2), t_a=6, d_a=5, t_v=8, d_v=7, seed=0, pad_at="end"):
+    """A file in exactly MMSA's unaligned_50.pkl layout, written by hand.
+
+    ``pad_at="start"``: the all-zero padding rows come first and the real frames last, as in
+    some widely used MOSI/MOSEI "noalign" pickles.
+    """
     rng = np.random.default_rng(seed)
     data = {}
     for split, n in zip(("train", "valid", "test"), n_per_split):
@@ -25,6 +30,9 @@ def write_mmsa_like(path, n_per_split=(4, 2, 2), t_a=6, d_a=5, t_v=8, d_v=7, see
         for i in range(n):
             audio[i, a_len[i]:] = 0
             vision[i, v_len[i]:] = 0
+            if pad_at == "start":  # the padding rows wrap round to the front
+                audio[i] = np.roll(audio[i], t_a - a_len[i], axis=0)
+                vision[i] = np.roll(vision[i], t_v - v_len[i], axis=0)
         data[split] = {
             "raw_text": np.array([f"{split} clip {i} was good" for i in range(n)]),
             "audio": audio,
@@ -63,6 +71,47 @@ def test_aligned_file_without_lengths(tmp_path):
         pickle.dump(data, f)
     c = read_mmsa_pkl(tmp_path / "aligned_50.pkl")
     assert all(cl.audio.shape[0] == 6 and cl.vision.shape[0] == 8 for cl in c.clips)
+
+
+
+def _real_frames(data, split, i, name, pad_at):
+    """The real frames of clip ``i`` as the generator laid them out (-inf cleaned to 0)."""
+    seq, n = data[split][name][i], data[split][f"{name}_lengths"][i]
+    real = seq[len(seq) - n:] if pad_at == "start" else seq[:n]
+    return np.where(np.isfinite(real), real, 0).astype(np.float32)
+
+
+@pytest.mark.parametrize("pad_at", ["end", "start"])
+def test_read_mmsa_padding_at_either_end(tmp_path, caplog, pad_at):
+    """Real frames are taken from the end that does not hold the all-zero padding rows; one log line says which."""
+    caplog.set_level(logging.INFO, logger="pipeline.corpora")
+    data = write_mmsa_like(tmp_path / "noalign.pkl", n_per_split=(6, 3, 3), pad_at=pad_at, seed=2)
+    assert any(n < 6 for part in data.values() for n in part["audio_lengths"])  # some clips are padded
+    c = read_mmsa_pkl(tmp_path / "noalign.pkl")
+    for split in ("train", "valid", "test"):
+        for i, clip in enumerate(c.split(split)):
+            for name in ("audio", "vision"):
+                np.testing.assert_array_equal(getattr(clip, name), _real_frames(data, split, i, name, pad_at))
+    lines = [r.getMessage() for r in caplog.records if "noalign.pkl" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert f"audio padded at the {pad_at}" in lines[0] and f"vision padded at the {pad_at}" in lines[0]
+
+
+def test_read_mmsa_undecidable_clip_follows_the_file(tmp_path):
+    """A clip whose last real frames are zero could be padded at either end: it follows the file's side."""
+    data = write_mmsa_like(tmp_path / "noalign.pkl", n_per_split=(6, 3, 3), pad_at="start", seed=2)
+    part = data["train"]
+    t_a = part["audio"].shape[1]
+    i = next(j for j, n in enumerate(part["audio_lengths"]) if t_a < 2 * n < 2 * t_a)  # padded, more frames than pad
+    n = part["audio_lengths"][i]
+    part["audio"][i, n:] = 0  # the last real frames are silent: rows n.. are zero, like the padding rows ..t_a-n
+    assert not part["audio"][i, : t_a - n].any() and not part["audio"][i, n:].any()  # both ends look like padding
+    assert part["audio"][i, t_a - n : n].all()
+    with open(tmp_path / "noalign.pkl", "wb") as f:
+        pickle.dump(data, f)
+    clip = read_mmsa_pkl(tmp_path / "noalign.pkl").split("train")[i]
+    expected = part["audio"][i, t_a - n :]
+    np.testing.assert_array_equal(clip.audio, np.where(np.isfinite(expected), expected, 0))
 
 
 def test_pkl_round_trip(tmp_path, minilm):
