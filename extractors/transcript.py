@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import AssetError, ConfigError
 from extractors.assets import resolve_whisper_model
 from extractors.registry import Transcript, Word, register
-from pipeline.errors import AssetError, ConfigError
 
 VERSION = "1.0"
 

@@ -34,10 +34,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from common.errors import AssetError, MediaError
 from extractors.assets import resolve_face_landmarker
 from extractors.media import DecodedMedia, effective_fps
 from extractors.registry import FeatureSequence, register
-from pipeline.errors import AssetError, MediaError
 
 VERSION = "1.0"
 

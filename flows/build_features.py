@@ -7,8 +7,8 @@ nothing (the tasks end ``Cached``) and a crashed run resumes where it stopped. T
 cache is the first layer and the source of truth: a Prefect record whose entry was removed
 from the cache is dropped and the clip is extracted again.
 
-Unexpected errors are retried once; bad inputs (:class:`~pipeline.errors.InputError`,
-:class:`~pipeline.errors.MediaError`), config and asset errors are not. A clip that fails
+Unexpected errors are retried once; bad inputs (:class:`~common.errors.InputError`,
+:class:`~common.errors.MediaError`), config and asset errors are not. A clip that fails
 for good is listed in the errors file (``<cache>/errors-<config>.json``) and in the
 ``build-features-failed`` table artifact, and does not stop the others. The
 ``build-features-summary`` artifact counts clips done, cached and failed, the seconds of
@@ -28,6 +28,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.futures import wait
 
+from common.errors import AssetError, CheckpointMismatchError, ConfigError, InputError, SenbertError
 from flows.common import (
     cache_root,
     load_extract,
@@ -41,7 +42,6 @@ from flows.common import (
     task_runner_from_env,
 )
 from pipeline.cache import FeatureCache
-from pipeline.errors import AssetError, CheckpointMismatchError, ConfigError, InputError, SenbertError
 from pipeline.extract import BatchItem, ExtractConfig, default_errors_path, extract_clip, write_errors
 
 _CONFIGS: dict[str, ExtractConfig] = {}

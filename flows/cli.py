@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InputError
+from common.errors import InputError
 
 
 def register(subparsers: Any) -> None:

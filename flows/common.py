@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError, InputError
+from common.errors import ConfigError, InputError
 
 TASK_RUNNER_ENV = "SENBERT_TASK_RUNNER"
 RESULTS_FOLDER = "prefect-results"  # Prefect's task records, inside the feature cache

@@ -11,9 +11,9 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from common.errors import InputError
 from flows.build_features import check_data, open_corpus
 from flows.common import check_device, load_extract, md_table, publish_markdown, publish_table, task_runner_from_env
-from pipeline.errors import InputError
 from pipeline.scoring import check_checkpoint
 
 METRICS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")

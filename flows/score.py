@@ -19,6 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from common.errors import InputError
 from flows.build_features import build_features
 from flows.common import (
     cache_root,
@@ -32,7 +33,6 @@ from flows.common import (
     task_runner_from_env,
 )
 from pipeline.cache import FeatureCache
-from pipeline.errors import InputError
 from pipeline.scoring import ClipFeatures, check_checkpoint, score_features
 
 

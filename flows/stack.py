@@ -33,8 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from common.errors import ConfigError, SenbertError
 from flows.common import TASK_RUNNER_ENV
-from pipeline.errors import ConfigError, SenbertError
 
 DEFAULT_HOME = Path(".senbert") / "prefect"
 DEFAULT_PORT = 4200

@@ -19,6 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from common.errors import ConfigError
 from flows.build_features import check_data, open_corpus
 from flows.common import (
     check_device,
@@ -29,7 +30,6 @@ from flows.common import (
     resolve_path,
     task_runner_from_env,
 )
-from pipeline.errors import ConfigError
 
 METRICS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 

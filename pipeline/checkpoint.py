@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
+from common.errors import CheckpointMismatchError, InputError
 from model.config import ModelConfig
 from model.senbert import SenBERT
 from pipeline.data import Corpus, Normalizer
-from pipeline.errors import CheckpointMismatchError, InputError
 
 FORMAT_VERSION = 1
 META_FILE = "senbert.json"

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import SenbertError
+from common.errors import SenbertError
 
 log = logging.getLogger("senbert")
 

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InputError
+from common.errors import InputError
 
 
 def register(subparsers: Any) -> None:

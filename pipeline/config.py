@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
+from common.errors import ConfigError
 from model.config import ModelConfig
-from pipeline.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import InputError
 from pipeline.data import SPLITS, Clip, Corpus, clean_features
-from pipeline.errors import InputError
 
 log = logging.getLogger(__name__)
 

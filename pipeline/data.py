@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.errors import ConfigError, InputError
+from common.errors import ConfigError, InputError
 
 SPLITS = ("train", "valid", "test")
 

@@ -7,7 +7,7 @@ Resolution order (the project's rule for every asset):
    whose weight file is checked against a pinned SHA-256 before it is loaded;
 3. a Hugging Face model id (``bert-base-uncased``), which transformers loads from its local
    cache or, when the machine is online, downloads;
-4. otherwise an :class:`~pipeline.errors.AssetError` that says how to get it.
+4. otherwise an :class:`~common.errors.AssetError` that says how to get it.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.errors import AssetError
 from extractors.assets import senbert_home
 from extractors.assets import verify_sha256 as _verify
-from pipeline.errors import AssetError
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_h
 
 import numpy as np
 
+from common.errors import ConfigError, InputError, SenbertError
 from extractors.acoustic import AcousticSettings
 from extractors.media import VIDEO_EXTENSIONS, MediaSettings, open_media
 from extractors.registry import FeatureSequence, available
 from extractors.transcript import AsrSettings, set_thread_budget
 from extractors.visual import VisualSettings
 from pipeline.cache import CACHE_FORMAT, CacheEntry, FeatureCache, atomic_write_json, entries_to_corpus
-from pipeline.errors import ConfigError, InputError, SenbertError
 
 if TYPE_CHECKING:
     from pipeline.data import Corpus
@@ -404,7 +404,7 @@ def extract_clip(path: str | os.PathLike[str], config: ExtractConfig, cache: Fea
                  transcript: str | None = None, clip_id: str | None = None) -> CacheEntry:
     """Features of one file: from the cache when present, else extracted and cached.
 
-    Raises a :class:`~pipeline.errors.SenbertError` subclass naming the file on bad input.
+    Raises a :class:`~common.errors.SenbertError` subclass naming the file on bad input.
     """
     p = Path(path)
     hit = cached_entry(p, config, cache, transcript, clip_id)

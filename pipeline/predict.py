@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.errors import InputError
 from model.senbert import SenBERT
 from pipeline.checkpoint import WEIGHTS_FILE, CheckpointMeta, check_corpus, load_checkpoint
 from pipeline.data import Clip, Corpus
-from pipeline.errors import InputError
 from pipeline.metrics import polarity, seven_class
 
 

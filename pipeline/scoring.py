@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common.errors import InputError
 from pipeline.cache import FeatureCache, atomic_write_json, entries_to_corpus
-from pipeline.errors import InputError
 
 log = logging.getLogger(__name__)
 

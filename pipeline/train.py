@@ -32,13 +32,13 @@ import yaml
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from common.errors import ConfigError, InputError
 from model.loss import UncertaintyWeightedLoss, tasks_for
 from model.senbert import SenBERT
 from pipeline.checkpoint import CheckpointMeta, save_checkpoint, update_meta, versions
 from pipeline.config import TrainConfig
 from pipeline.data import Clip, ClipDataset, Corpus, LengthGroupedBatches, Normalizer, collate
 from pipeline.encoders import load_encoder
-from pipeline.errors import ConfigError, InputError
 from pipeline.metrics import HIGHER_IS_BETTER, regression_metrics
 
 log = logging.getLogger(__name__)

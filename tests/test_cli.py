@@ -87,8 +87,8 @@ def test_named_configs_load():
 
 @pytest.mark.parametrize("name", ["bert-base-uncased", "./no/such/dir"])
 def test_missing_encoder_says_how_to_get_it(name, monkeypatch):
+    from common.errors import AssetError
     from pipeline.encoders import load_encoder
-    from pipeline.errors import AssetError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(AssetError) as ei:

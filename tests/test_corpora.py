@@ -8,8 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
+from common.errors import InputError
 from pipeline.corpora import load_corpus, read_label_csv, read_mmsa_pkl, write_mmsa_pkl
-from pipeline.errors import InputError
 from tests.conftest import make_corpus
 
 

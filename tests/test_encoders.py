@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = r"""
 import json, sys
 from pipeline.encoders import load_encoder, load_tokenizer
-from pipeline.errors import AssetError
+from common.errors import AssetError
 out = {}
 model, tok, hidden = load_encoder("someone/cached-minilm")
 out["hidden"] = hidden

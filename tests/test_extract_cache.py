@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.errors import ConfigError, InputError, MediaError
 from pipeline.cache import FeatureCache, entries_to_corpus
 from pipeline.data import Corpus
-from pipeline.errors import ConfigError, InputError, MediaError
 from pipeline.extract import (
     ExtractConfig,
     corpus_from_batch,

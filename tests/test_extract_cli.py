@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import AssetError
 from extractors.assets import (
     FACE_LANDMARKER_SHA256,
     check_assets,
@@ -17,7 +18,6 @@ from extractors.assets import (
     verify_sha256,
 )
 from pipeline.cli import main
-from pipeline.errors import AssetError
 from tests.extract_fixtures import GRID_CLIPS
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.errors import MediaError
 from extractors import registry
 from extractors.acoustic import LIBROSA_COLUMNS, AcousticSettings, LibrosaExtractor, yin
 from extractors.media import MediaSettings, open_media
 from extractors.transcript import AsrSettings
 from extractors.visual import BLENDSHAPES, COLUMNS, FaceTracker, VisualSettings, head_pose
 from extractors.wer import normalize_words, word_error_rate
-from pipeline.errors import MediaError
 from tests.extract_fixtures import GRID_CLIPS, GRID_DIR, bad_inputs, grid_alignment, grid_sentences  # noqa: F401
 
 SR = 16000

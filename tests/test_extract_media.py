@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.errors import InputError, MediaError
 from extractors.media import (
     MediaSettings,
     find_ffmpeg,
@@ -15,7 +16,6 @@ from extractors.media import (
     peak_dbfs,
     probe,
 )
-from pipeline.errors import InputError, MediaError
 from tests.extract_fixtures import GRID_CLIPS, bad_inputs, unicode_copy  # noqa: F401 - fixture
 
 SETTINGS = MediaSettings()

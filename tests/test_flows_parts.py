@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError, InputError, MediaError
+from common.errors import ConfigError, InputError, MediaError
 
 GRID_DIR = Path(__file__).parent / "fixtures" / "grid"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.errors import InputError
 from pipeline.cache import CacheEntry, FeatureCache
-from pipeline.errors import InputError
 from pipeline.scoring import (
     FIELDS,
     ClipFeatures,

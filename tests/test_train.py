@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from common.errors import CheckpointMismatchError, ConfigError, InputError
 from model.loss import UncertaintyWeightedLoss, tasks_for
 from model.senbert import SenBERT
 from pipeline.checkpoint import WEIGHTS_FILE, read_meta
 from pipeline.config import load_config
 from pipeline.data import ClipDataset, Corpus, Normalizer, collate
-from pipeline.errors import CheckpointMismatchError, ConfigError, InputError
 from pipeline.predict import Predictor
 from pipeline.train import train, train_seeds
 from tests.conftest import TINY, make_corpus

@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from common.errors import ConfigError, InputError
 from model.loss import UncertaintyWeightedLoss, tasks_for
 from model.senbert import SenBERT
 from pipeline.config import load_config
 from pipeline.data import LengthGroupedBatches
-from pipeline.errors import ConfigError, InputError
 from pipeline.predict import Predictor
 from pipeline.train import build_optimizer, train, train_seeds
 from tests.conftest import TINY, make_corpus
