@@ -18,7 +18,6 @@ named by the user is hashed and the hash is recorded with the features, not comp
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import re
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import AssetError
+from common.io import senbert_home, sha256_file, verify_sha256
 
 FACE_LANDMARKER_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 
@@ -63,45 +63,6 @@ HOW_WHISPER = (
     "CTranslate2 Whisper folder; online, set asr.model to an official name (e.g. base) and "
     "asr.allow_download: true"
 )
-
-
-def senbert_home() -> Path:
-    """Where joined assets live: ``$SENBERT_HOME`` or ``~/.cache/senbert``."""
-    env = os.environ.get("SENBERT_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "senbert"
-
-
-_SHA_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, memoised per process on (path, size, mtime)."""
-    p = Path(path)
-    st = p.stat()
-    memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if memo_key in _SHA_MEMO:
-        return _SHA_MEMO[memo_key]
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    digest = h.hexdigest()
-    _SHA_MEMO[memo_key] = digest
-    return digest
-
-
-def verify_sha256(path: str | os.PathLike[str], expected: str, what: str, how: str) -> str:
-    """Raise AssetError unless ``path`` exists and hashes to ``expected``."""
-    p = Path(path)
-    if not p.is_file():
-        raise AssetError(f"{what}: {p} is missing; {how}")
-    got = sha256_file(p)
-    if got != expected:
-        raise AssetError(
-            f"{what}: {p} fails its SHA-256 check (expected {expected[:16]}..., got {got[:16]}...): "
-            f"the file is damaged or not the pinned version; delete it and {how}"
-        )
-    return got
 
 
 def _package_dir(package: str) -> Path | None:

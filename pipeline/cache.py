@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from common.errors import ConfigError, InputError
+from common.io import atomic_write
 
 if TYPE_CHECKING:  # pipeline.data imports torch: not needed to extract, so not imported here
     from pipeline.data import Corpus
@@ -81,26 +81,6 @@ class CacheEntry:
             "transcript_source": self.meta.get("transcript_source", ""), "n_warnings": len(self.warnings),
             "created": self.meta.get("created", ""),
         }
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
-    _atomic_write_text(Path(path), json.dumps(obj, indent=1, ensure_ascii=False, sort_keys=False))
 
 
 class _JsonlLog:
@@ -163,7 +143,7 @@ class _JsonlLog:
 
     def compact(self, recs: list[dict[str, Any]]) -> None:
         with self._lock():
-            _atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+            atomic_write(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
         self._inode = -1
 
 

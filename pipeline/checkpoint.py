@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from common.errors import CheckpointMismatchError, InputError
+from common.io import atomic_write
 from model.config import ModelConfig
 from model.senbert import SenBERT
 from pipeline.data import Corpus, Normalizer
@@ -68,12 +69,6 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def save_checkpoint(directory: Path, model: SenBERT, meta: CheckpointMeta, tokenizer: Any | None) -> Path:
     """Write a checkpoint atomically: into ``<dir>.partial`` first, then renamed over ``dir``."""
     from safetensors.torch import save_model
@@ -89,7 +84,7 @@ def save_checkpoint(directory: Path, model: SenBERT, meta: CheckpointMeta, token
         model.language.encoder.config.save_pretrained(enc_dir)
         if tokenizer is not None:
             tokenizer.save_pretrained(enc_dir)
-    _atomic_write_text(tmp / META_FILE, json.dumps(meta.__dict__, indent=2, sort_keys=True))
+    atomic_write(tmp / META_FILE, json.dumps(meta.__dict__, indent=2, sort_keys=True))
     old = directory.with_name(directory.name + ".old")
     if directory.exists():
         if old.exists():
@@ -117,7 +112,7 @@ def update_meta(directory: Path, **changes: Any) -> CheckpointMeta:
     meta = read_meta(directory)
     for k, v in changes.items():
         setattr(meta, k, v)
-    _atomic_write_text(Path(directory) / META_FILE, json.dumps(meta.__dict__, indent=2, sort_keys=True))
+    atomic_write(Path(directory) / META_FILE, json.dumps(meta.__dict__, indent=2, sort_keys=True))
     return meta
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import SenbertError
+from common.io import atomic_open
 
 log = logging.getLogger("senbert")
 
@@ -121,13 +122,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
               "score_sense", "text"]
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".partial")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        with atomic_open(out, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=fields)
             w.writeheader()
             w.writerows(rows)
-        os.replace(tmp, out)
         print(f"{len(rows)} predictions written to {out}")
     else:
         w = csv.DictWriter(sys.stdout, fieldnames=fields)

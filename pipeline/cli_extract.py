@@ -122,7 +122,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
                            errors_path=errors_path, load_entries=False)
     print(report.summary())
     if args.json:
-        from pipeline.cache import atomic_write_json
+        from common.io import atomic_write_json
 
         atomic_write_json(args.json, {
             "config": config.name, "fingerprint": config.fingerprint(), "cache": str(cache.root),

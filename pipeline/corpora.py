@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import InputError
+from common.io import atomic_open
 from pipeline.data import SPLITS, Clip, Corpus, clean_features
 
 log = logging.getLogger(__name__)
@@ -274,11 +275,8 @@ def write_mmsa_pkl(corpus: Corpus, path: str | os.PathLike[str], tokenizer: Any 
             ).astype(np.float32)
         out[split] = part
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".partial")
-    with open(tmp, "wb") as f:
+    with atomic_open(dest, "wb") as f:
         pickle.dump(out, f, protocol=4)
-    os.replace(tmp, dest)
     return dest
 
 

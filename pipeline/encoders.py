@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import AssetError
-from extractors.assets import senbert_home
-from extractors.assets import verify_sha256 as _verify
+from common.io import senbert_home
+from common.io import verify_sha256 as _verify
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_h
 import numpy as np
 
 from common.errors import ConfigError, InputError, SenbertError
+from common.io import atomic_write_json
 from extractors.acoustic import AcousticSettings
 from extractors.media import VIDEO_EXTENSIONS, MediaSettings, open_media
 from extractors.registry import FeatureSequence, available
 from extractors.transcript import AsrSettings, set_thread_budget
 from extractors.visual import VisualSettings
-from pipeline.cache import CACHE_FORMAT, CacheEntry, FeatureCache, atomic_write_json, entries_to_corpus
+from pipeline.cache import CACHE_FORMAT, CacheEntry, FeatureCache, entries_to_corpus
 
 if TYPE_CHECKING:
     from pipeline.data import Corpus
@@ -180,8 +181,9 @@ def extractor_versions(config: ExtractConfig) -> dict[str, Any]:
     Cheap: packaged models contribute their pinned hashes; an explicit model file is hashed
     once per process.
     """
+    from common.io import sha256_file
     from extractors import acoustic, transcript, visual
-    from extractors.assets import FACE_LANDMARKER_SHA256, packaged_whisper_digest, sha256_file
+    from extractors.assets import FACE_LANDMARKER_SHA256, packaged_whisper_digest
 
     memo = json.dumps(config.to_dict(), sort_keys=True, default=str)
     if memo in _VERSIONS_MEMO:
@@ -827,7 +829,7 @@ def corpus_from_batch(items: Sequence[Any], report: BatchReport, cache: FeatureC
 
 def default_cache_dir() -> Path:
     """``$SENBERT_CACHE``, else ``$SENBERT_HOME/features`` (``~/.cache/senbert/features``)."""
-    from extractors.assets import senbert_home
+    from common.io import senbert_home
 
     env = os.environ.get("SENBERT_CACHE")
     return Path(env).expanduser() if env else senbert_home() / "features"

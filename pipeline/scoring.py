@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import InputError
-from pipeline.cache import FeatureCache, atomic_write_json, entries_to_corpus
+from common.io import atomic_write, atomic_write_json
+from pipeline.cache import FeatureCache, entries_to_corpus
 
 log = logging.getLogger(__name__)
 
@@ -129,23 +129,6 @@ def format_scores_table(rows: Sequence[dict[str, Any]], max_transcript: int = 40
 # --------------------------------------------------------------------------- files
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _csv_cell(key: str, v: Any) -> Any:
     if v is None:
         return ""
@@ -163,9 +146,9 @@ def write_scores(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike[str]
     for r in rows:
         w.writerow({k: _csv_cell(k, r.get(k)) for k in FIELDS})
     csv_path, jsonl_path = out / CSV_NAME, out / JSONL_NAME
-    _atomic_write(jsonl_path, "".join(json.dumps({k: r.get(k) for k in FIELDS}, ensure_ascii=False) + "\n"
+    atomic_write(jsonl_path, "".join(json.dumps({k: r.get(k) for k in FIELDS}, ensure_ascii=False) + "\n"
                                       for r in rows))
-    _atomic_write(csv_path, buf.getvalue())
+    atomic_write(csv_path, buf.getvalue())
     return csv_path, jsonl_path
 
 

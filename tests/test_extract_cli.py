@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from common.errors import AssetError
+from common.io import verify_sha256
 from extractors.assets import (
     FACE_LANDMARKER_SHA256,
     check_assets,
     install_whisper_base,
     resolve_face_landmarker,
     resolve_whisper_model,
-    verify_sha256,
 )
 from pipeline.cli import main
 from tests.extract_fixtures import GRID_CLIPS
