@@ -58,6 +58,9 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     # the one-command recipe (`--config language --pretrain`): lr_encoder 2e-5 in both stages
     "mpnet_lr2e-5_mosei_pretrain": {"config": "language", "needs": "mosei_pretrain", "set": {"lr_encoder": 2e-5}},
     "bert_base": {"config": "paper", "ablation": "language_only"},
+    # parameter-efficient fine-tuning (configs/language_lora.yaml: LoRA r=8 on all-mpnet-base-v2)
+    "mpnet_lora_mosei_pretrain": {"config": "language_lora", "needs": "mosei_pretrain"},
+    "mpnet_lora": {"config": "language_lora"},
 }
 
 #: Table II of the paper (language-related rows, MOSI test, uncased BERT-base). Acc/F1 in %.

@@ -6,9 +6,11 @@ the ``train`` texts of a ``label.csv`` in four settings, each adding one option 
     fp32          fp32, random batches, the default (for-each) Adam: the plain recipe
     +fused        Adam fused into one kernel
     +grouped      batches of similar text length (``group_by_length``)
-    +bf16         bfloat16 autocast (``precision: bf16``), i.e. configs/language.yaml
+    +bf16         bfloat16 autocast (``precision: bf16``; what ``precision: auto`` picks where the
+                  CPU has native bf16, see pipeline/precision.py)
 
-For each setting it times ``--steps`` batches spread evenly over one epoch's batch order (after
+It prints the CPU and its bf16 capability first: bf16 is fast only with native units. For each
+setting it times ``--steps`` batches spread evenly over one epoch's batch order (after
 one warm-up step) and scales the mean step time to the epoch. Prints a table and writes JSON.
 
     python bench/bench_language_speed.py --data ../shared/data/mosi/label.csv --steps 8
@@ -33,6 +35,7 @@ from pipeline.config import load_config  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.data import ClipDataset  # noqa: E402
 from pipeline.encoders import load_encoder, load_tokenizer  # noqa: E402
+from pipeline.precision import capabilities, resolve_precision  # noqa: E402
 from pipeline.train import make_loader, train_step  # noqa: E402
 
 SETTINGS = [  # name, fused Adam, length-grouped batches, bf16 autocast
@@ -82,6 +85,8 @@ def main() -> int:
     ds = ClipDataset(corpus.split("train"), tok, max_text_len=cfg.max_text_len, use_audio=False, use_vision=False)
     rows = [time_setting(*s, ds, args) for s in SETTINGS]
     base = rows[0]["seconds_per_epoch"]
+    caps = capabilities("cpu")
+    print(f"CPU: {caps.describe()}; precision auto -> {resolve_precision('auto', 'cpu', caps)}")
     print(f"{cfg.model.encoder}, {len(ds)} training texts, batch {cfg.batch_size}, {torch.get_num_threads()} threads")
     print("| setting | padded tokens/step | s/step | s/epoch | speed-up |")
     print("|---|---|---|---|---|")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 #: Ablations of Table II (plus "full"), as values of :attr:`ModelConfig.variant` and flags.
 VARIANTS = ("full", "language_only", "sense_only")
 ENCODER_MODES = ("finetune", "frozen", "random")
+ADAPTERS = ("none", "lora")
+#: LoRA's default target modules: attention projections and both feed-forward layers, named as in
+#: MPNet (q, k, v, o) and BERT (query, key, value); "output.dense" also matches BERT's attention output.
+LORA_TARGETS = ("q", "k", "v", "o", "query", "key", "value", "intermediate.dense", "output.dense")
 
 
 @dataclass
@@ -18,6 +22,9 @@ class ModelConfig:
     ``sense_only`` (sense block's [VCLS, ACLS] -> regression).
     ``use_language_task`` / ``use_sense_task``: drop the auxiliary losses (W/O L_lan, W/O L_sen).
     ``encoder_mode``: ``finetune`` (default), ``frozen`` (Fixed) or ``random`` (Random init).
+    ``adapter``: ``none`` (full fine-tuning of the encoder) or ``lora``: the pretrained encoder stays
+    fixed and low-rank adapters (rank ``lora_r``, scale ``lora_alpha / lora_r``) on ``lora_targets``
+    are trained with everything that is not the encoder (parameter-efficient fine-tuning).
     """
 
     encoder: str = "all-MiniLM-L6-v2"
@@ -42,6 +49,11 @@ class ModelConfig:
     dropout: float = 0.3
     attn_dropout: float = 0.0  # dropout on attention weights (off: keeps the fused attention kernel)
     head_dropout: float = 0.3
+    adapter: str = "none"
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.1
+    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -52,6 +64,16 @@ class ModelConfig:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
         if self.conv_stride < 1:
             raise ValueError("conv_stride must be >= 1")
+        if self.adapter not in ADAPTERS:
+            raise ValueError(f"adapter must be one of {ADAPTERS}, got {self.adapter!r}")
+        if self.adapter != "none":
+            if self.encoder_mode != "finetune":
+                raise ValueError(f"adapter {self.adapter!r} trains the encoder through adapters; it needs "
+                                 f"encoder_mode 'finetune', not {self.encoder_mode!r}")
+            if not self.uses_language:
+                raise ValueError(f"adapter {self.adapter!r} needs a text encoder; variant {self.variant!r} has none")
+            if self.lora_r < 1 or not self.lora_targets:
+                raise ValueError("lora_r must be >= 1 and lora_targets must name at least one module")
 
     @property
     def uses_language(self) -> bool:

@@ -49,6 +49,7 @@ class CheckpointMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     data_source: str = ""
     feature_info: dict[str, Any] = field(default_factory=dict)  # extract config and frame rates
+    base_encoder: dict[str, Any] | None = None  # adapter checkpoints: the frozen encoder they need (name, sha256)
     versions: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
@@ -69,16 +70,33 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def save_checkpoint(directory: Path, model: SenBERT, meta: CheckpointMeta, tokenizer: Any | None) -> Path:
+def trained_state(model: SenBERT, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """What a checkpoint stores: every tensor, or, for an adapter model (``model.adapter: lora``),
+    all but the frozen pretrained encoder's weights (they come from the base encoder at load
+    time). ``dtype`` stores floating-point tensors in another precision (e.g. fp16 to ship)."""
+    from pipeline.encoders import is_adapter_weight
+
+    state = model.state_dict()
+    if model.cfg.adapter != "none":
+        state = {k: v for k, v in state.items() if not k.startswith("language.encoder.") or is_adapter_weight(k)}
+    return {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().clone()
+            for k, v in state.items()}
+
+
+def save_checkpoint(directory: Path, model: SenBERT, meta: CheckpointMeta, tokenizer: Any | None,
+                    dtype: torch.dtype | None = None) -> Path:
     """Write a checkpoint atomically: into ``<dir>.partial`` first, then renamed over ``dir``."""
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file, save_model
 
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    save_model(model, str(tmp / WEIGHTS_FILE))
+    if model.cfg.adapter != "none" or dtype is not None:
+        save_file(trained_state(model, dtype), str(tmp / WEIGHTS_FILE))
+    else:
+        save_model(model, str(tmp / WEIGHTS_FILE))
     if model.cfg.uses_language:
         enc_dir = tmp / "encoder"
         model.language.encoder.config.save_pretrained(enc_dir)
@@ -94,6 +112,19 @@ def save_checkpoint(directory: Path, model: SenBERT, meta: CheckpointMeta, token
     if old.exists():
         shutil.rmtree(old)
     return directory
+
+
+def resolve_checkpoint_dir(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint folder meant by ``path``: the folder itself, or the ``checkpoint/`` inside a
+    run folder. Raises InputError when neither holds a checkpoint."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"{p}: no such checkpoint or run folder")
+    if (p / META_FILE).is_file():
+        return p
+    if (p / "checkpoint" / META_FILE).is_file():
+        return p / "checkpoint"
+    raise InputError(f"{p}: not a SenBERT checkpoint (no {META_FILE}) nor a run folder holding checkpoint/")
 
 
 def read_meta(directory: Path) -> CheckpointMeta:
@@ -121,14 +152,17 @@ def load_checkpoint(directory: Path, device: str = "cpu") -> tuple[SenBERT, Any,
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
-    from pipeline.encoders import encoder_from_saved
+    from pipeline.encoders import encoder_from_saved, is_adapter_weight
 
     directory = Path(directory)
     meta = read_meta(directory)
     cfg = meta.model_config
     encoder = tok = None
     hidden = 0
-    if cfg.uses_language:
+    adapter = cfg.adapter != "none"
+    if adapter:
+        encoder, tok, hidden = _adapter_base(directory, meta)
+    elif cfg.uses_language:
         enc_dir = directory / "encoder"
         if not (enc_dir / "config.json").exists():
             raise InputError(f"{directory}: checkpoint lacks encoder/config.json")
@@ -143,6 +177,8 @@ def load_checkpoint(directory: Path, device: str = "cpu") -> tuple[SenBERT, Any,
         raise CheckpointMismatchError(
             f"{weights}: weights do not fit the model described in {META_FILE} ({str(exc).splitlines()[0][:300]})"
         ) from None
+    if adapter:  # the frozen base weights are not stored: they came from the verified base encoder
+        missing = [k for k in missing if not (k.startswith("language.encoder.") and not is_adapter_weight(k))]
     if missing or unexpected:
         raise CheckpointMismatchError(
             f"{weights}: weights do not fit the model described in {META_FILE}: "
@@ -151,6 +187,27 @@ def load_checkpoint(directory: Path, device: str = "cpu") -> tuple[SenBERT, Any,
         )
     model.eval()
     return model, tok, meta
+
+
+def _adapter_base(directory: Path, meta: CheckpointMeta) -> tuple[Any, Any, int]:
+    """The pretrained encoder an adapter checkpoint was trained on, with fresh adapters: found by
+    its recorded name (the packaged offline copy for a packaged name) and refused when the
+    SHA-256 of its weights is not the one recorded at training time."""
+    from pipeline.encoders import encoder_identity, load_encoder, lora_settings
+
+    base = meta.base_encoder or {}
+    name, want = base.get("name"), base.get("sha256")
+    if not name:
+        raise CheckpointMismatchError(f"{directory}: adapter checkpoint without a base_encoder entry in {META_FILE}")
+    have = encoder_identity(name).get("sha256")
+    if want and have != want:
+        raise CheckpointMismatchError(
+            f"{directory}: its adapters were trained on the encoder {name!r} whose weights have SHA-256 {want}, "
+            f"but the {name!r} found here has {have or 'no readable weight file'}; install that exact base "
+            "encoder (for a packaged name: `senbert assets install`) or use a fully fine-tuned checkpoint"
+        )
+    cfg = meta.model_config
+    return load_encoder(name, "finetune", lora_settings(cfg))
 
 
 def check_corpus(meta: CheckpointMeta, corpus: Corpus, checkpoint: Path | str = "") -> None:

@@ -58,14 +58,15 @@ class TrainConfig:
     pretrain: list[str] = field(default_factory=list)  # preliminary corpora (label.csv/pkl): a first stage
     #                  trains on their train split (selected on their valid split), the main stage starts from it
     pretrain_epochs: int = 2  # epochs of the preliminary stage
-    precision: str = "fp32"  # "bf16": autocast matmuls to bfloat16 in training (weights and optimiser stay fp32)
+    precision: str = "auto"  # "auto": bf16 autocast where the hardware has native bf16 (pipeline/precision.py),
+    #                          else fp32; "bf16" / "fp32" force one (weights and optimiser always stay fp32)
     group_by_length: bool = False  # batches of similar text length (shuffled), less padding per step
     keep_state: bool = False  # keep state/last.pt (weights + Adam moments, ~3x the checkpoint) once a run has
     #                           finished, so that --resume with more epochs can extend it; by default it goes
 
     def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', not {self.precision!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import AssetError
-from common.io import senbert_home
+from common.io import senbert_home, sha256_file
 from common.io import verify_sha256 as _verify
 
 
@@ -213,11 +213,63 @@ def load_tokenizer(name: str) -> Any:
                  lambda path, local: AutoTokenizer.from_pretrained(path, local_files_only=local))
 
 
-def load_encoder(name: str, mode: str = "finetune") -> tuple[Any, Any, int]:
+def add_lora(encoder: Any, r: int, alpha: float, dropout: float, targets: list[str]) -> Any:
+    """Inject LoRA adapters (``peft``) into ``encoder`` in place: the pretrained weights are frozen,
+    only the adapters' ``lora_A`` / ``lora_B`` matrices train. Module names stay those of the
+    encoder (``...attn.q.base_layer.weight``, ``...attn.q.lora_A.default.weight``)."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    present = {n.rsplit(".", 1)[-1] for n, _ in encoder.named_modules()} | {n for n, _ in encoder.named_modules()}
+    if not any(t in present or any(n.endswith("." + t) for n in present) for t in targets):
+        raise AssetError(f"LoRA targets {targets} match no module of this encoder "
+                         f"({type(encoder).__name__}); set model.lora_targets to names of its linear layers")
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none")
+    encoder = inject_adapter_in_model(cfg, encoder)
+    for n, p in encoder.named_parameters():
+        p.requires_grad_("lora_" in n)
+    return encoder
+
+
+def is_adapter_weight(name: str) -> bool:
+    """Whether a parameter name (of the encoder or of SenBERT) belongs to a LoRA adapter."""
+    return ".lora_A." in name or ".lora_B." in name
+
+
+def weights_file(directory: str | os.PathLike[str]) -> Path | None:
+    d = Path(directory)
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
+def encoder_identity(name: str) -> dict[str, Any]:
+    """The base encoder a parameter-efficient checkpoint needs: its name as given, whether it is a
+    packaged offline copy, and the SHA-256 of its weight file (``None`` when it cannot be read,
+    e.g. a hub id not in the local cache)."""
+    r = resolve_encoder(name)
+    if r.packaged is not None:
+        return {"name": r.packaged.name, "packaged": True, "sha256": r.packaged.weights_sha256}
+    f = weights_file(r.path) if Path(r.path).is_dir() else None
+    if f is None:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            hit = try_to_load_from_cache(r.path, "model.safetensors")
+            f = Path(hit) if isinstance(hit, str) else None
+        except Exception:  # an odd id or no cache: the identity stays unverified
+            f = None
+    return {"name": name, "packaged": False, "sha256": sha256_file(f) if f else None}
+
+
+def load_encoder(name: str, mode: str = "finetune", lora: dict[str, Any] | None = None) -> tuple[Any, Any, int]:
     """Return ``(encoder module, tokenizer, hidden size)`` for ``name``.
 
     ``mode='random'`` builds the same architecture with freshly initialised weights (Table II,
-    "Random"); the others load the pretrained weights.
+    "Random"); the others load the pretrained weights. ``lora`` (``r``, ``alpha``, ``dropout``,
+    ``targets``) adds trainable LoRA adapters to the frozen pretrained encoder.
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -229,7 +281,17 @@ def load_encoder(name: str, mode: str = "finetune") -> tuple[Any, Any, int]:
 
     model, tok = _load(resolve_encoder(name), load)
     hidden = int(model.config.hidden_size)
+    if lora:
+        model = add_lora(model, **lora)
     return model, tok, hidden
+
+
+def lora_settings(model_cfg: Any) -> dict[str, Any] | None:
+    """``load_encoder``'s ``lora`` argument for a :class:`~model.config.ModelConfig`."""
+    if getattr(model_cfg, "adapter", "none") != "lora":
+        return None
+    return {"r": model_cfg.lora_r, "alpha": model_cfg.lora_alpha, "dropout": model_cfg.lora_dropout,
+            "targets": list(model_cfg.lora_targets)}
 
 
 def encoder_from_saved(directory: Path) -> tuple[Any, Any, int]:

@@ -18,8 +18,9 @@ import torch
 
 from common.errors import InputError
 from model.senbert import SenBERT
-from pipeline.checkpoint import WEIGHTS_FILE, CheckpointMeta, check_corpus, load_checkpoint
+from pipeline.checkpoint import WEIGHTS_FILE, CheckpointMeta, check_corpus, load_checkpoint, resolve_checkpoint_dir
 from pipeline.data import Clip, Corpus
+from pipeline.inference import make_dataset, metrics_of, predict_dataset
 from pipeline.metrics import polarity, seven_class
 
 
@@ -34,11 +35,7 @@ class Predictor:
 
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "cpu") -> "Predictor":
-        path = Path(checkpoint)
-        if not path.exists():
-            raise InputError(f"{path}: no such checkpoint directory")
-        if (path / "checkpoint" / WEIGHTS_FILE).exists() and not (path / WEIGHTS_FILE).exists():
-            path = path / "checkpoint"  # a run directory was given
+        path = resolve_checkpoint_dir(checkpoint)
         model, tok, meta = load_checkpoint(path, device=device)
         return cls(model.to(device), tok, meta, path, device)
 
@@ -56,15 +53,13 @@ class Predictor:
         check_corpus(self.meta, corpus, self.path)
 
     def predict_clips(self, clips: Sequence[Clip], progress: bool = False) -> dict[str, Any]:
-        from pipeline.train import make_dataset, make_loader, run_inference
-
+        """Every head's predictions for ``clips``, in their order (batched by length)."""
         if not clips:
             return {"ids": [], "labels": [], "multimodal": []}
         cfg = self.meta.model_config
         ds = make_dataset(list(clips), self.tokenizer, cfg.uses_sense, self.meta)
-        loader = make_loader(ds, self.batch_size, self.tokenizer)
         with torch.inference_mode():
-            return run_inference(self.model, loader, self.device, progress=progress)
+            return predict_dataset(self.model, ds, self.batch_size, self.tokenizer, self.device, progress=progress)
 
     def predict_corpus(self, corpus: Corpus, split: str | None = None, progress: bool = False) -> list[dict[str, Any]]:
         """One row per clip: id, split, label, score in [-3, 3], polarity, 7-class label and the
@@ -97,8 +92,6 @@ class Predictor:
         if not clips:
             sizes = corpus.split_sizes()
             raise InputError(f"{corpus.source}: no labelled clips in split {split!r} (splits: {sizes})")
-        from pipeline.train import metrics_of
-
         m = metrics_of(self.predict_clips(clips, progress=progress))
         m["n"] = len(clips)
         return m

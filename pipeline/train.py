@@ -29,17 +29,21 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from common.errors import ConfigError, InputError
+from common.io import atomic_open, atomic_write
 from model.loss import UncertaintyWeightedLoss, tasks_for
 from model.senbert import SenBERT
-from pipeline.checkpoint import CheckpointMeta, save_checkpoint, update_meta, versions
+from pipeline.checkpoint import CheckpointMeta, resolve_checkpoint_dir, save_checkpoint, update_meta, versions
 from pipeline.config import TrainConfig
-from pipeline.data import Clip, ClipDataset, Corpus, LengthGroupedBatches, Normalizer, collate
-from pipeline.encoders import load_encoder
-from pipeline.metrics import HIGHER_IS_BETTER, regression_metrics
+from pipeline.corpora import load_corpus
+from pipeline.data import Clip, Corpus, Normalizer
+from pipeline.encoders import encoder_identity, load_encoder, lora_settings
+from pipeline.inference import batch_to_inputs, make_dataset, make_loader, metrics_of, run_inference
+from pipeline.metrics import HIGHER_IS_BETTER, format_table, summarize_seeds
+from pipeline.precision import resolve_precision
+from pipeline.predict import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ log = logging.getLogger(__name__)
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA's generators as well
 
 
 def check_corpus_for_config(corpus: Corpus, cfg: TrainConfig) -> None:
@@ -66,60 +70,43 @@ def check_corpus_for_config(corpus: Corpus, cfg: TrainConfig) -> None:
         raise InputError(f"{corpus.source}: {len(unlabeled)} train/valid clip(s) have no label, e.g. {unlabeled[:3]}")
 
 
-def batch_to_inputs(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-    keys = ("input_ids", "attention_mask", "audio", "audio_mask", "vision", "vision_mask")
-    return {k: batch[k].to(device) for k in keys if k in batch}
+@dataclass(frozen=True)
+class Schedule:
+    """The learning-rate factor per optimiser step: linear warm-up over ``warmup`` steps, then
+    linear decay to 0 at step ``total``.
+
+    A run resumed with more epochs than it was started with does not restart the schedule: from
+    the step it resumes at (``knot``) the rate decays linearly from the factor it had there
+    (``knot_factor``) to 0 at the new total, so the rate never jumps (see :meth:`extended`).
+    """
+
+    warmup: int
+    total: int
+    knot: int = -1
+    knot_factor: float = 1.0
+
+    @classmethod
+    def for_steps(cls, total_steps: int, warmup_ratio: float) -> "Schedule":
+        return cls(int(warmup_ratio * total_steps), total_steps)
+
+    def factor(self, step: int) -> float:
+        if self.knot >= 0 and step >= self.knot:
+            return max(0.0, self.knot_factor * (self.total - step) / max(1, self.total - self.knot))
+        if self.warmup and step < self.warmup:
+            return (step + 1) / self.warmup
+        return max(0.0, (self.total - step) / max(1, self.total - self.warmup))
+
+    def extended(self, step: int, total: int) -> "Schedule":
+        """The same schedule up to ``step``, then a linear decay to 0 at ``total``."""
+        return Schedule(self.warmup, total, step, self.factor(step))
 
 
-def make_dataset(clips: list[Clip], tokenizer: Any, cfg_model_uses_sense: bool, meta: CheckpointMeta) -> ClipDataset:
-    a_norm, v_norm = meta.normalizers()
-    return ClipDataset(
-        clips, tokenizer, max_text_len=meta.max_text_len, audio_norm=a_norm, vision_norm=v_norm,
-        use_audio=cfg_model_uses_sense, use_vision=cfg_model_uses_sense, max_seq_len=meta.max_seq_len,
-    )
-
-
-def make_loader(ds: ClipDataset, batch_size: int, tokenizer: Any, shuffle: bool = False,
-                generator: torch.Generator | None = None, group_by_length: bool = False) -> DataLoader:
-    pad_id = getattr(tokenizer, "pad_token_id", None) or 0  # no tokenizer (sense only): 0
-    if group_by_length and shuffle:
-        lengths = [len(it["input_ids"]) for it in ds.items]
-        return DataLoader(ds, batch_sampler=LengthGroupedBatches(lengths, batch_size, generator or torch.Generator()),
-                          collate_fn=lambda items: collate(items, pad_id))
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      collate_fn=lambda items: collate(items, pad_id))
-
-
-@torch.no_grad()
-def run_inference(model: SenBERT, loader: DataLoader, device: torch.device | str = "cpu",
-                  progress: bool = False, desc: str = "predict") -> dict[str, Any]:
-    """Predictions of every head for every clip of ``loader`` (in order)."""
-    model.eval()
-    device = torch.device(device)
-    out: dict[str, list] = {"ids": [], "labels": []}
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        preds = model(**batch_to_inputs(batch, device))
-        out["ids"].extend(batch["ids"])
-        out["labels"].extend(batch["labels"].tolist())
-        for head, v in preds.items():
-            out.setdefault(head, []).extend(v.float().cpu().tolist())
-    return out
-
-
-def metrics_of(pred: dict[str, Any]) -> dict[str, float]:
-    labels = np.asarray(pred["labels"], dtype=np.float64)
-    ok = np.isfinite(labels)
-    m = regression_metrics(np.asarray(pred["multimodal"])[ok], labels[ok])
-    for head in ("language", "sense"):
-        if head in pred:
-            m[f"{head}_mae"] = float(np.mean(np.abs(np.asarray(pred[head])[ok] - labels[ok])))
-    return m
-
-
-def build_optimizer(model: SenBERT, loss_fn: UncertaintyWeightedLoss, cfg: TrainConfig,
-                    total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """Adam with the encoder at ``lr_encoder`` (optionally decayed per layer) and the rest at
-    ``lr_other``; linear warm-up over ``warmup_ratio`` of the steps, then linear decay to 0."""
+def build_optimizer(model: SenBERT, loss_fn: UncertaintyWeightedLoss, cfg: TrainConfig, total_steps: int,
+                    schedule: Schedule | None = None
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Adam with the encoder (or its adapters) at ``lr_encoder`` (optionally decayed per layer) and
+    the rest at ``lr_other``; the rate follows ``schedule`` (default: linear warm-up over
+    ``warmup_ratio`` of ``total_steps``, then linear decay to 0)."""
     groups: list[dict[str, Any]] = []
     enc_params = model.encoder_parameters()
     if enc_params:
@@ -130,14 +117,8 @@ def build_optimizer(model: SenBERT, loss_fn: UncertaintyWeightedLoss, cfg: Train
     other = model.other_parameters() + list(loss_fn.parameters())
     groups.append({"params": other, "lr": cfg.lr_other, "name": "other"})
     opt = _adam(groups, cfg.weight_decay, next(model.parameters()).device)
-    warmup = int(cfg.warmup_ratio * total_steps)
-
-    def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    schedule = schedule or Schedule.for_steps(total_steps, cfg.warmup_ratio)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule.factor)
 
 
 def train_step(model: SenBERT, loss_fn: UncertaintyWeightedLoss, opt: torch.optim.Optimizer,
@@ -196,9 +177,10 @@ def init_weights(model: SenBERT, checkpoint: str | os.PathLike[str]) -> None:
     (e.g. the encoder and language head of a language-only model trained on another corpus)."""
     from safetensors.torch import load_file
 
-    path = Path(checkpoint)
-    if (path / "checkpoint").is_dir():
-        path = path / "checkpoint"
+    try:
+        path = resolve_checkpoint_dir(checkpoint)
+    except InputError as exc:
+        raise InputError(f"init_from: {exc}") from None
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise InputError(f"init_from: {path} is not a SenBERT checkpoint (no model.safetensors)")
@@ -269,6 +251,135 @@ def state_path(run_dir: str | os.PathLike[str]) -> Path:
     return Path(run_dir) / "state" / "last.pt"
 
 
+def _check_run_dir(out: Path, resume: bool) -> None:
+    state_file = state_path(out)
+    if out.exists() and (out / "result.json").exists() and not resume:
+        raise ConfigError(f"{out} already holds a finished run; choose another --out or pass --resume")
+    if state_file.exists() and not resume:
+        raise ConfigError(f"{out} holds an unfinished run; pass --resume to continue it or choose another --out")
+    if resume and (out / "result.json").exists() and not state_file.exists():
+        raise ConfigError(f"{out} holds a finished run whose resume state was removed when it finished "
+                          "(keep_state: false); train longer in a new --out, or set keep_state: true "
+                          "to keep runs extendable")
+
+
+def resolve_run_config(cfg: TrainConfig, corpus: Corpus, device: str = "cpu") -> TrainConfig:
+    """A copy of ``cfg`` with what the run decides filled in: the feature widths of ``corpus``
+    and the precision for ``device`` (``auto`` resolved). ``cfg`` itself is not changed."""
+    m = cfg.model
+    model = replace(m, audio_dim=len(corpus.audio_names) if m.uses_sense else 0,
+                    vision_dim=len(corpus.vision_names) if m.uses_sense else 0,
+                    lora_targets=list(m.lora_targets))
+    return replace(cfg, model=model, precision=resolve_precision(cfg.precision, device))
+
+
+def _training_clips(corpus: Corpus, cfg: TrainConfig) -> list[Clip]:
+    """The train split plus the train splits of ``cfg.extra_train``."""
+    clips = corpus.split("train")
+    m = cfg.model
+    for extra in cfg.extra_train:
+        more = load_corpus(extra)
+        if m.uses_sense and (more.audio_names != corpus.audio_names or more.vision_names != corpus.vision_names):
+            raise ConfigError(f"extra corpus {extra} has other feature columns than {corpus.source}")
+        added = [c for c in more.split("train") if c.label is not None]
+        log.info("adding %d training clips from %s", len(added), extra)
+        clips = clips + added
+    return clips
+
+
+def _checkpoint_meta(corpus: Corpus, cfg: TrainConfig, train_clips: list[Clip]) -> CheckpointMeta:
+    m = cfg.model
+    a_norm = v_norm = None
+    if m.uses_sense:
+        a_norm = Normalizer.fit((c.audio for c in train_clips), m.audio_dim)
+        v_norm = Normalizer.fit((c.vision for c in train_clips), m.vision_dim)
+    return CheckpointMeta(
+        model=m.to_dict(), train=cfg.to_dict(),
+        audio_names=list(corpus.audio_names) if m.uses_sense else [],
+        vision_names=list(corpus.vision_names) if m.uses_sense else [],
+        audio_norm=a_norm.to_dict() if a_norm else None, vision_norm=v_norm.to_dict() if v_norm else None,
+        max_text_len=cfg.max_text_len, max_seq_len=cfg.max_seq_len, data_source=corpus.source, versions=versions(),
+        feature_info=dict(corpus.feature_info) if m.uses_sense else {},
+        base_encoder=encoder_identity(m.encoder) if m.adapter != "none" else None,
+    )
+
+
+@dataclass
+class _Progress:
+    """What the epoch loop carries from epoch to epoch (and what a resume restores)."""
+
+    history: list[dict[str, Any]]
+    best: float | None = None
+    best_epoch: int = 0
+    epoch: int = 0  # the last finished epoch
+
+
+def _save_state(path: Path, model: SenBERT, loss_fn: UncertaintyWeightedLoss, opt: torch.optim.Optimizer,
+                sched: torch.optim.lr_scheduler.LambdaLR, schedule: Schedule, gen: torch.Generator,
+                prog: _Progress) -> None:
+    state = {
+        "model": model.state_dict(), "loss": loss_fn.state_dict(), "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(), "schedule": schedule.__dict__, "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "history": prog.history, "best": prog.best, "best_epoch": prog.best_epoch, "epoch": prog.epoch,
+    }
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
+
+
+def _load_state(path: Path, dev: torch.device, model: SenBERT, loss_fn: UncertaintyWeightedLoss,
+                opt: torch.optim.Optimizer, gen: torch.Generator) -> tuple[dict[str, Any], _Progress]:
+    st = torch.load(path, map_location=dev, weights_only=False)
+    model.load_state_dict(st["model"])
+    loss_fn.load_state_dict(st["loss"])
+    opt.load_state_dict(st["optimizer"])
+    gen.set_state(st["generator"])
+    torch.set_rng_state(st["torch_rng"])
+    np.random.set_state(st["numpy_rng"])
+    random.setstate(st["python_rng"])
+    if st.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda_rng"])
+    return st, _Progress(st["history"], st["best"], st["best_epoch"], st["epoch"])
+
+
+def _resumed_schedule(st: dict[str, Any], planned: Schedule, out: Path) -> Schedule:
+    """The schedule a resumed run continues with: the saved one; if the run now has another
+    number of steps (``--epochs`` changed), the saved one up to now, then a linear decay to 0
+    at the new total from the rate it had."""
+    saved = Schedule(**st["schedule"]) if st.get("schedule") else planned  # states before the key: planned
+    if saved.total == planned.total:
+        return saved
+    step = int(st["scheduler"]["last_epoch"])
+    ext = saved.extended(step, planned.total)
+    log.info("%s: resumed with %d steps in all instead of %d: from step %d the learning rate decays linearly "
+             "from %.3g of its peak to 0 (no warm restart)", out, planned.total, saved.total, step, ext.knot_factor)
+    return ext
+
+
+def _train_epoch(model: SenBERT, loss_fn: UncertaintyWeightedLoss, opt: torch.optim.Optimizer,
+                 sched: torch.optim.lr_scheduler.LambdaLR, loader: Any, dev: torch.device, cfg: TrainConfig,
+                 desc: str, progress: bool) -> tuple[dict[str, float], int, float]:
+    """One pass over ``loader``: the sample-weighted mean of each loss, samples seen, seconds."""
+    model.train()
+    t0 = time.perf_counter()
+    sums: dict[str, float] = {}
+    n_seen = 0
+    bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
+    for batch in bar:
+        outputs, labels, loss, parts = train_step(model, loss_fn, opt, batch, dev, cfg)
+        sched.step()
+        bs = labels.shape[0]
+        n_seen += bs
+        sums["loss"] = sums.get("loss", 0.0) + loss.item() * bs
+        l1_final = float(torch.nn.functional.l1_loss(outputs["multimodal"].detach(), labels))
+        sums["l1_multimodal"] = sums.get("l1_multimodal", 0.0) + l1_final * bs
+        for t, v in parts.items():
+            sums[f"l1_{t}"] = sums.get(f"l1_{t}", 0.0) + float(v) * bs
+        bar.set_postfix(loss=f"{sums['loss'] / n_seen:.3f}")
+    return {k: v / n_seen for k, v in sums.items()}, n_seen, time.perf_counter() - t0
+
+
 def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], resume: bool = False,
           progress: bool = True, device: str = "cpu") -> TrainResult:
     """Train on ``corpus``'s train split, select on valid, save the best checkpoint."""
@@ -281,55 +392,29 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     dev = torch.device(device)
-    set_seed(cfg.seed)
     state_file = state_path(out)
-    if out.exists() and (out / "result.json").exists() and not resume:
-        raise ConfigError(f"{out} already holds a finished run; choose another --out or pass --resume")
-    if state_file.exists() and not resume:
-        raise ConfigError(f"{out} holds an unfinished run; pass --resume to continue it or choose another --out")
-    if resume and (out / "result.json").exists() and not state_file.exists():
-        raise ConfigError(f"{out} holds a finished run whose resume state was removed when it finished "
-                          "(keep_state: false); train longer in a new --out, or set keep_state: true "
-                          "to keep runs extendable")
+    _check_run_dir(out, resume)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.pretrain and not cfg.init_from:
         cfg = replace(cfg, init_from=str(run_pretrain(cfg, out / "pretrain", progress=progress, device=device)))
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    # Seeded after any preliminary stage (which trains in this process): a run that reuses a
+    # finished stage, train_seeds and a single --pretrain run draw the same stream for a seed.
+    set_seed(cfg.seed)
+    cfg = resolve_run_config(cfg, corpus, device)
+    atomic_write(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     m = cfg.model
-    m.audio_dim = len(corpus.audio_names) if m.uses_sense else 0
-    m.vision_dim = len(corpus.vision_names) if m.uses_sense else 0
     encoder = tok = None
     hidden = 0
     if m.uses_language:
-        encoder, tok, hidden = load_encoder(m.encoder, m.encoder_mode)
+        encoder, tok, hidden = load_encoder(m.encoder, m.encoder_mode, lora_settings(m))
     model = SenBERT(m, encoder, hidden).to(dev)
     loss_fn = UncertaintyWeightedLoss(tasks_for(m)).to(dev)
     if cfg.init_from:
         init_weights(model, cfg.init_from)
 
-    train_clips = corpus.split("train")
-    for extra in cfg.extra_train:
-        from pipeline.corpora import load_corpus
-
-        more = load_corpus(extra)
-        if m.uses_sense and (more.audio_names != corpus.audio_names or more.vision_names != corpus.vision_names):
-            raise ConfigError(f"extra corpus {extra} has other feature columns than {corpus.source}")
-        added = [c for c in more.split("train") if c.label is not None]
-        log.info("adding %d training clips from %s", len(added), extra)
-        train_clips = train_clips + added
-    a_norm = v_norm = None
-    if m.uses_sense:
-        a_norm = Normalizer.fit((c.audio for c in train_clips), m.audio_dim)
-        v_norm = Normalizer.fit((c.vision for c in train_clips), m.vision_dim)
-    meta = CheckpointMeta(
-        model=m.to_dict(), train=cfg.to_dict(),
-        audio_names=list(corpus.audio_names) if m.uses_sense else [],
-        vision_names=list(corpus.vision_names) if m.uses_sense else [],
-        audio_norm=a_norm.to_dict() if a_norm else None, vision_norm=v_norm.to_dict() if v_norm else None,
-        max_text_len=cfg.max_text_len, max_seq_len=cfg.max_seq_len, data_source=corpus.source, versions=versions(),
-        feature_info=dict(corpus.feature_info) if m.uses_sense else {},
-    )
+    train_clips = _training_clips(corpus, cfg)
+    meta = _checkpoint_meta(corpus, cfg, train_clips)
     train_ds = make_dataset(train_clips, tok, m.uses_sense, meta)
     valid_clips = corpus.split("valid") or train_clips
     if not corpus.split("valid"):
@@ -339,93 +424,62 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
     train_loader = make_loader(train_ds, cfg.batch_size, tok, shuffle=True, generator=gen,
                                group_by_length=cfg.group_by_length)
     valid_loader = make_loader(valid_ds, cfg.eval_batch_size, tok)
-    total_steps = max(1, len(train_loader) * cfg.epochs)
-    opt, sched = build_optimizer(model, loss_fn, cfg, total_steps)
+    schedule = Schedule.for_steps(max(1, len(train_loader) * cfg.epochs), cfg.warmup_ratio)
+    opt, sched = build_optimizer(model, loss_fn, cfg, schedule.total, schedule)
 
-    history: list[dict[str, Any]] = []
-    best: float | None = None
-    best_epoch = 0
-    start_epoch = 1
+    prog = _Progress(history=[])
     if resume and state_file.exists():
-        st = torch.load(state_file, map_location=dev, weights_only=False)
-        model.load_state_dict(st["model"])
-        loss_fn.load_state_dict(st["loss"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        gen.set_state(st["generator"])
-        torch.set_rng_state(st["torch_rng"])
-        np.random.set_state(st["numpy_rng"])
-        random.setstate(st["python_rng"])
-        history, best, best_epoch = st["history"], st["best"], st["best_epoch"]
-        start_epoch = st["epoch"] + 1
-        log.info("resuming %s at epoch %d", out, start_epoch)
+        st, prog = _load_state(state_file, dev, model, loss_fn, opt, gen)
+        schedule = _resumed_schedule(st, schedule, out)
+        sched.lr_lambdas = [schedule.factor for _ in opt.param_groups]
+        sched.load_state_dict({**st["scheduler"], "lr_lambdas": [None] * len(opt.param_groups)})
+        for group, base_lr in zip(opt.param_groups, sched.base_lrs):  # the rate of the next step
+            group["lr"] = base_lr * schedule.factor(sched.last_epoch)
+        log.info("resuming %s at epoch %d", out, prog.epoch + 1)
         # the log may hold epochs after the saved state (a crash between the two writes)
-        (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
+        atomic_write(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in prog.history))
 
     metric = cfg.select_metric
     metrics_log = out / "metrics.jsonl"
-    stopped = start_epoch > cfg.epochs or (best_epoch and start_epoch - 1 - best_epoch >= cfg.patience)
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    stopped = prog.epoch >= cfg.epochs or (prog.best_epoch and prog.epoch - prog.best_epoch >= cfg.patience)
+    for epoch in range(prog.epoch + 1, cfg.epochs + 1):
         if stopped:
             break
-        model.train()
-        t0 = time.perf_counter()
-        sums: dict[str, float] = {}
-        n_seen = 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
-        for batch in bar:
-            outputs, labels, loss, parts = train_step(model, loss_fn, opt, batch, dev, cfg)
-            sched.step()
-            bs = labels.shape[0]
-            n_seen += bs
-            sums["loss"] = sums.get("loss", 0.0) + loss.item() * bs
-            l1_final = float(torch.nn.functional.l1_loss(outputs["multimodal"].detach(), labels))
-            sums["l1_multimodal"] = sums.get("l1_multimodal", 0.0) + l1_final * bs
-            for t, v in parts.items():
-                sums[f"l1_{t}"] = sums.get(f"l1_{t}", 0.0) + float(v) * bs
-            bar.set_postfix(loss=f"{sums['loss'] / n_seen:.3f}")
-        train_seconds = time.perf_counter() - t0
+        means, n_seen, train_seconds = _train_epoch(model, loss_fn, opt, sched, train_loader, dev, cfg,
+                                                    f"epoch {epoch}/{cfg.epochs}", progress)
         valid_pred = run_inference(model, valid_loader, dev)
         vm = metrics_of(valid_pred)
         rec = {
             "epoch": epoch,
-            "train_loss": sums["loss"] / n_seen,
-            **{f"train_{k}": v / n_seen for k, v in sums.items() if k != "loss"},
+            "train_loss": means["loss"],
+            **{f"train_{k}": v for k, v in means.items() if k != "loss"},
             "valid": vm,
             "sigmas": loss_fn.sigmas(),
             "lr": [g["lr"] for g in opt.param_groups],
             "train_seconds": train_seconds,
             "samples_per_second": n_seen / train_seconds,
         }
-        improved = _better(vm[metric], best, metric)
+        improved = _better(vm[metric], prog.best, metric)
         if improved:
-            best, best_epoch = vm[metric], epoch
+            prog.best, prog.best_epoch = vm[metric], epoch
             meta.sigmas = loss_fn.sigmas()
             meta.metrics = {"valid": vm, "epoch": epoch}
             save_checkpoint(out / "checkpoint", model, meta, tok)
-        rec["best_epoch"] = best_epoch
-        history.append(rec)
+        rec["best_epoch"] = prog.best_epoch
+        prog.history.append(rec)
+        prog.epoch = epoch
         with open(metrics_log, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
         msg = (f"epoch {epoch}: train loss {rec['train_loss']:.4f}  valid MAE {vm['mae']:.4f} corr {vm['corr']:.4f} "
                f"acc2_non0 {vm['acc2_non0']:.4f}  {train_seconds:.1f}s{'  *best*' if improved else ''}")
         (tqdm.write if progress else log.info)(msg)
-        state_tmp = state_file.with_name("last.pt.partial")
-        state_file.parent.mkdir(exist_ok=True)
-        torch.save({
-            "model": model.state_dict(), "loss": loss_fn.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(), "python_rng": random.getstate(), "history": history,
-            "best": best, "best_epoch": best_epoch, "epoch": epoch,
-        }, state_tmp)
-        os.replace(state_tmp, state_file)
-        if epoch - best_epoch >= cfg.patience:
-            log.info("early stopping after epoch %d (best %d)", epoch, best_epoch)
+        _save_state(state_file, model, loss_fn, opt, sched, schedule, gen, prog)
+        if epoch - prog.best_epoch >= cfg.patience:
+            log.info("early stopping after epoch %d (best %d)", epoch, prog.best_epoch)
             break
-    if best_epoch == 0:
+    if prog.best_epoch == 0:
         raise ConfigError(f"training produced no valid checkpoint in {out} (valid metric {metric} was NaN)")
-    result = finish(out, corpus, history, progress=progress, device=device)
+    result = finish(out, corpus, prog.history, progress=progress, device=device)
     if not cfg.keep_state:  # finished: the resume state (weights + Adam moments) is dead weight on disk
         state_file.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
@@ -436,8 +490,6 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
 def finish(out: Path, corpus: Corpus, history: list[dict[str, Any]], progress: bool = False,
            device: str = "cpu") -> TrainResult:
     """Evaluate the chosen checkpoint on valid (and test when labelled), write result.json and plots."""
-    from pipeline.predict import Predictor
-
     pred = Predictor.load(out / "checkpoint", device=device)
     valid_clips = corpus.split("valid") or corpus.split("train")
     vp = pred.predict_clips(valid_clips, progress=progress)
@@ -449,9 +501,7 @@ def finish(out: Path, corpus: Corpus, history: list[dict[str, Any]], progress: b
     result = {"valid": valid, "test": test, "best_epoch": best_epoch, "epochs_run": len(history),
               "seconds_per_epoch": float(np.mean(secs)) if secs else 0.0, "config": pred.meta.train}
     update_meta(out / "checkpoint", metrics={"valid": valid, "test": test, "epoch": best_epoch})
-    tmp = out / "result.json.partial"
-    tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    os.replace(tmp, out / "result.json")
+    atomic_write(out / "result.json", json.dumps(result, indent=2))
     _plots(out, history, vp)
     return TrainResult(out, out / "checkpoint", best_epoch, valid, test, result["seconds_per_epoch"])
 
@@ -461,8 +511,6 @@ def run_pretrain(cfg: TrainConfig, stage_dir: str | os.PathLike[str], progress: 
     """The preliminary stage of ``cfg.pretrain``: the same model trained for ``cfg.pretrain_epochs``
     on the train splits of those corpora and selected on the first one's valid split. A finished
     stage in ``stage_dir`` is reused, an interrupted one resumed. Returns its checkpoint."""
-    from pipeline.corpora import load_corpus
-
     stage = Path(stage_dir)
     if not (stage / "result.json").exists():
         first, *more = cfg.pretrain
@@ -480,8 +528,6 @@ def train_seeds(corpus: Corpus, cfg: TrainConfig, out_root: str | os.PathLike[st
 
     Writes ``summary.json`` (per-seed metrics, mean and standard deviation) and ``summary.md``.
     """
-    from pipeline.metrics import format_table, summarize_seeds
-
     root = Path(out_root)
     root.mkdir(parents=True, exist_ok=True)
     per_seed: dict[int, dict[str, Any]] = {}
@@ -511,12 +557,12 @@ def train_seeds(corpus: Corpus, cfg: TrainConfig, out_root: str | os.PathLike[st
     tests = [r["test"] for r in per_seed.values() if r.get("test")]
     if len(tests) == len(per_seed):
         summary["test"] = summarize_seeds(tests)
-    (root / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    atomic_write(root / "summary.json", json.dumps(summary, indent=2))
     md = [f"# {cfg.name}: {len(seeds)} seed(s) {seeds}", "", "valid split (mean ± std over seeds)", "",
           format_table({cfg.name: summary["valid"]})]
     if "test" in summary:
         md += ["", "test split", "", format_table({cfg.name: summary["test"]})]
     md += ["", f"seconds per epoch: {summary['seconds_per_epoch']['mean']:.1f}",
            f"best seed on valid {metric}: {best_seed} ({summary['best_seed']['checkpoint']})"]
-    (root / "summary.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    atomic_write(root / "summary.md", "\n".join(md) + "\n")
     return summary

@@ -1,0 +1,41 @@
+"""Worker processes that end with their parent.
+
+A worker of a process pool (``senbert extract --workers N``, ``senbert score``, Prefect's
+process task runner) keeps its models in memory, several hundred MB each. If the parent is
+killed (``kill -9``, an OOM kill, a closed terminal) the workers are reparented to init and,
+without this, finish their queue and then wait forever for the next task. Each worker calls
+:func:`exit_with_parent` once: a daemon thread notices that the parent is gone (the parent
+process id changes) and ends the worker at once, with status 1. Whatever the worker had
+written is safe, since every write of the project is atomic.
+
+It acts only in a child started by ``multiprocessing`` (a pool worker): a command-line process
+whose shell goes away (``nohup``) keeps running.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+
+_guard: dict[int, threading.Thread] = {}  # pid -> its watcher (a forked child needs its own)
+
+
+def exit_with_parent(poll_seconds: float = 0.5) -> None:
+    """Start (once per process) the watcher that ends this pool worker when its parent dies;
+    a no-op in a process that multiprocessing did not start."""
+    pid = os.getpid()
+    if pid in _guard or multiprocessing.parent_process() is None:
+        return
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    t = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    t.start()
+    _guard[pid] = t

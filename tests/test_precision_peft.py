@@ -1,0 +1,162 @@
+"""Precision that fits the machine (``precision: auto``) and parameter-efficient fine-tuning (LoRA):
+what is trained, what a checkpoint stores, and that its base encoder is checked at load."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from common.errors import CheckpointMismatchError
+from model.senbert import SenBERT
+from pipeline import precision
+from pipeline.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint, update_meta
+from pipeline.config import load_config
+from pipeline.encoders import encoder_identity, load_encoder, lora_settings, resolve_encoder
+from pipeline.precision import Capabilities, resolve_precision
+from pipeline.predict import Predictor
+from pipeline.train import train
+from tests.conftest import TINY, make_corpus
+
+AVX2 = Capabilities("AMD EPYC (AVX2 only)", frozenset({"avx", "avx2", "fma"}))
+ZEN4 = Capabilities("AMD EPYC (Zen 4)", frozenset({"avx2", "avx512f", "avx512_bf16"}))
+SPR = Capabilities("Intel Xeon (Sapphire Rapids)", frozenset({"avx2", "avx512f", "amx_bf16", "amx_tile"}))
+
+
+def test_auto_precision_follows_the_hardware():
+    assert resolve_precision("auto", "cpu", AVX2) == "fp32"
+    assert resolve_precision("auto", "cpu", ZEN4) == "bf16"
+    assert resolve_precision("auto", "cpu", SPR) == "bf16"
+    assert resolve_precision("auto", "cuda", Capabilities("x", frozenset(), cuda_bf16=True)) == "bf16"
+    assert resolve_precision("auto", "cuda", Capabilities("x", frozenset({"amx_bf16"}), cuda_bf16=False)) == "fp32"
+    assert resolve_precision("fp32", "cpu", SPR) == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp16", "cpu", AVX2)
+
+
+def test_explicit_bf16_without_native_support_warns_once(caplog, monkeypatch):
+    monkeypatch.setattr(precision, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="pipeline.precision"):
+        assert resolve_precision("bf16", "cpu", AVX2) == "bf16"
+        assert resolve_precision("bf16", "cpu", AVX2) == "bf16"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "26x slower" in warnings[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline.precision"):
+        resolve_precision("bf16", "cpu", ZEN4)
+    assert not caplog.records
+
+
+def test_every_config_defaults_to_auto_and_the_run_saves_the_choice(tmp_path, monkeypatch):
+    for name in ("quick", "default", "paper", "language", "language_lora"):
+        assert load_config(name).precision == "auto", name
+    monkeypatch.setattr(precision, "capabilities", lambda device="cpu": AVX2)
+    cfg = load_config("quick", ablation="language_only", overrides={**TINY, "epochs": 1})
+    train(make_corpus(8, text_only=True), cfg, tmp_path / "run", progress=False)
+    assert "precision: fp32" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def _lora_model(encoder: str = "all-MiniLM-L6-v2", variant: str = "language_only", **model_over):
+    over = {**TINY, "model.adapter": "lora", "model.encoder": encoder, "model.variant": variant}
+    over.update({f"model.{k}": v for k, v in model_over.items()})
+    cfg = load_config("quick", overrides=over)
+    enc, tok, hidden = load_encoder(cfg.model.encoder, "finetune", lora_settings(cfg.model))
+    return cfg, SenBERT(cfg.model, enc, hidden), tok
+
+
+def test_lora_trains_only_adapters_and_the_rest():
+    cfg, model, _ = _lora_model()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    enc_trainable = {n for n in trainable if n.startswith("language.encoder.")}
+    assert enc_trainable and all(".lora_A." in n or ".lora_B." in n for n in enc_trainable)
+    assert "language_head.1.weight" in trainable
+    assert {id(p) for p in model.encoder_parameters()} == {id(p) for n, p in model.named_parameters()
+                                                          if n in enc_trainable}
+    # q, k, v (query/key/value), attention output and both feed-forward layers of every layer
+    layers = model.language.encoder.config.num_hidden_layers
+    assert len([n for n in enc_trainable if n.endswith("lora_A.default.weight")]) == 6 * layers
+
+
+def test_lora_checkpoint_round_trips_with_identical_predictions(tmp_path):
+    cfg, model, tok = _lora_model()
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if ".lora_B." in n:
+                p.normal_(0, 0.05)  # lora_B starts at 0: make the adapters matter
+    meta = CheckpointMeta(model=cfg.model.to_dict(), train=cfg.to_dict(), max_text_len=16,
+                          base_encoder=encoder_identity(cfg.model.encoder))
+    save_checkpoint(tmp_path / "ck", model, meta, tok)
+    stored = load_file(str(tmp_path / "ck" / "model.safetensors"))
+    assert not [k for k in stored if k.startswith("language.encoder.") and ".lora_" not in k]
+    assert (tmp_path / "ck" / "model.safetensors").stat().st_size < 2_000_000  # MiniLM itself: 90 MB
+    batch = tok(["a lovely, moving film", "dull and far too long"], return_tensors="pt", padding=True)
+    model.eval()
+    with torch.no_grad():
+        want = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])["multimodal"]
+    loaded, _, _ = load_checkpoint(tmp_path / "ck")
+    with torch.no_grad():
+        got = loaded(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])["multimodal"]
+    assert torch.equal(want, got)
+    base_cfg = load_config("quick", overrides={**TINY, "model.variant": "language_only"})
+    enc, _, hidden = load_encoder(base_cfg.model.encoder)
+    with torch.no_grad():
+        plain = SenBERT(base_cfg.model, enc, hidden).eval()
+        plain.load_state_dict({k: v for k, v in loaded.state_dict().items() if k.startswith("language_head")},
+                              strict=False)
+        base_out = plain(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])["multimodal"]
+        assert not torch.allclose(base_out, got)  # the adapters changed the output
+
+
+def test_a_changed_base_encoder_is_refused(tmp_path):
+    src = Path(resolve_encoder("all-MiniLM-L6-v2").path)
+    local = tmp_path / "my-encoder"
+    shutil.copytree(src, local)
+    corpus = make_corpus(8, text_only=True)
+    cfg = load_config("quick", ablation="language_only",
+                      overrides={**TINY, "epochs": 1, "model.adapter": "lora", "model.encoder": str(local)})
+    res = train(corpus, cfg, tmp_path / "run", progress=False)
+    meta = json.loads((res.checkpoint / "senbert.json").read_text())
+    assert meta["base_encoder"]["sha256"] == encoder_identity(str(local))["sha256"]
+    Predictor.load(res.checkpoint)  # loads while the base is the same
+    weights = local / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 0x01
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointMismatchError, match="SHA-256"):
+        Predictor.load(res.checkpoint)
+
+
+def test_packaged_base_is_named_and_its_hash_checked(tmp_path):
+    cfg, model, tok = _lora_model()
+    ident = encoder_identity("all-MiniLM-L6-v2")
+    assert ident["packaged"] and ident["name"] == "all-MiniLM-L6-v2" and len(ident["sha256"]) == 64
+    meta = CheckpointMeta(model=cfg.model.to_dict(), train=cfg.to_dict(), base_encoder=ident)
+    save_checkpoint(tmp_path / "ck", model, meta, tok)
+    update_meta(tmp_path / "ck", base_encoder={**ident, "sha256": "0" * 64})
+    with pytest.raises(CheckpointMismatchError, match="all-MiniLM-L6-v2"):
+        load_checkpoint(tmp_path / "ck")
+
+
+def test_lora_on_the_full_senbert_trains_and_reloads(tmp_path):
+    corpus = make_corpus(16)
+    cfg = load_config("quick", overrides={**TINY, "epochs": 1, "model.adapter": "lora", "model.lora_r": 4})
+    res = train(corpus, cfg, tmp_path / "run", progress=False)
+    stored = load_file(str(res.checkpoint / "model.safetensors"))
+    assert any(k.startswith("sense.") for k in stored) and any(k.startswith("multimodal.") for k in stored)
+    assert Predictor.load(res.checkpoint).evaluate(corpus, "valid")["mae"] == pytest.approx(res.valid["mae"],
+                                                                                             abs=1e-6)
+
+
+def test_adapter_needs_a_fine_tunable_encoder():
+    from common.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="adapter"):
+        load_config("quick", overrides={"model.adapter": "lora", "model.encoder_mode": "frozen"})
+    with pytest.raises(ConfigError, match="adapter"):
+        load_config("quick", overrides={"model.adapter": "lora", "model.variant": "sense_only"})

@@ -1,0 +1,101 @@
+"""Training state: seeding around the preliminary stage, the learning-rate schedule and the RNG
+state across a resume, and the caller's config left as it was."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pipeline.config import load_config
+from pipeline.train import Schedule, state_path, train, train_seeds
+from tests.conftest import TINY, make_corpus
+
+SENTENCES = Path(__file__).resolve().parent.parent / "examples" / "sample_corpus" / "sentences.csv"
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "checkpoint" / "model.safetensors"))
+
+
+def test_main_stage_draws_the_same_stream_whether_the_stage_ran_in_process_or_was_reused(tmp_path):
+    """A single --pretrain run (the stage trains in this process), train_seeds (stage once, then
+    the seed) and a run that reuses the finished stage give the same model for the same seed."""
+    corpus = make_corpus(12, text_only=True)
+    over = {**TINY, "epochs": 1, "pretrain": [str(SENTENCES)], "pretrain_epochs": 1, "precision": "fp32"}
+    cfg = load_config("quick", ablation="language_only", overrides=over)
+    one = train(corpus, cfg, tmp_path / "one", progress=False)
+    stage = tmp_path / "one" / "pretrain" / "checkpoint"
+    reused = train(corpus, load_config("quick", ablation="language_only",
+                                       overrides={**over, "init_from": str(stage)}), tmp_path / "reused",
+                   progress=False)
+    train_seeds(corpus, cfg, tmp_path / "seeds", [cfg.seed], progress=False)
+    w_one, w_reused = _weights(tmp_path / "one"), _weights(tmp_path / "reused")
+    w_seed = _weights(tmp_path / "seeds" / f"seed_{cfg.seed}")
+    assert all(torch.equal(w_one[k], w_reused[k]) for k in w_one)
+    assert all(torch.equal(w_one[k], w_seed[k]) for k in w_one)
+    assert one.valid["mae"] == reused.valid["mae"]
+
+
+def test_schedule_extension_continues_from_the_current_rate():
+    s = Schedule.for_steps(100, 0.1)
+    assert s.factor(0) == pytest.approx(0.1) and s.factor(9) == pytest.approx(1.0)
+    assert s.factor(55) == pytest.approx(0.5)
+    ext = s.extended(50, 200)
+    assert ext.factor(50) == pytest.approx(s.factor(50))  # no jump at the resume step
+    assert ext.factor(125) == pytest.approx(s.factor(50) / 2)
+    assert ext.factor(200) == 0.0
+    assert ext.extended(120, 300).factor(120) == pytest.approx(ext.factor(120))
+
+
+def test_resume_with_more_epochs_keeps_the_learning_rate_continuous(tmp_path):
+    """10 -> 20 epochs used to rebuild the schedule from the new total: the rate jumped back up."""
+    corpus = make_corpus(16, text_only=True)
+    over = {**TINY, "epochs": 2, "patience": 10, "precision": "fp32", "keep_state": True, "warmup_ratio": 0.0}
+    cfg = load_config("quick", ablation="language_only", overrides=over)
+    run = tmp_path / "run"
+    train(corpus, cfg, run, progress=False)
+    rates = [h["lr"][0] for h in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+    longer = load_config("quick", ablation="language_only", overrides={**over, "epochs": 4})
+    train(corpus, longer, run, resume=True, progress=False)
+    after = [h["lr"][0] for h in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+    assert after[:2] == rates
+    # the first run decayed linearly to 0 at its end; a resume can only go further down
+    assert rates[1] <= rates[0]
+    assert all(b <= a + 1e-12 for a, b in zip(after, after[1:]))
+    assert after[2] <= rates[1] + 1e-12
+
+
+def test_resume_state_saves_and_restores_the_cuda_rng(tmp_path, monkeypatch):
+    """Without a GPU here, CUDA's generator calls are replaced by recorders."""
+    saved_state = [torch.tensor([7, 7, 7], dtype=torch.uint8)]
+    restored: list = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved_state)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append(states))
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: None)
+    corpus = make_corpus(8, text_only=True)
+    over = {**TINY, "epochs": 1, "patience": 5, "precision": "fp32", "keep_state": True}
+    run = tmp_path / "run"
+    train(corpus, load_config("quick", ablation="language_only", overrides=over), run, progress=False)
+    st = torch.load(state_path(run), weights_only=False)
+    assert torch.equal(st["cuda_rng"][0], saved_state[0])
+    more = {**over, "epochs": 2}
+    train(corpus, load_config("quick", ablation="language_only", overrides=more), run, resume=True, progress=False)
+    assert restored and torch.equal(restored[0][0], saved_state[0])
+
+
+def test_train_leaves_the_callers_config_unchanged(tmp_path):
+    corpus = make_corpus(12)
+    cfg = load_config("quick", overrides={**TINY, "epochs": 1})
+    before = copy.deepcopy(cfg.to_dict())
+    train(corpus, cfg, tmp_path / "run", progress=False)
+    assert cfg.to_dict() == before
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "audio_dim: 5" in saved and "vision_dim: 7" in saved  # what the run used
+    assert "precision: auto" not in saved  # resolved
+
