@@ -1,6 +1,6 @@
 """``build-features``: a folder of videos (or an MMSA-FET label.csv corpus) -> cached features.
 
-One Prefect task per clip calls :func:`pipeline.extract.extract_clip`. A task's cache key is
+One Prefect task per clip calls :func:`pipeline.clip.extract_clip`. A task's cache key is
 the feature-cache key (the file's SHA-256 + the extractor config's fingerprint + the given
 transcript), and its record lives in ``<cache>/prefect-results``: a second run recomputes
 nothing (the tasks end ``Cached``) and a crashed run resumes where it stopped. The feature
@@ -41,8 +41,12 @@ from flows.common import (
     results_dir,
     task_runner_from_env,
 )
+from pipeline.batch import BatchItem, BatchReport, default_errors_path, write_errors
 from pipeline.cache import FeatureCache
-from pipeline.extract import BatchItem, ExtractConfig, default_errors_path, extract_clip, write_errors
+from pipeline.clip import clip_key, extract_clip
+from pipeline.corpora import load_corpus, read_mmsa_fet_corpus
+from pipeline.data import Corpus
+from pipeline.extract_config import ExtractConfig
 
 _CONFIGS: dict[str, ExtractConfig] = {}
 
@@ -61,12 +65,8 @@ def feature_task_key(context: Any, parameters: dict[str, Any]) -> str | None:
     None (no caching) when the file cannot be hashed: the task then runs and reports why.
     """
     try:
-        cfg = _config(parameters["config"])
         cache = FeatureCache(parameters["cache_dir"])
-        transcript = parameters.get("transcript")
-        if transcript is not None and not transcript.strip():
-            transcript = None
-        key = cache.make_key(cache.content_hash(parameters["path"]), cfg.fingerprint(), transcript)
+        key = clip_key(parameters["path"], _config(parameters["config"]), cache, parameters.get("transcript")).key
     except Exception:  # noqa: BLE001 - a missing or unreadable file: let the task say it
         return None
     record = f"features-{key}"
@@ -117,8 +117,6 @@ def plan_build(videos: str | None = None, label_csv: str | None = None, raw_dir:
                extract_config: str = "default", overrides: list[str] | None = None,
                cache_dir: str | None = None) -> BuildPlan:
     """Check every parameter before any work; raise a SenbertError that says what to fix."""
-    from pipeline.extract import read_mmsa_fet_corpus
-
     if bool(videos) == bool(label_csv):
         raise InputError("give exactly one of the parameters 'videos' (a folder of video files) and "
                          "'label_csv' (an MMSA-FET label.csv with Raw/<video_id>/<clip_id>.<ext> videos)")
@@ -249,16 +247,20 @@ def check_data(data: str | None) -> Path:
 
 
 def open_corpus(data: Path, raw_dir: str | None, extract_config: str, overrides: list[str] | None,
-                cache_dir: str | None) -> Any:
-    """The labelled corpus of ``data``; for a label.csv with videos, features are built first (subflow)."""
-    from pipeline.corpora import load_corpus
-    from pipeline.extract import BatchReport, corpus_from_batch, read_mmsa_fet_corpus
-
-    if not has_videos(data, raw_dir):
-        return load_corpus(data)
+                cache_dir: str | None) -> Corpus:
+    """The labelled corpus of ``data`` (:func:`pipeline.corpora.load_corpus`); for a label.csv with
+    videos (``Raw/`` next to it, or ``raw_dir``) the build-features subflow extracts the features."""
     raw = resolve_path(raw_dir, "raw_dir")
-    built = build_features(label_csv=str(data), raw_dir=str(raw) if raw else None, extract_config=extract_config,
-                           overrides=overrides, cache_dir=str(cache_root(cache_dir)))
-    rows = read_mmsa_fet_corpus(data, raw)
-    keys = [c["key"] for c in built["items"]]
-    return corpus_from_batch(rows, BatchReport(keys=keys), FeatureCache(built["cache"]))
+    if raw is None and has_videos(data, None):
+        raw = data.parent
+    if data.suffix.lower() != ".csv":
+        raw = None
+
+    def in_subflow(items: Any, cfg: ExtractConfig, cache: FeatureCache) -> BatchReport:
+        built = build_features(label_csv=str(data), raw_dir=str(raw), extract_config=extract_config,
+                               overrides=overrides, cache_dir=str(cache.root))
+        return BatchReport(keys=[c["key"] for c in built["items"]], errors_path=built["errors_file"],
+                           failed=[(c["path"], c["error"]) for c in built["items"] if c["key"] is None])
+
+    return load_corpus(data, raw, cache_dir=cache_root(cache_dir), extract_config=extract_config,
+                       overrides=overrides or [], run_batch=in_subflow)

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ConfigError, InputError
+from pipeline.batch import default_cache_dir
+from pipeline.corpora import collect_inputs
+from pipeline.extract_config import ExtractConfig, load_extract_config
 
 TASK_RUNNER_ENV = "SENBERT_TASK_RUNNER"
 RESULTS_FOLDER = "prefect-results"  # Prefect's task records, inside the feature cache
@@ -71,8 +74,7 @@ def resolve_path(value: str | os.PathLike[str] | None, what: str) -> Path | None
 
 
 def require_folder_with_videos(value: str | None, what: str = "videos") -> tuple[Path, list[Path]]:
-    from pipeline.extract import list_videos
-
+    """The folder (or the one video file) named by a flow parameter and its video files."""
     folder = resolve_path(value, what)
     if folder is None:
         raise InputError(f"parameter {what!r} is required: the folder of video files")
@@ -81,10 +83,10 @@ def require_folder_with_videos(value: str | None, what: str = "videos") -> tuple
     if not folder.is_dir():
         raise InputError(f"parameter {what}={value!r}: folder not found ({folder}); give an absolute path or "
                          "one relative to the folder the serving process was started in")
-    videos = list_videos(folder)
-    if not videos:
-        raise InputError(f"parameter {what}={value!r}: no video files in {folder} (looked for .mp4 .mov "
-                         ".mkv .avi .mpg .webm ... recursively)")
+    try:
+        videos = [Path(v) for v in collect_inputs([folder], corpora=False, missing_ok=False)]
+    except InputError as e:
+        raise InputError(f"parameter {what}={value!r}: {e}") from None
     return folder, videos
 
 
@@ -97,9 +99,7 @@ def require_file(value: str | None, what: str, hint: str) -> Path:
     return p
 
 
-def load_extract(name: str, overrides: Sequence[str] | None) -> Any:
-    from pipeline.extract import load_extract_config
-
+def load_extract(name: str, overrides: Sequence[str] | None) -> ExtractConfig:
     if isinstance(overrides, str):
         overrides = [overrides]
     return load_extract_config(name or "default", overrides=list(overrides or []))
@@ -121,8 +121,6 @@ def check_device(device: str) -> str:
 
 
 def cache_root(cache_dir: str | None) -> Path:
-    from pipeline.extract import default_cache_dir
-
     return resolve_path(cache_dir, "cache_dir") or default_cache_dir()
 
 

@@ -14,7 +14,8 @@ from prefect.cache_policies import NO_CACHE
 from common.errors import InputError
 from flows.build_features import check_data, open_corpus
 from flows.common import check_device, load_extract, md_table, publish_markdown, publish_table, task_runner_from_env
-from pipeline.scoring import check_checkpoint
+from pipeline.checkpoint import resolve_checkpoint_dir
+from pipeline.predict import Predictor
 
 METRICS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 SPLITS = ("train", "valid", "test")
@@ -22,8 +23,6 @@ SPLITS = ("train", "valid", "test")
 
 @task(name="evaluate-checkpoint", cache_policy=NO_CACHE)
 def evaluate_task(checkpoint: str, corpus: Any, split: str, device: str = "cpu") -> dict[str, float]:
-    from pipeline.predict import Predictor
-
     return Predictor.load(checkpoint, device=device).evaluate(corpus, split=split)
 
 
@@ -42,7 +41,7 @@ def evaluate_flow(checkpoint: str, data: str, split: str = "test", raw_dir: str 
         device: cpu, or cuda on a GPU worker.
     """
     logger = get_run_logger()
-    ckpt = check_checkpoint(checkpoint)
+    ckpt = resolve_checkpoint_dir(checkpoint)
     device = check_device(device)
     data_path = check_data(data)
     if split not in SPLITS:

@@ -33,15 +33,15 @@ from flows.common import (
     task_runner_from_env,
 )
 from pipeline.cache import FeatureCache
-from pipeline.scoring import ClipFeatures, check_checkpoint, score_features
+from pipeline.checkpoint import resolve_checkpoint_dir
+from pipeline.predict import Predictor
+from pipeline.scoring import ClipFeatures, score_features
 
 
 @task(name="score-clips", cache_policy=NO_CACHE)
 def score_task(items: list[dict[str, Any]], checkpoint: str, cache_dir: str, out_dir: str,
                device: str = "cpu") -> dict[str, Any]:
     """Load the checkpoint once and score every clip with features; write the output files."""
-    from pipeline.predict import Predictor
-
     predictor = Predictor.load(checkpoint, device=device)
     clips = [ClipFeatures(c["path"], c.get("key"), c.get("error"), c.get("clip_id", "")) for c in items]
     report = score_features(clips, predictor, FeatureCache(cache_dir), out_dir)
@@ -70,7 +70,7 @@ def score(videos: str, checkpoint: str, out: str | None = None, extract_config: 
     """
     logger = get_run_logger()
     folder, _ = require_folder_with_videos(videos)
-    ckpt = check_checkpoint(checkpoint)
+    ckpt = resolve_checkpoint_dir(checkpoint)
     device = check_device(device)
     load_extract(extract_config, overrides)
     out_dir = resolve_path(out, "out") or default_out(folder)

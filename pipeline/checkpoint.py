@@ -116,15 +116,17 @@ def save_checkpoint(directory: Path, model: SenBERT, meta: CheckpointMeta, token
 
 def resolve_checkpoint_dir(path: str | os.PathLike[str]) -> Path:
     """The checkpoint folder meant by ``path``: the folder itself, or the ``checkpoint/`` inside a
-    run folder. Raises InputError when neither holds a checkpoint."""
+    run folder (checked cheaply: both files are there). The one place that decides it, for
+    prediction, scoring, the flows and ``init_from``. Raises InputError when neither holds one."""
     p = Path(path).expanduser()
+    for d in (p, p / "checkpoint"):
+        if (d / WEIGHTS_FILE).is_file() and (d / META_FILE).is_file():
+            return d
     if not p.exists():
-        raise InputError(f"{p}: no such checkpoint or run folder")
-    if (p / META_FILE).is_file():
-        return p
-    if (p / "checkpoint" / META_FILE).is_file():
-        return p / "checkpoint"
-    raise InputError(f"{p}: not a SenBERT checkpoint (no {META_FILE}) nor a run folder holding checkpoint/")
+        raise InputError(f"{p}: checkpoint not found; give a checkpoint folder (with {WEIGHTS_FILE} and "
+                         f"{META_FILE}) or a run folder from `senbert train`")
+    raise InputError(f"{p}: not a checkpoint folder, so not a SenBERT checkpoint (no {WEIGHTS_FILE} and {META_FILE} "
+                     f"in it or in {p / 'checkpoint'}); give the folder `senbert train` wrote")
 
 
 def read_meta(directory: Path) -> CheckpointMeta:

@@ -1,14 +1,21 @@
 """Run configuration: one typed object describes a training run and is saved next to its outputs.
 
-Named configs live in ``configs/*.yaml``. A YAML file may name a ``base:`` config whose values
-it overrides (nested ``model:`` keys merge). Table II's ablations are named overrides
-(:data:`ABLATIONS`), usable with any config (``--ablation frozen_encoder``).
+Named configs live in ``configs/*.yaml`` (installed with the package as ``pipeline.configs`` and
+found through :mod:`importlib.resources`). A YAML file may name a ``base:`` config whose values
+it overrides (nested ``model:`` keys merge). Table II's ablations are the files
+``configs/ablations/<name>.yaml``: ``--ablation NAME`` applies that file's ``model:`` overrides to
+any config (:data:`ABLATIONS`; ``full`` is the model as configured).
+
+``--set KEY=VALUE`` strings are parsed here, once, for the train and the extract configs
+(:func:`parse_overrides`, :func:`apply_overrides`).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +24,84 @@ import yaml
 from common.errors import ConfigError
 from model.config import ModelConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
-#: Table II of the paper, as overrides of the model config.
-ABLATIONS: dict[str, dict[str, Any]] = {
-    "full": {},
-    "language_only": {"variant": "language_only"},
-    "sense_only": {"variant": "sense_only"},
-    "no_language_task": {"use_language_task": False},
-    "no_sense_task": {"use_sense_task": False},
-    "frozen_encoder": {"encoder_mode": "frozen"},
-    "random_encoder": {"encoder_mode": "random"},
-}
+def config_dir() -> Path:
+    """The folder of the named configs: the installed package data ``pipeline.configs`` (the
+    repository's ``configs/``, mapped by pyproject.toml), or ``configs/`` of a source tree that
+    was not installed."""
+    try:
+        root = resources.files("pipeline.configs")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "configs"
+    return Path(str(root))
+
+
+CONFIG_DIR = config_dir()
+ABLATIONS_DIR = CONFIG_DIR / "ablations"
+
+
+class _Ablations(Mapping[str, dict[str, Any]]):
+    """Table II of the paper, read from ``configs/ablations/<name>.yaml``: name -> the ``model:``
+    overrides of that file (``full``: none). The YAML files are the single source."""
+
+    def _table(self) -> dict[str, dict[str, Any]]:
+        table: dict[str, dict[str, Any]] = {"full": {}}
+        for p in sorted(ABLATIONS_DIR.glob("*.yaml")):
+            try:
+                data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"ablation {p}: invalid YAML ({exc})") from None
+            model = data.get("model", {}) if isinstance(data, dict) else None
+            if not isinstance(model, dict):
+                raise ConfigError(f"ablation {p}: expected a 'model:' mapping of overrides")
+            table[p.stem] = model
+        return table
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self._table()[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._table()
+
+
+#: Table II of the paper, as overrides of the model config (from ``configs/ablations/``).
+ABLATIONS: Mapping[str, dict[str, Any]] = _Ablations()
+
+
+def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--set``) -> ``{dotted key: value parsed as YAML}``; a later one wins."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+    return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Set each dotted key of ``overrides`` (``model.d_model``) in the nested mapping ``data``
+    (in place; missing sections are created); ``data``."""
+    for key, value in overrides.items():
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {key}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
 
 
 @dataclass
@@ -137,11 +210,6 @@ def load_config(name_or_path: str = "quick", ablation: str | None = None,
             raise ConfigError(f"unknown ablation {ablation!r}; choose from {sorted(ABLATIONS)}")
         data = _deep_merge(data, {"model": ABLATIONS[ablation]})
         data["name"] = f"{data.get('name', 'custom')}+{ablation}"
-    for key, value in (overrides or {}).items():
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+    apply_overrides(data, overrides or {})
     data.pop("base", None)
     return TrainConfig.from_dict(data)

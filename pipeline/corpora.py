@@ -1,4 +1,13 @@
-"""Corpus sources: MMSA feature pickles (read and write) and MMSA-FET ``label.csv`` files.
+"""Corpus sources: every way a corpus is opened, and the one reader of each file format.
+
+- MMSA-FET ``label.csv`` (video_id, clip_id, text, label, mode): :func:`read_label_rows` is the
+  one reader, for a text-only corpus (:func:`read_label_csv`) and for the videos next to it
+  (:func:`read_mmsa_fet_corpus`, ``Raw/<video_id>/<clip_id>.<ext>``);
+- MMSA feature pickles: :func:`read_mmsa_pkl` and :func:`write_mmsa_pkl`;
+- folders and files of videos: :func:`list_videos` and :func:`collect_inputs` (the inputs of
+  ``senbert extract``, ``senbert score`` and the flows);
+- :func:`load_corpus` opens what ``--data`` (and ``--raw-dir``) name, extracting and caching
+  the features of videos on the way (:func:`corpus_from_videos`).
 
 **Security note.** Reading a pickle runs code stored in the file. :func:`read_mmsa_pkl` only
 opens the file the user names explicitly; never point it at a file you do not trust.
@@ -11,6 +20,8 @@ import logging
 import math
 import os
 import pickle
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +29,11 @@ import numpy as np
 
 from common.errors import InputError
 from common.io import atomic_open
+from extractors.media import VIDEO_EXTENSIONS
+from pipeline.batch import BatchReport, corpus_from_batch, default_cache_dir, extract_batch
+from pipeline.cache import FeatureCache
 from pipeline.data import SPLITS, Clip, Corpus, clean_features
+from pipeline.extract_config import ExtractConfig, load_extract_config
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +48,30 @@ def clip_key(video_id: str, clip_id: str) -> str:
 
 
 # ----------------------------------------------------------------------------- label.csv
-def read_label_csv(path: str | os.PathLike[str]) -> Corpus:
-    """A text-only corpus from an MMSA-FET ``label.csv`` (video_id, clip_id, text, label, mode).
+@dataclass(frozen=True)
+class LabelRow:
+    """One row of an MMSA-FET ``label.csv``, checked: the label is finite or None (empty), the
+    mode is train/valid/test (``val`` and ``dev`` read as ``valid``). ``text`` is as written."""
 
-    Rows with empty text are kept with an empty transcript (the encoder sees only [CLS] [SEP])
-    and counted in a warning. A missing column, an unparsable label or an unknown mode is an
-    :class:`InputError` naming the file and the row.
+    line: int
+    video_id: str
+    clip_id: str
+    text: str
+    label: float | None
+    mode: str
+
+
+def read_label_rows(path: str | os.PathLike[str]) -> list[LabelRow]:
+    """The rows of an MMSA-FET ``label.csv`` (video_id, clip_id, text, label, mode).
+
+    The one reader of label.csv files. A missing column, an empty id, a label that is not a
+    finite number or a mode other than train/valid/test (val, dev) is an :class:`InputError`
+    naming the file and the line.
     """
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such file (expected an MMSA-FET label.csv)")
-    clips: list[Clip] = []
-    empty = 0
+    rows: list[LabelRow] = []
     try:
         with open(p, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -71,25 +98,170 @@ def read_label_csv(path: str | os.PathLike[str]) -> Corpus:
                     raise InputError(
                         f"{p}, line {line_no}: mode {row.get('mode')!r} is not one of train/valid/test"
                     )
-                text = (row.get("text") or "").strip()
-                if not text:
-                    empty += 1
                 vid, cid = (row.get("video_id") or "").strip(), (row.get("clip_id") or "").strip()
                 if not vid or not cid:
                     raise InputError(f"{p}, line {line_no}: empty video_id or clip_id")
-                clips.append(
-                    Clip(clip_id=clip_key(vid, cid), text=text, label=label, split=mode,
-                         meta={"video_id": vid, "clip": cid})
-                )
+                rows.append(LabelRow(line_no, vid, cid, row.get("text") or "", label, mode))
     except UnicodeDecodeError as exc:
         raise InputError(f"{p}: not UTF-8 text ({exc.reason}); is it really a label.csv?") from None
     except csv.Error as exc:
         raise InputError(f"{p}: malformed CSV ({exc})") from None
-    if not clips:
+    if not rows:
         raise InputError(f"{p}: no rows")
+    return rows
+
+
+def read_label_csv(path: str | os.PathLike[str]) -> Corpus:
+    """A text-only corpus from an MMSA-FET ``label.csv`` (video_id, clip_id, text, label, mode).
+
+    Rows with empty text are kept with an empty transcript (the encoder sees only [CLS] [SEP])
+    and counted in a warning. Bad rows: see :func:`read_label_rows`.
+    """
+    p = Path(path)
+    clips: list[Clip] = []
+    empty = 0
+    for r in read_label_rows(p):
+        text = r.text.strip()
+        if not text:
+            empty += 1
+        clips.append(Clip(clip_id=clip_key(r.video_id, r.clip_id), text=text, label=r.label, split=r.mode,
+                          meta={"video_id": r.video_id, "clip": r.clip_id}))
     if empty:
         log.warning("%s: %d row(s) have empty text; they are kept with an empty transcript", p, empty)
     return Corpus(clips=clips, source=str(p))
+
+
+@dataclass
+class CorpusItem:
+    """One row of an MMSA-FET ``label.csv`` with its media path (an item of a batch)."""
+
+    video_id: str
+    clip_id: str
+    text: str
+    label: float | None
+    mode: str
+    path: Path
+
+    @property
+    def uid(self) -> str:
+        """MMSA's clip id: ``<video_id>$_$<clip_id>``."""
+        return clip_key(self.video_id, self.clip_id)
+
+    @property
+    def transcript(self) -> str | None:
+        return self.text if self.text and self.text.strip() else None
+
+
+def read_mmsa_fet_corpus(label_csv: str | os.PathLike[str],
+                         raw_dir: str | os.PathLike[str] | None = None) -> list[CorpusItem]:
+    """Items of an MMSA-FET corpus: ``label.csv`` next to ``Raw/<video_id>/<clip_id>.<ext>``.
+
+    The rows are read by :func:`read_label_rows` (the same checks and split names as a
+    text-only corpus). ``raw_dir`` names the folder holding ``Raw/`` (or the ``Raw`` folder
+    itself) when it is not next to the label file. A clip whose file is missing keeps the
+    ``.mp4`` path; extracting it reports the missing file. Empty ``text`` means "no
+    transcript": speech recognition runs for that clip.
+    """
+    path = Path(label_csv)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (expected an MMSA-FET label.csv)")
+    base = Path(raw_dir) if raw_dir else path.parent
+    raw = base / "Raw" if (base / "Raw").is_dir() or not raw_dir else base
+    if raw_dir and not raw.is_dir():
+        raise InputError(f"{raw_dir}: folder not found; give the folder that holds Raw/<video_id>/<clip_id>.<ext>")
+    items: list[CorpusItem] = []
+    for r in read_label_rows(path):
+        folder = raw / r.video_id
+        found = [p for p in sorted(folder.glob(f"{r.clip_id}.*")) if p.suffix.lower() in VIDEO_EXTENSIONS] \
+            if folder.is_dir() else []
+        items.append(CorpusItem(r.video_id, r.clip_id, r.text, r.label, r.mode,
+                                found[0] if found else folder / f"{r.clip_id}.mp4"))
+    return items
+
+
+# ----------------------------------------------------------------------------- videos
+def list_videos(folder: str | os.PathLike[str]) -> list[Path]:
+    """Video files under ``folder`` (recursive, sorted; hidden folders skipped)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root}: folder not found; check the path")
+    out = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).parts
+        if any(part.startswith(".") for part in rel):
+            continue
+        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+            out.append(p)
+    return out
+
+
+def collect_inputs(inputs: Iterable[str | os.PathLike[str]], raw_dir: str | os.PathLike[str] | None = None, *,
+                   corpora: bool = True, missing_ok: bool = True) -> list[Path | CorpusItem]:
+    """The clips named by command-line inputs: video files, folders (searched recursively) and,
+    with ``corpora``, MMSA-FET corpora (a ``label.csv``, or a folder holding one; ``raw_dir``
+    as in :func:`read_mmsa_fet_corpus`).
+
+    A folder without a video file is an :class:`InputError`. A path that does not exist is kept
+    (``missing_ok``: the batch reports it with the other failures) or refused.
+    """
+    items: list[Path | CorpusItem] = []
+    for raw in inputs:
+        p = Path(raw)
+        if corpora and p.suffix.lower() == ".csv":
+            items += read_mmsa_fet_corpus(p, raw_dir)
+        elif p.is_dir():
+            if corpora and (p / "label.csv").is_file():
+                items += read_mmsa_fet_corpus(p / "label.csv", raw_dir)
+                continue
+            found = list_videos(p)
+            if not found:
+                raise InputError(f"{p}: no video files in this folder (looked for .mp4 .mov .mkv .avi .mpg "
+                                 ".webm ... recursively)")
+            items += found
+        elif p.is_file() or missing_ok:
+            items.append(p)
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    return items
+
+
+#: Runs the extraction of a corpus's clips: (items, config, cache) -> the batch's report.
+BatchRunner = Callable[[Sequence[CorpusItem], ExtractConfig, FeatureCache], BatchReport]
+
+
+def corpus_from_videos(
+    label_csv: str | os.PathLike[str],
+    raw_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    extract_config: str | os.PathLike[str] | ExtractConfig | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    overrides: Sequence[str] = (),
+    run_batch: BatchRunner | None = None,
+) -> Corpus:
+    """Extract (or load from the cache) every clip of an MMSA-FET corpus; a labelled Corpus.
+
+    ``run_batch`` does the extraction (default: :func:`~pipeline.batch.extract_batch` in this
+    process or ``workers`` processes; the Prefect flows pass their build-features subflow).
+    Clips that fail are left out with a warning naming the errors file; when none succeed,
+    :class:`InputError` lists the first failures.
+    """
+    items = read_mmsa_fet_corpus(label_csv, raw_dir)
+    cfg = extract_config if isinstance(extract_config, ExtractConfig) else \
+        load_extract_config(extract_config, overrides=overrides)
+    cache = FeatureCache(cache_dir or default_cache_dir())
+    if run_batch is None:
+        report = extract_batch(items, cfg, cache, workers=workers, progress=progress, load_entries=False)
+    else:
+        report = run_batch(items, cfg, cache)
+    if report.failed:
+        if len(report.failed) == len(items):
+            first = "; ".join(m for _, m in report.failed[:3])
+            raise InputError(f"{label_csv}: no clip could be extracted ({len(items)} failed, see "
+                             f"{report.errors_path}): {first}")
+        log.warning("%d of %d clips failed and are left out; see %s", len(report.failed), len(items),
+                    report.errors_path)
+    return corpus_from_batch(items, report, cache)
 
 
 # ----------------------------------------------------------------------------- MMSA pickles
@@ -280,13 +452,36 @@ def write_mmsa_pkl(corpus: Corpus, path: str | os.PathLike[str], tokenizer: Any 
     return dest
 
 
-def load_corpus(path: str | os.PathLike[str]) -> Corpus:
-    """Open a corpus by file type: ``.pkl`` (MMSA features) or ``.csv`` (label.csv, text only)."""
+def load_corpus(
+    path: str | os.PathLike[str],
+    raw_dir: str | os.PathLike[str] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    extract_config: str | os.PathLike[str] | ExtractConfig | None = None,
+    overrides: Sequence[str] = (),
+    workers: int = 1,
+    progress: bool = True,
+    run_batch: BatchRunner | None = None,
+) -> Corpus:
+    """Open the corpus that ``--data`` (and ``--raw-dir``) name; the one place that decides how.
+
+    - ``.pkl``: MMSA feature pickle (:func:`read_mmsa_pkl`);
+    - ``.csv`` with ``raw_dir``: an MMSA-FET corpus with videos; their features are extracted or
+      taken from the cache (:func:`corpus_from_videos`, with ``cache_dir``, ``extract_config``,
+      ``overrides``, ``workers``, ``progress`` and ``run_batch``);
+    - ``.csv``: a text-only corpus (:func:`read_label_csv`).
+    """
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
-    if p.suffix.lower() in (".pkl", ".pickle"):
+    kind = p.suffix.lower()
+    if raw_dir and kind != ".csv":
+        raise InputError(f"{p}: --raw-dir (videos) goes with an MMSA-FET label.csv, not with a {kind or 'folder'}")
+    if kind in (".pkl", ".pickle"):
         return read_mmsa_pkl(p)
-    if p.suffix.lower() == ".csv":
+    if kind == ".csv":
+        if raw_dir:
+            return corpus_from_videos(p, raw_dir, cache_dir=cache_dir, extract_config=extract_config,
+                                      workers=workers, progress=progress, overrides=overrides, run_batch=run_batch)
         return read_label_csv(p)
     raise InputError(f"{p}: unknown corpus type; expected an MMSA .pkl or a label.csv")

@@ -33,7 +33,10 @@ from typing import Any
 
 from common.errors import InputError
 from common.io import atomic_write, atomic_write_json
+from pipeline.batch import default_cache_dir, extract_batch, failure_lines
 from pipeline.cache import FeatureCache, entries_to_corpus
+from pipeline.extract_config import ExtractConfig, load_extract_config
+from pipeline.predict import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +92,6 @@ class ScoreReport:
                  f"{self.checkpoint_fingerprint})",
                  f"wrote {self.csv_path} and {self.jsonl_path}"]
         if self.failed:
-            from pipeline.extract import failure_lines
-
             lines += failure_lines(self.failed, f"failures listed in {self.errors_path}:")
         return "\n".join(lines)
 
@@ -283,12 +284,9 @@ def score_videos(
     """Extract (or take from the cache) and score video files, without Prefect.
 
     ``checkpoint`` is a checkpoint (or run) directory or a loaded Predictor;
-    ``extract_config`` a config name, YAML path or :class:`~pipeline.extract.ExtractConfig`;
+    ``extract_config`` a config name, YAML path or :class:`~pipeline.extract_config.ExtractConfig`;
     ``device`` where the model runs (``cuda`` on a GPU machine; extraction stays on the CPU).
     """
-    from pipeline.extract import ExtractConfig, default_cache_dir, extract_batch, load_extract_config
-    from pipeline.predict import Predictor
-
     paths = [Path(v) for v in videos]
     if not paths:
         raise InputError("no video files to score")
@@ -306,20 +304,5 @@ def score_videos(
     return report
 
 
-def check_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """The checkpoint directory named by ``path`` (itself or ``<run>/checkpoint``), checked cheaply."""
-    from pipeline.checkpoint import META_FILE, WEIGHTS_FILE
-
-    p = Path(path).expanduser()
-    for d in (p, p / "checkpoint"):
-        if (d / WEIGHTS_FILE).is_file() and (d / META_FILE).is_file():
-            return d
-    if not p.exists():
-        raise InputError(f"{p}: checkpoint not found; give a checkpoint folder (with {WEIGHTS_FILE} and "
-                         f"{META_FILE}) or a run folder from `senbert train`")
-    raise InputError(f"{p}: not a checkpoint folder (no {WEIGHTS_FILE} and {META_FILE} in it or in "
-                     f"{p / 'checkpoint'}); give the folder `senbert train` wrote")
-
-
 __all__ = ["ClipFeatures", "ScoreReport", "score_features", "score_videos", "read_scores", "write_scores",
-           "format_scores_table", "check_checkpoint", "FIELDS"]
+           "format_scores_table", "FIELDS"]

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.batch import extract_batch
 from pipeline.cache import FeatureCache
-from pipeline.extract import ExtractConfig, extract_batch, load_extract_config
+from pipeline.extract_config import ExtractConfig, load_extract_config
 
 GRID_DIR = Path(__file__).parent / "fixtures" / "grid"
 GRID_CLIPS = sorted(GRID_DIR.glob("*.mpg"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from cli import main
 from tests.test_corpora import write_mmsa_like
 
 TINY_SET = ["--set", "model.d_model=16", "--set", "model.num_heads=2", "--set", "model.low_level_layers=1",

@@ -190,3 +190,61 @@ def test_load_corpus_dispatch(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(InputError, match="unknown corpus type"):
         load_corpus(tmp_path / "x.txt")
+
+
+# ----------------------------------------------------------------------------- one label.csv reader
+def _video_corpus(root, rows):
+    """An MMSA-FET corpus: label.csv and Raw/<video_id>/<clip_id>.mpg (GRID clips of the repo)."""
+    import shutil
+
+    from tests.extract_fixtures import GRID_CLIPS
+
+    for i, (vid, cid, *_rest) in enumerate(rows):
+        (root / "Raw" / vid).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(GRID_CLIPS[i % len(GRID_CLIPS)], root / "Raw" / vid / f"{cid}.mpg")
+    lines = ["video_id,clip_id,text,label,mode"] + [",".join(r) for r in rows]
+    (root / "label.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root / "label.csv"
+
+
+def test_the_raw_dir_path_reads_label_csv_like_the_text_path(tmp_path):
+    """`--raw-dir` (videos) and a text-only label.csv share one reader: `dev` is `valid` in both."""
+    from tests.extract_fixtures import fast_config
+
+    csv_path = _video_corpus(tmp_path / "corpus", [("v1", "1", "bin blue", "1.0", "train"),
+                                                   ("v1", "2", "lay red", "-1.0", "dev"),
+                                                   ("v2", "1", "place green", "0.5", "Test")])
+    text_only = load_corpus(csv_path)
+    assert text_only.split_sizes() == {"train": 1, "valid": 1, "test": 1}
+    cfg = fast_config("extractors.vision=none", "extractors.text=none")  # audio only: quick
+    videos = load_corpus(csv_path, tmp_path / "corpus", cache_dir=tmp_path / "cache", extract_config=cfg,
+                         progress=False)
+    assert videos.split_sizes() == {"train": 1, "valid": 1, "test": 1}
+    assert {c.clip_id: c.split for c in videos.clips} == {c.clip_id: c.split for c in text_only.clips}
+    assert videos.has_audio and {c.clip_id: c.label for c in videos.clips} == {"v1$_$1": 1.0, "v1$_$2": -1.0,
+                                                                              "v2$_$1": 0.5}
+    (tmp_path / "features.pkl").write_bytes(b"")
+    with pytest.raises(InputError, match="goes with an MMSA-FET label.csv"):
+        load_corpus(tmp_path / "features.pkl", tmp_path / "corpus")
+
+
+@pytest.mark.parametrize("row,match", [
+    ("v1,1,a,nan,train", r"line 2: label 'nan' is not finite"),
+    ("v1,1,a,inf,train", r"line 2: label 'inf' is not finite"),
+    ("v1,1,a,1.0,holdout", r"line 2: mode 'holdout' is not one of train/valid/test"),
+    ("v1,,a,1.0,train", r"line 2: empty video_id or clip_id"),
+])
+def test_the_raw_dir_path_refuses_bad_rows(tmp_path, row, match):
+    from pipeline.corpora import collect_inputs, read_mmsa_fet_corpus
+
+    (tmp_path / "Raw").mkdir()
+    p = tmp_path / "label.csv"
+    p.write_text("video_id,clip_id,text,label,mode\n" + row + "\n", encoding="utf-8")
+    for read in (read_label_csv, read_mmsa_fet_corpus, lambda f: collect_inputs([f])):
+        with pytest.raises(InputError, match=match) as ei:
+            read(p)
+        assert str(p) in str(ei.value)
+    two = tmp_path / "two.csv"
+    two.write_text("video_id,clip_id\nv1,1\n", encoding="utf-8")
+    with pytest.raises(InputError, match="missing column"):
+        read_mmsa_fet_corpus(two)

@@ -11,18 +11,12 @@ import numpy as np
 import pytest
 
 from common.errors import ConfigError, InputError, MediaError
+from pipeline.batch import corpus_from_batch, extract_batch, read_errors
 from pipeline.cache import FeatureCache, entries_to_corpus
+from pipeline.clip import extract_clip
+from pipeline.corpora import list_videos, read_mmsa_fet_corpus
 from pipeline.data import Corpus
-from pipeline.extract import (
-    ExtractConfig,
-    corpus_from_batch,
-    extract_batch,
-    extract_clip,
-    list_videos,
-    load_extract_config,
-    read_errors,
-    read_mmsa_fet_corpus,
-)
+from pipeline.extract_config import ExtractConfig, load_extract_config
 from tests.extract_fixtures import GRID_CLIPS, bad_inputs, fast_config, grid_cache, unicode_copy  # noqa: F401
 
 # --------------------------------------------------------------------------- config

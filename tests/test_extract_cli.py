@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cli import main
 from common.errors import AssetError
 from common.io import verify_sha256
 from extractors.assets import (
@@ -17,7 +18,6 @@ from extractors.assets import (
     resolve_face_landmarker,
     resolve_whisper_model,
 )
-from pipeline.cli import main
 from tests.extract_fixtures import GRID_CLIPS
 
 

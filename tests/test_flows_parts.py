@@ -82,7 +82,7 @@ def test_task_cache_key_is_the_feature_key_and_stale_records_go(tmp_path: Path) 
     from flows.build_features import feature_task_key
     from flows.common import results_dir
     from pipeline.cache import FeatureCache
-    from pipeline.extract import load_extract_config
+    from pipeline.extract_config import load_extract_config
 
     cfg = load_extract_config("default")
     cache = FeatureCache(tmp_path / "c")

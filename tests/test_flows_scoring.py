@@ -20,7 +20,6 @@ from pipeline.cache import CacheEntry, FeatureCache
 from pipeline.scoring import (
     FIELDS,
     ClipFeatures,
-    check_checkpoint,
     format_scores_table,
     read_scores,
     score_features,
@@ -142,14 +141,16 @@ def test_entry_missing_from_the_cache_is_a_failed_row(cache_with_entries, predic
     assert "not in the cache" in bad["/videos/clip k2.mp4"] and len(rep.failed) == 2
 
 
-def test_check_checkpoint(checkpoint: Path, tmp_path: Path) -> None:
-    assert check_checkpoint(checkpoint) == checkpoint
-    assert check_checkpoint(checkpoint.parent) == checkpoint  # a run folder
+def test_resolve_checkpoint_dir(checkpoint: Path, tmp_path: Path) -> None:
+    from pipeline.checkpoint import resolve_checkpoint_dir
+
+    assert resolve_checkpoint_dir(checkpoint) == checkpoint
+    assert resolve_checkpoint_dir(checkpoint.parent) == checkpoint  # a run folder
     with pytest.raises(InputError, match="checkpoint not found"):
-        check_checkpoint(tmp_path / "nope")
+        resolve_checkpoint_dir(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="not a checkpoint folder"):
-        check_checkpoint(tmp_path / "empty")
+        resolve_checkpoint_dir(tmp_path / "empty")
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,7 @@ def grid_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_score_videos_on_grid_clips_with_a_broken_file(grid_folder: Path, checkpoint: Path, tmp_path: Path) -> None:
-    from pipeline.extract import list_videos
+    from pipeline.corpora import list_videos
 
     videos = list_videos(grid_folder)
     cache = tmp_path / "cache"
@@ -178,7 +179,7 @@ def test_score_videos_on_grid_clips_with_a_broken_file(grid_folder: Path, checkp
 
 
 def test_senbert_score_command(grid_folder: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
-    from pipeline.cli import main
+    from cli import main
 
     out = tmp_path / "cli_out"
     clip = grid_folder / "lbax4n.mpg"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cli import main
+from cli import main
 from pipeline.corpora import read_mmsa_pkl
 
 GRID = Path(__file__).parent / "fixtures" / "grid"

@@ -17,7 +17,6 @@ of the sample videos demonstrate the pipeline, they are not a sentiment model of
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,14 @@ CAVEAT = ("NOTE: this checkpoint is a language-only model (it reads the transcri
           "trained for 3 epochs on a small template corpus written for this project "
           "(examples/sample_corpus). Its scores demonstrate the pipeline end to end; it is not a sentiment "
           "model of real videos. The GRID sample clips are neutral spoken commands.")
+
+
+def register(sub: Any) -> None:
+    """Add the ``demo`` subcommand."""
+    p = sub.add_parser("demo", help="the embedded example: train on the shipped sample, score sample videos")
+    p.add_argument("--out", default="runs/demo", help="where the demo writes (default: runs/demo)")
+    p.add_argument("--no-stack", action="store_true", help="run the pipeline directly, without Prefect")
+    p.set_defaults(func=run_demo)
 
 
 def _say(msg: str) -> None:
@@ -101,7 +108,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     ckpt = train_text_model(out)
     if getattr(args, "no_stack", False):
-        from pipeline.extract import list_videos
+        from pipeline.corpora import list_videos
 
         _say(f"[2/3] scoring {SAMPLE_VIDEOS.relative_to(ROOT)} directly (no Prefect) ...")
         report = score_videos(list_videos(SAMPLE_VIDEOS), ckpt, out / "scores", cache_dir=out / "features",
@@ -116,8 +123,3 @@ def run_demo(args: argparse.Namespace) -> int:
         _say("")
     _say(CAVEAT)
     return rc
-
-
-if __name__ == "__main__":
-    ns = argparse.Namespace(out=sys.argv[1] if len(sys.argv) > 1 else "runs/demo", no_stack="--no-stack" in sys.argv)
-    sys.exit(run_demo(ns))

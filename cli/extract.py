@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import InputError
+from common.io import atomic_write_json
 
 
 def register(subparsers: Any) -> None:
@@ -61,40 +62,12 @@ def register(subparsers: Any) -> None:
     a.set_defaults(func=cmd_assets)
 
 
-def collect_inputs(inputs: list[str], raw_dir: str | None = None) -> list[Any]:
-    """Batch items from files, folders and label.csv files."""
-    from pipeline.extract import list_videos, read_mmsa_fet_corpus
-
-    items: list[Any] = []
-    for raw in inputs:
-        p = Path(raw)
-        if p.suffix.lower() == ".csv":
-            items += read_mmsa_fet_corpus(p, raw_dir)
-        elif p.is_dir():
-            if (p / "label.csv").is_file():
-                items += read_mmsa_fet_corpus(p / "label.csv", raw_dir)
-            else:
-                found = list_videos(p)
-                if not found:
-                    raise InputError(f"{p}: no video files found in this folder (looked for "
-                                     ".mp4 .mov .mkv .avi .mpg .webm ...)")
-                items += found
-        else:
-            items.append(p)  # a missing file is reported per clip, the others still run
-    return items
-
-
 def cmd_extract(args: argparse.Namespace) -> int:
-    """SenbertErrors propagate to ``pipeline.cli.main``, which prints them without a traceback."""
+    """SenbertErrors propagate to :func:`cli.main`, which prints them without a traceback."""
+    from pipeline.batch import default_cache_dir, default_errors_path, extract_batch, read_errors, resolve_workers
     from pipeline.cache import FeatureCache
-    from pipeline.extract import (
-        default_cache_dir,
-        default_errors_path,
-        extract_batch,
-        load_extract_config,
-        read_errors,
-        resolve_workers,
-    )
+    from pipeline.corpora import collect_inputs
+    from pipeline.extract_config import load_extract_config
 
     config = load_extract_config(args.config, overrides=args.set)
     cache = FeatureCache(args.cache or default_cache_dir())
@@ -122,8 +95,6 @@ def cmd_extract(args: argparse.Namespace) -> int:
                            errors_path=errors_path, load_entries=False)
     print(report.summary())
     if args.json:
-        from common.io import atomic_write_json
-
         atomic_write_json(args.json, {
             "config": config.name, "fingerprint": config.fingerprint(), "cache": str(cache.root),
             "done": report.done, "cached": report.cached,
@@ -136,15 +107,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_assets(args: argparse.Namespace) -> int:
-    """SenbertErrors propagate to ``pipeline.cli.main``, which prints them without a traceback."""
+    """SenbertErrors propagate to :func:`cli.main`, which prints them without a traceback."""
     from extractors.assets import check_assets
+    from pipeline.encoders import check_text_encoders
 
     install = args.action == "install"
     rows: list[dict[str, Any]] = []
     for s in check_assets(install=install, whisper=args.whisper, landmarker=args.landmarker, ffmpeg=args.ffmpeg):
         rows.append({"name": s.name, "ok": s.ok, "required": s.required, "detail": s.detail, "how": s.how})
-    from pipeline.encoders import check_text_encoders
-
     for name, ok, detail in check_text_encoders(install=install):
         rows.append({"name": f"text encoder {name}", "ok": bool(ok), "required": False, "detail": detail,
                      "how": "" if ok else detail})

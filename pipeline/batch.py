@@ -1,0 +1,335 @@
+"""Batches of clips: many files extracted in one process or in a pool of worker processes.
+
+``extract_batch`` serves cached clips in the parent and sends the others to the extractors
+(:func:`pipeline.clip.extract_clip`), with a progress bar; a clip that fails never stops the
+batch and is listed, with the reason, in an errors file (``<cache>/errors-<config>.json``). A
+second run serves cached clips and retries only the failed ones (``read_errors``).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm import tqdm
+
+from common.errors import ConfigError, InputError, SenbertError
+from common.io import atomic_write_json, senbert_home
+from common.process import exit_with_parent
+from extractors import registry
+from extractors.transcript import set_thread_budget
+from pipeline.cache import CacheEntry, FeatureCache, entries_to_corpus
+from pipeline.clip import cached_entry, extract_clip
+from pipeline.extract_config import ExtractConfig
+
+if TYPE_CHECKING:  # pipeline.data imports torch: not needed to extract
+    from pipeline.data import Corpus
+
+
+@dataclass
+class BatchItem:
+    path: Path
+    transcript: str | None
+    clip_id: str
+
+
+def _as_item(x: Any) -> BatchItem:
+    if isinstance(x, BatchItem):
+        return x
+    if isinstance(x, (str, os.PathLike)):
+        p = Path(x)
+        return BatchItem(p, None, p.stem)
+    if isinstance(x, tuple) and len(x) == 2:
+        p = Path(x[0])
+        return BatchItem(p, x[1], p.stem)
+    if hasattr(x, "path"):
+        p = Path(x.path)
+        cid = getattr(x, "uid", None) or getattr(x, "clip_id", None) or p.stem
+        return BatchItem(p, getattr(x, "transcript", None), str(cid))
+    raise InputError(f"cannot extract {x!r}: give a path, a (path, transcript) pair or an object with .path")
+
+
+@dataclass
+class BatchReport:
+    """What a batch did: counts, failures, timings and the entries in input order."""
+
+    done: int = 0  # newly extracted
+    cached: int = 0  # served from the cache
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
+    seconds_of_video: float = 0.0  # duration of every clip that succeeded
+    seconds_extracted: float = 0.0  # duration of the newly extracted clips
+    wall_seconds: float = 0.0
+    entries: list[CacheEntry] = field(default_factory=list)  # succeeded clips, input order
+    keys: list[str | None] = field(default_factory=list)  # per input item; None when failed
+    finished_at: list[float | None] = field(default_factory=list)  # seconds after the start, per item
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over new clips
+    errors_path: str = ""
+    workers: int = 1
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of newly extracted video per wall second."""
+        return self.seconds_extracted / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.done} extracted, {self.cached} from cache, {len(self.failed)} failed "
+            f"({self.wall_seconds:.1f} s wall, {self.workers} worker(s))",
+        ]
+        if self.seconds_extracted:
+            lines.append(f"{self.seconds_extracted:.1f} s of video extracted: {self.realtime_factor:.2f}x real time")
+        if self.failed:
+            lines += failure_lines(self.failed, f"failures listed in {self.errors_path}; run again to retry them:")
+        return "\n".join(lines)
+
+
+def failure_lines(failed: Sequence[tuple[Any, str]], header: str, most: int = 20) -> list[str]:
+    """A header and the first ``most`` failure messages of a batch, for a summary."""
+    lines = [header] + [f"  {msg}" for _, msg in failed[:most]]
+    if len(failed) > most:
+        lines.append(f"  ... and {len(failed) - most} more")
+    return lines
+
+
+def warm_up(config: ExtractConfig) -> None:
+    """Load every model the config uses (once per process) so clips do not pay for it."""
+    ch = config.extractors
+    if ch.audio:
+        for a in ch.audio:
+            ex = registry.create(a, config.acoustic)
+            ex.features(np.random.default_rng(0).normal(0, 0.01, 8000).astype(np.float32), 16000)
+    if ch.text:
+        tr = registry.create(ch.text, config.asr)
+        if hasattr(tr, "model"):
+            tr.model()
+    if ch.vision:
+        registry.create(ch.vision, config.visual).create_landmarker().close()
+
+
+_WORKER: dict[str, Any] = {}  # this worker process's config (set by _worker_init)
+
+
+def _worker_init(config_dict: dict[str, Any], threads: int) -> None:
+    exit_with_parent()  # a killed parent must not leave its workers (and their models) behind
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    set_thread_budget(threads)
+    cfg = ExtractConfig.from_dict(config_dict, source="worker")
+    _WORKER["config"] = cfg
+    try:
+        warm_up(cfg)
+    except SenbertError as e:  # reported per clip instead
+        _WORKER["warmup_error"] = str(e)
+
+
+def _worker_run(cache_root: str, item: BatchItem) -> tuple[str, str, float, bool, dict[str, float]]:
+    cfg: ExtractConfig = _WORKER["config"]
+    try:
+        e = extract_clip(item.path, cfg, FeatureCache(cache_root), item.transcript, item.clip_id)
+        return "ok", e.key, e.duration, e.from_cache, dict(e.meta.get("timings", {})) if not e.from_cache else {}
+    except SenbertError as err:
+        return "error", str(err), 0.0, False, {}
+    except Exception as err:  # noqa: BLE001 - keep the batch going
+        return "error", f"{item.path}: unexpected {type(err).__name__}: {err}", 0.0, False, {}
+
+
+def _message(item: BatchItem, err: BaseException) -> str:
+    if isinstance(err, SenbertError):
+        return str(err)
+    tb = "".join(traceback.format_exception_only(type(err), err)).strip()
+    return f"{item.path}: unexpected {tb}; this is likely a bug, please report it"
+
+
+def resolve_workers(spec: int | str, n_items: int) -> int:
+    """``auto``: one process per core, when the batch is long enough to pay for starting them
+    (a worker loads every model first, several seconds); else the number given."""
+    if isinstance(spec, str):
+        if spec.strip().lower() != "auto":
+            try:
+                spec = int(spec)
+            except ValueError:
+                raise ConfigError(f"--workers must be a number or 'auto', got {spec!r}") from None
+        else:
+            return max(1, min(os.cpu_count() or 1, n_items // 6))
+    if spec < 1:
+        raise ConfigError(f"--workers must be at least 1, got {spec}")
+    return int(spec)
+
+
+def default_errors_path(cache: FeatureCache, config: ExtractConfig) -> Path:
+    return cache.root / f"errors-{config.name}.json"
+
+
+def write_errors(path: Path, config: ExtractConfig, failed: list[tuple[BatchItem, str]], n_items: int) -> None:
+    atomic_write_json(path, {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": config.name, "fingerprint": config.fingerprint(), "items": n_items,
+        "failed": [{"path": str(it.path), "clip_id": it.clip_id, "transcript": it.transcript, "message": msg}
+                   for it, msg in failed],
+    })
+
+
+def read_errors(path: str | os.PathLike[str]) -> list[BatchItem]:
+    """The failed items recorded in an errors file (to retry only those)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no errors file; run `senbert extract` first")
+    try:
+        with open(p, encoding="utf-8") as f:
+            data = json.load(f)
+        return [BatchItem(Path(r["path"]), r.get("transcript"), r.get("clip_id") or Path(r["path"]).stem)
+                for r in data.get("failed", [])]
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{p}: not an errors file written by senbert extract ({e})") from e
+
+
+def extract_batch(
+    items: Iterable[Any],
+    config: ExtractConfig,
+    cache: FeatureCache,
+    workers: int = 1,
+    progress: bool = True,
+    errors_path: str | os.PathLike[str] | None = None,
+    load_entries: bool = True,
+) -> BatchReport:
+    """Extract many clips; failures do not stop the others and are written to an errors file.
+
+    ``items``: paths, ``(path, transcript)`` pairs, or objects with ``.path`` (and optionally
+    ``.transcript``, ``.uid`` or ``.clip_id``) such as :class:`~pipeline.corpora.CorpusItem`. With ``workers > 1``
+    clips run in that many processes (spawned), each with ``cores // workers`` threads.
+    ``load_entries=False`` keeps only keys (large corpora).
+    """
+    batch = [_as_item(x) for x in items]
+    workers = max(1, int(workers))
+    report = BatchReport(workers=workers)
+    report.keys = [None] * len(batch)
+    report.finished_at = [None] * len(batch)
+    epath = Path(errors_path) if errors_path else default_errors_path(cache, config)
+    report.errors_path = str(epath)
+    failures: list[tuple[int, str]] = []
+    results: dict[int, CacheEntry] = {}
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(batch), disable=not progress, unit="clip", desc=f"extract [{config.name}]",
+               dynamic_ncols=True, file=sys.stderr)
+
+    def record(i: int, key: str, duration: float, from_cache: bool, timings: dict[str, float],
+               entry: CacheEntry | None) -> None:
+        report.keys[i] = key
+        report.finished_at[i] = time.perf_counter() - t0
+        report.seconds_of_video += duration
+        if from_cache:
+            report.cached += 1
+        else:
+            report.done += 1
+            report.seconds_extracted += duration
+            for k, v in timings.items():
+                report.stage_seconds[k] = report.stage_seconds.get(k, 0.0) + v
+        if load_entries:
+            e = entry if entry is not None else cache.get(key)
+            if e is not None:
+                e.clip_id = batch[i].clip_id
+                results[i] = e
+
+    def fail(i: int, msg: str) -> None:
+        failures.append((i, msg))
+        bar.set_postfix(failed=len(failures))
+
+    todo: list[int] = []  # the parent serves cache hits; only misses go to the extractors
+    for i, it in enumerate(batch):
+        try:
+            hit = cached_entry(it.path, config, cache, it.transcript, it.clip_id)
+        except Exception as err:  # noqa: BLE001 - e.g. a missing file: recorded, the batch goes on
+            fail(i, _message(it, err))
+            bar.update(1)
+            continue
+        if hit is None:
+            todo.append(i)
+        else:
+            record(i, hit.key, hit.duration, True, {}, hit)
+            bar.update(1)
+
+    if workers == 1 or len(todo) <= 1:
+        set_thread_budget(0)
+        for i in todo:
+            it = batch[i]
+            try:
+                e = extract_clip(it.path, config, cache, it.transcript, it.clip_id)
+                record(i, e.key, e.duration, e.from_cache, dict(e.meta.get("timings", {})), e)
+            except Exception as err:  # noqa: BLE001 - one clip never stops the batch
+                fail(i, _message(it, err))
+            bar.update(1)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        pending = list(todo)
+        attempts = dict.fromkeys(pending, 0)
+        while pending:
+            retry: list[int] = []
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                     initializer=_worker_init, initargs=(config.to_dict(), threads)) as pool:
+                futs = {pool.submit(_worker_run, str(cache.root), batch[i]): i for i in pending}
+                for fut in as_completed(futs):
+                    i = futs[fut]
+                    try:
+                        status, value, duration, from_cache, timings = fut.result()
+                    except BrokenProcessPool:
+                        attempts[i] += 1
+                        if attempts[i] < 2:
+                            retry.append(i)
+                        else:
+                            fail(i, f"{batch[i].path}: the worker process crashed while extracting this clip "
+                                    "(twice); try it alone with --workers 1 to see the error")
+                            bar.update(1)
+                        continue
+                    if status == "ok":
+                        record(i, value, duration, from_cache, timings, None)
+                    else:
+                        fail(i, value)
+                    bar.update(1)
+            pending = sorted(retry)
+    bar.close()
+    report.wall_seconds = time.perf_counter() - t0
+    failures.sort()
+    report.failed = [(str(batch[i].path), msg) for i, msg in failures]
+    report.entries = [results[i] for i in sorted(results)]
+    write_errors(epath, config, [(batch[i], msg) for i, msg in failures], len(batch))
+    return report
+
+
+def corpus_from_batch(items: Sequence[Any], report: BatchReport, cache: FeatureCache) -> Corpus:
+    """A Corpus of a batch's succeeded clips, with labels and splits from the items when they have them."""
+    labels: dict[str, float] = {}
+    splits: dict[str, str] = {}
+    entries: list[CacheEntry] = []
+    for x, key in zip(items, report.keys, strict=True):
+        if key is None:
+            continue
+        it = _as_item(x)
+        e = cache.get(key)
+        if e is None:
+            continue
+        e.clip_id = it.clip_id
+        entries.append(e)
+        label = getattr(x, "label", None)
+        if label is not None:
+            labels[it.clip_id] = float(label)
+        mode = getattr(x, "mode", None)
+        if mode:
+            splits[it.clip_id] = str(mode)
+    return entries_to_corpus(entries, labels or None, splits or None, source=str(cache.root))
+
+
+def default_cache_dir() -> Path:
+    """``$SENBERT_CACHE``, else ``$SENBERT_HOME/features`` (``~/.cache/senbert/features``)."""
+    env = os.environ.get("SENBERT_CACHE")
+    return Path(env).expanduser() if env else senbert_home() / "features"

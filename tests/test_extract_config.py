@@ -1,0 +1,61 @@
+"""The extract config's fingerprint and the feature-cache key are pinned: existing caches stay valid.
+
+The values were computed before the extract code was split into extract_config / clip / batch
+(issue 9). They change only when a setting, an extractor's VERSION, a pinned library
+(constraints.txt) or a packaged model changes; then existing feature caches are rebuilt, on
+purpose, and these values are updated with a note saying why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from common.errors import ConfigError
+from pipeline.cache import FeatureCache
+from pipeline.clip import cached_entry, clip_key
+from pipeline.config import apply_overrides, load_config, parse_overrides
+from pipeline.extract_config import config_names, load_extract_config
+from tests.extract_fixtures import GRID_DIR
+
+PINNED_FINGERPRINTS = {
+    "default": "2a881b15d0b55acf",
+    "egemaps": "503f5fb45e6855ed",
+    "fast": "341ea6bf41f45977",
+    "paper": "a2f69e113e9f00c4",
+}
+
+
+def test_fingerprints_of_the_named_configs_are_pinned() -> None:
+    assert config_names() == sorted(PINNED_FINGERPRINTS)
+    for name, fp in PINNED_FINGERPRINTS.items():
+        assert load_extract_config(name).fingerprint() == fp, name
+    assert load_extract_config("default", ["visual.fps=5", "asr.model=tiny"]).fingerprint() == "185ef5cc73fb8c1e"
+
+
+def test_the_cache_key_of_a_clip_is_pinned(tmp_path: Path) -> None:
+    cache, cfg = FeatureCache(tmp_path / "c"), load_extract_config("default")
+    clip = GRID_DIR / "lbax4n.mpg"
+    assert clip_key(clip, cfg, cache).key == "4c3ec8f7b4275e791bd7d65a2dfd6f8b0a0c6958"
+    assert clip_key(clip, cfg, cache, "lay blue").key == "70a9f2be199fae63f7da1c9a427d2ff132395391"
+    assert clip_key(clip, cfg, cache, "  ").key == clip_key(clip, cfg, cache).key  # empty: no transcript
+    assert cached_entry(clip, cfg, cache) is None
+
+
+def test_one_override_parser_for_train_and_extract_configs() -> None:
+    assert parse_overrides(["model.d_model=32", "epochs=2", "visual.fps=5", "epochs=3"]) == \
+        {"model.d_model": 32, "epochs": 3, "visual.fps": 5}
+    assert apply_overrides({"model": {"a": 1}}, {"model.b": [1, 2], "c.d": None}) == \
+        {"model": {"a": 1, "b": [1, 2]}, "c": {"d": None}}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_overrides(["model.d_model"])
+    with pytest.raises(ConfigError, match="is not a section"):
+        apply_overrides({"epochs": 3}, {"epochs.x": 1})
+    assert load_config("quick", overrides=parse_overrides(["model.d_model=32"])).model.d_model == 32
+    # the extract config keeps its typed coercion and its section.key shape
+    assert load_extract_config("default", ["visual.fps=5"]).visual.fps == 5.0
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_extract_config("default", ["fps=5"])
+    with pytest.raises(ConfigError, match="visual.fps must be a float"):
+        load_extract_config("default", ["visual.fps=fast"])

@@ -1,0 +1,82 @@
+"""Pool workers end when their parent is killed (kill -9), instead of lingering with their models."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+POOL_SCRIPT = """
+import sys, time
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from common.process import exit_with_parent
+
+def work(i):
+    time.sleep(120)
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(2, mp_context=mp.get_context("spawn"), initializer=exit_with_parent)
+    futures = [pool.submit(work, i) for i in range(2)]
+    print("ready", flush=True)
+    time.sleep(300)
+"""
+
+
+def _descendants_after_kill(proc: subprocess.Popen, wait_for: int, timeout: float = 120.0) -> list[psutil.Process]:
+    """Wait until ``proc`` has ``wait_for`` descendants, SIGKILL it, return the descendants."""
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + timeout
+    kids: list[psutil.Process] = []
+    while time.monotonic() < deadline:
+        kids = parent.children(recursive=True)
+        if len(kids) >= wait_for:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"the parent ended early (status {proc.returncode}): {proc.stdout.read() if proc.stdout else ''}")
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"the parent never started {wait_for} worker processes (saw {len(kids)})")
+    time.sleep(1.0)  # workers initialised
+    kids = parent.children(recursive=True)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return kids
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE  # a zombie has exited (init has not reaped it yet)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _assert_all_gone(kids: list[psutil.Process], within: float) -> None:
+    deadline = time.monotonic() + within
+    alive = [p for p in kids if _running(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in alive if _running(p)]
+    names = []
+    for p in alive:
+        names.append((p.pid, " ".join(p.cmdline()[:4])))
+        p.kill()
+    assert not alive, f"still running {within:.0f} s after the parent was killed: {names}"
+
+
+def test_pool_workers_exit_when_the_parent_is_killed(tmp_path):
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    kids = _descendants_after_kill(proc, wait_for=2)
+    _assert_all_gone(kids, within=10)
+
