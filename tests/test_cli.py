@@ -77,8 +77,8 @@ def test_named_configs_load():
         rel = f.relative_to(CONFIG_DIR).with_suffix("")
         cfg = load_config(str(rel))
         assert cfg.model.num_heads == 8 and cfg.model.low_level_layers == 4 and cfg.model.dropout == 0.3
-        # the paper's rates, except the language-only recipe's encoder rate (measured in issue 5)
-        assert cfg.lr_encoder == (2e-5 if str(rel) == "language" else 5e-5)
+        # the paper's rates, except the language-only recipes' encoder rates (issue 5; the adapters of LoRA)
+        assert cfg.lr_encoder == {"language": 2e-5, "language_lora": 5e-4}.get(str(rel), 5e-5)  # LoRA: adapters
         assert cfg.lr_other == 1e-3 and cfg.batch_size == 32
     assert load_config("paper").model.encoder == "bert-base-uncased"
     assert load_config("default").model.encoder == "all-mpnet-base-v2"

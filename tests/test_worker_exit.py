@@ -41,7 +41,8 @@ def _descendants_after_kill(proc: subprocess.Popen, wait_for: int, timeout: floa
         if len(kids) >= wait_for:
             break
         if proc.poll() is not None:
-            pytest.fail(f"the parent ended early (status {proc.returncode}): {proc.stdout.read() if proc.stdout else ''}")
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"the parent ended early (status {proc.returncode}): {out}")
         time.sleep(0.2)
     else:
         pytest.fail(f"the parent never started {wait_for} worker processes (saw {len(kids)})")
