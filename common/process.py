@@ -5,7 +5,10 @@ process task runner) keeps its models in memory, several hundred MB each. If the
 killed (``kill -9``, an OOM kill, a closed terminal) the workers are reparented to init and,
 without this, finish their queue and then wait forever for the next task. Each worker calls
 :func:`exit_with_parent` once: a daemon thread notices that the parent is gone (the parent
-process id changes) and ends the worker at once, with status 1. Whatever the worker had
+process id is no longer the one multiprocessing recorded when it started the worker) and ends
+the worker at once, with status 1. The expected parent comes from multiprocessing, not from
+``os.getppid()`` at the call, so a parent killed while its workers were still importing
+(seconds, for torch and MediaPipe) is noticed too. Whatever the worker had
 written is safe, since every write of the project is atomic.
 
 It acts only in a child started by ``multiprocessing`` (a pool worker): a command-line process
@@ -26,9 +29,12 @@ def exit_with_parent(poll_seconds: float = 0.5) -> None:
     """Start (once per process) the watcher that ends this pool worker when its parent dies;
     a no-op in a process that multiprocessing did not start."""
     pid = os.getpid()
-    if pid in _guard or multiprocessing.parent_process() is None:
+    origin = multiprocessing.parent_process()
+    if pid in _guard or origin is None:
         return
-    parent = os.getppid()
+    parent = origin.pid
+    if os.getppid() != parent:  # already gone before this worker got here
+        os._exit(1)
 
     def watch() -> None:
         while True:

@@ -29,7 +29,7 @@ from prefect import flow, get_run_logger, task
 from prefect.futures import wait
 
 from common.errors import AssetError, CheckpointMismatchError, ConfigError, InputError, SenbertError
-from flows.common import (
+from flows.runtime import (
     cache_root,
     load_extract,
     md_table,

@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from common.errors import InputError
 from flows.build_features import check_data, open_corpus
-from flows.common import check_device, load_extract, md_table, publish_markdown, publish_table, task_runner_from_env
+from flows.runtime import check_device, load_extract, md_table, publish_markdown, publish_table, task_runner_from_env
 from pipeline.checkpoint import resolve_checkpoint_dir
 from pipeline.predict import Predictor
 

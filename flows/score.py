@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from common.errors import InputError
 from flows.build_features import build_features
-from flows.common import (
+from flows.runtime import (
     cache_root,
     check_device,
     load_extract,

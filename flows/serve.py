@@ -17,7 +17,7 @@ import signal
 import sys
 from typing import Any
 
-from flows.common import TASK_RUNNER_ENV
+from flows.runtime import TASK_RUNNER_ENV
 
 DEFAULT_NAME = os.environ.get("SENBERT_DEPLOYMENT_NAME", "default")
 FLOW_NAMES = ("build-features", "score", "train", "evaluate")
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="most flow runs at once (default: Prefect's)")
     args = p.parse_args(argv)
     if args.task_runner:
-        from flows.common import make_task_runner
+        from flows.runtime import make_task_runner
 
         make_task_runner(args.task_runner)  # fail now on a bad setting
         os.environ[TASK_RUNNER_ENV] = args.task_runner  # read by the flow modules here and in every run

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from common.errors import ConfigError, SenbertError
-from flows.common import TASK_RUNNER_ENV
+from flows.runtime import TASK_RUNNER_ENV
 
 DEFAULT_HOME = Path(".senbert") / "prefect"
 DEFAULT_PORT = 4200
@@ -175,7 +175,7 @@ class LocalStack:
 
     def start(self, timeout: float = 180.0) -> LocalStack:
         if self.task_runner:
-            from flows.common import make_task_runner
+            from flows.runtime import make_task_runner
 
             make_task_runner(self.task_runner)  # a bad setting fails before anything starts
         if self.port is None:

@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from common.errors import ConfigError
 from flows.build_features import check_data, open_corpus
-from flows.common import (
+from flows.runtime import (
     check_device,
     load_extract,
     md_table,

@@ -21,7 +21,7 @@ GRID_DIR = Path(__file__).parent / "fixtures" / "grid"
 def test_task_runner_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
-    from flows.common import TASK_RUNNER_ENV, make_task_runner, task_runner_from_env
+    from flows.runtime import TASK_RUNNER_ENV, make_task_runner, task_runner_from_env
 
     r = make_task_runner("threads:3")
     assert isinstance(r, ThreadPoolTaskRunner) and r._max_workers == 3
@@ -80,7 +80,7 @@ def test_build_parameters_checked_before_work(tmp_path: Path) -> None:
 
 def test_task_cache_key_is_the_feature_key_and_stale_records_go(tmp_path: Path) -> None:
     from flows.build_features import feature_task_key
-    from flows.common import results_dir
+    from flows.runtime import results_dir
     from pipeline.cache import FeatureCache
     from pipeline.extract_config import load_extract_config
 

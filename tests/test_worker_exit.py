@@ -81,3 +81,16 @@ def test_pool_workers_exit_when_the_parent_is_killed(tmp_path):
     kids = _descendants_after_kill(proc, wait_for=2)
     _assert_all_gone(kids, within=10)
 
+
+
+def test_cli_extract_workers_exit_when_the_cli_is_killed(tmp_path):
+    """`senbert extract --workers 2`, killed with SIGKILL while its workers start (importing torch
+    and MediaPipe) or extract: no worker, and no resource tracker, outlives it."""
+    clips = sorted((ROOT / "tests" / "fixtures" / "grid").glob("*.mpg"))
+    assert len(clips) >= 2
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SENBERT_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "cli", "extract", *map(str, clips), "--workers", "2",
+           "--cache", str(tmp_path / "cache"), "--set", "visual.fps=5", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    kids = _descendants_after_kill(proc, wait_for=2)
+    _assert_all_gone(kids, within=20)
