@@ -82,7 +82,7 @@ def main() -> int:
 
 
 def overhead(args: argparse.Namespace, clips: list[Path], tmp: Path, stack: Any) -> None:
-    from flows.common import make_task_runner
+    from flows.runtime import make_task_runner
     from pipeline.cache import FeatureCache
     from pipeline.extract import extract_batch, load_extract_config, warm_up
 

@@ -4,7 +4,7 @@ A real ``distributed.LocalCluster`` (tcp on 127.0.0.1, one worker process with o
 no dashboard), closed in the fixture's teardown also when the test fails. The
 ``build-features`` flow runs in this process against a temporary Prefect server
 (``prefect_test_harness``) on two GRID clips (tests/fixtures/grid, CC BY 4.0), with the
-task runner made from the setting string by :func:`flows.common.make_task_runner` and
+task runner made from the setting string by :func:`flows.runtime.make_task_runner` and
 given to the run with ``with_options`` (the flow module reads the setting once, at import).
 
 Checked: both clips land in the feature cache; the extract tasks ran in the Dask worker
@@ -27,7 +27,7 @@ import pytest
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from flows.build_features import build_features
-from flows.common import TASK_RUNNER_ENV, make_task_runner
+from flows.runtime import TASK_RUNNER_ENV, make_task_runner
 from pipeline.cache import FeatureCache
 
 GRID_DIR = Path(__file__).parent / "fixtures" / "grid"
