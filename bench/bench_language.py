@@ -61,6 +61,11 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     # parameter-efficient fine-tuning (configs/language_lora.yaml: LoRA r=8 on all-mpnet-base-v2)
     "mpnet_lora_mosei_pretrain": {"config": "language_lora", "needs": "mosei_pretrain"},
     "mpnet_lora": {"config": "language_lora"},
+    # utterance context (neighbouring transcripts of the same video), on the LoRA MOSEI stage above
+    "mpnet_lora_ctx1": {"config": "language_lora", "needs": "mosei_pretrain", "set": {"context": 1},
+                        "stage_from": "mpnet_lora_mosei_pretrain"},
+    "mpnet_lora_ctx2": {"config": "language_lora", "needs": "mosei_pretrain", "set": {"context": 2},
+                        "stage_from": "mpnet_lora_mosei_pretrain"},
 }
 
 #: Table II of the paper (language-related rows, MOSI test, uncased BERT-base). Acc/F1 in %.

@@ -45,6 +45,8 @@ class CheckpointMeta:
     vision_norm: dict[str, list[float]] | None = None
     max_text_len: int = 50
     max_seq_len: int = 0
+    context: int = 0  # neighbouring clips on each side whose transcripts are a second text segment
+    max_context_len: int = 0
     sigmas: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     data_source: str = ""

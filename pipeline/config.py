@@ -123,6 +123,9 @@ class TrainConfig:
     grad_clip: float = 1.0  # max grad norm (0 = off)
     max_text_len: int = 50  # tokens, as MMSA
     max_seq_len: int = 0  # cap on audio/vision steps (0 = none)
+    context: int = 0  # utterance context: the transcripts of this many neighbouring clips on each side
+    #                   (same video, clip order) are a second text segment; never their labels (0 = off)
+    max_context_len: int = 96  # tokens of that second segment (the clip's own text keeps max_text_len)
     seed: int = 1
     num_threads: int = 0  # torch intra-op threads (0 = torch's default)
     extra_train: list[str] = field(default_factory=list)  # extra training corpora (label.csv/pkl): their
@@ -140,6 +143,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {self.precision!r}")
+        if self.context < 0 or self.max_context_len < 0:
+            raise ValueError("context and max_context_len must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -8,8 +8,9 @@ source (MMSA pickles, ``label.csv`` files, the feature cache) produces one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,8 @@ class Clip:
     audio: np.ndarray | None = None  # (T_a, d_a) float32
     vision: np.ndarray | None = None  # (T_v, d_v) float32
     meta: dict[str, Any] = field(default_factory=dict)
+    #: transcripts of the neighbouring clips of the same video (see :func:`with_context`); never labels
+    context: str = ""
 
 
 @dataclass
@@ -121,12 +124,81 @@ class Normalizer:
         return cls(mean=list(d["mean"]), std=list(d["std"]))
 
 
+CONTEXT_BEFORE, CONTEXT_AFTER = "before:", "after:"
+
+
+def _video_and_order(c: Clip, position: int) -> tuple[str, tuple[int, Any]]:
+    """A clip's video and its place in it: MMSA ids are ``<video_id>$_$<clip_id>`` with numeric
+    clip ids in MOSI and MOSEI (ordered as numbers); otherwise the order given."""
+    video = str(c.meta.get("video_id") or c.clip_id.split("$_$")[0])
+    part = str(c.meta.get("clip") or (c.clip_id.split("$_$", 1)[1] if "$_$" in c.clip_id else ""))
+    m = re.fullmatch(r"\d+", part)
+    return video, ((0, int(part)) if m else (1, position))
+
+
+def with_context(clips: Sequence[Clip], window: int) -> list[Clip]:
+    """Copies of ``clips`` whose ``context`` holds the transcripts of up to ``window`` clips before
+    and after each one in the same video (among the clips given: one split of a corpus, or the
+    utterances of one file). Only transcripts are used, never labels. ``window`` 0: no context."""
+    if window <= 0:
+        return [replace(c, context="") for c in clips]
+    videos: dict[str, list[tuple[tuple[int, Any], int]]] = {}
+    for i, c in enumerate(clips):
+        video, order = _video_and_order(c, i)
+        videos.setdefault(video, []).append((order, i))
+    out = list(clips)
+    for members in videos.values():
+        idx = [i for _, i in sorted(members)]
+        for k, i in enumerate(idx):
+            before = " ".join(clips[j].text for j in idx[max(0, k - window):k] if clips[j].text)
+            after = " ".join(clips[j].text for j in idx[k + 1:k + 1 + window] if clips[j].text)
+            parts = ([f"{CONTEXT_BEFORE} {before}"] if before else []) + ([f"{CONTEXT_AFTER} {after}"] if after else [])
+            out[i] = replace(clips[i], context=" ".join(parts))
+    return out
+
+
+def encode_texts(tokenizer: Any, texts: Sequence[str], max_text_len: int,
+                 contexts: Sequence[str] | None = None, max_context_len: int = 0) -> list[list[int]]:
+    """Token ids of each text, truncated to ``max_text_len`` (special tokens included). With
+    ``contexts`` and ``max_context_len`` > 0, each text is the first segment of a pair whose
+    second segment is its context truncated to ``max_context_len`` tokens: the utterance itself
+    is never cut for its context's sake."""
+    if not texts:
+        return []
+    if not contexts or max_context_len <= 0:
+        return [list(x) for x in tokenizer(list(texts), truncation=True, max_length=max_text_len,
+                                           padding=False)["input_ids"]]
+    prefix, middle, suffix = _pair_template(tokenizer)
+    n_special = len(prefix) + len(middle) + len(suffix)
+    first = tokenizer(list(texts), add_special_tokens=False, truncation=True,
+                      max_length=max(1, max_text_len - n_special))["input_ids"]
+    second = tokenizer(list(contexts), add_special_tokens=False, truncation=True,
+                       max_length=max_context_len)["input_ids"]
+    alone = tokenizer(list(texts), truncation=True, max_length=max_text_len, padding=False)["input_ids"]
+    return [prefix + list(a) + middle + list(b) + suffix if b else list(one)  # no context: as without the option
+            for a, b, one in zip(first, second, alone)]
+
+
+def _pair_template(tokenizer: Any) -> tuple[list[int], list[int], list[int]]:
+    """The special tokens a tokenizer puts before, between and after the two texts of a pair
+    (BERT: [CLS] a [SEP] b [SEP]; MPNet / RoBERTa: <s> a </s></s> b </s>), read off one encoding."""
+    a = tokenizer("a", add_special_tokens=False)["input_ids"]
+    b = tokenizer("b", add_special_tokens=False)["input_ids"]
+    pair = list(tokenizer("a", "b")["input_ids"])
+    i = next((k for k in range(len(pair)) if pair[k:k + len(a)] == a), None)
+    j = next((k for k in range(len(pair) - len(b), -1, -1) if pair[k:k + len(b)] == b), None)
+    if i is None or j is None or j < i + len(a):
+        raise ConfigError(f"{type(tokenizer).__name__}: cannot read its text-pair template; set context: 0")
+    return pair[:i], pair[i + len(a):j], pair[j + len(b):]
+
+
 class ClipDataset(torch.utils.data.Dataset):
     """Tokenised, normalised clips ready for :func:`collate`.
 
     ``tokenizer`` is a Hugging Face tokenizer (or None for sense-only models); ``max_text_len``
     truncates the token sequence (MMSA uses 50). ``max_seq_len`` truncates audio and vision
-    (keeps the first steps; 0 = no limit).
+    (keeps the first steps; 0 = no limit). ``max_context_len`` > 0 adds each clip's ``context``
+    as a second text segment of at most that many tokens (:func:`encode_texts`).
     """
 
     def __init__(
@@ -139,13 +211,14 @@ class ClipDataset(torch.utils.data.Dataset):
         use_audio: bool = True,
         use_vision: bool = True,
         max_seq_len: int = 0,
+        max_context_len: int = 0,
     ) -> None:
         self.clips = list(clips)
         self.items: list[dict[str, Any]] = []
         texts = [c.text or "" for c in self.clips]
         if tokenizer is not None and texts:
-            enc = tokenizer(texts, truncation=True, max_length=max_text_len, padding=False)
-            ids_list = enc["input_ids"]
+            contexts = [c.context for c in self.clips] if max_context_len > 0 else None
+            ids_list = encode_texts(tokenizer, texts, max_text_len, contexts, max_context_len)
         else:
             ids_list = [[] for _ in texts]
         for c, ids in zip(self.clips, ids_list):

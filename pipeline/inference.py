@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from model.senbert import SenBERT
 from pipeline.checkpoint import CheckpointMeta
-from pipeline.data import Clip, ClipDataset, LengthGroupedBatches, collate
+from pipeline.data import Clip, ClipDataset, LengthGroupedBatches, collate, with_context
 from pipeline.metrics import regression_metrics
 
 INPUT_KEYS = ("input_ids", "attention_mask", "audio", "audio_mask", "vision", "vision_mask")
@@ -28,10 +28,15 @@ def batch_to_inputs(batch: dict[str, Any], device: torch.device) -> dict[str, to
 
 
 def make_dataset(clips: list[Clip], tokenizer: Any, uses_sense: bool, meta: CheckpointMeta) -> ClipDataset:
+    """The dataset of ``clips`` as ``meta`` (a checkpoint's) prepares them: normalisers, limits
+    and, for a model that takes context, each clip's neighbours among ``clips``."""
     a_norm, v_norm = meta.normalizers()
+    if meta.context > 0:
+        clips = with_context(clips, meta.context)
     return ClipDataset(
         clips, tokenizer, max_text_len=meta.max_text_len, audio_norm=a_norm, vision_norm=v_norm,
         use_audio=uses_sense, use_vision=uses_sense, max_seq_len=meta.max_seq_len,
+        max_context_len=meta.max_context_len if meta.context > 0 else 0,
     )
 
 

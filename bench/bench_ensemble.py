@@ -1,0 +1,108 @@
+"""Seed ensembles: each member's metrics, their mean ± std, and the ensemble of the first k members.
+
+    python bench/bench_ensemble.py --data mosi/label.csv --split valid \
+        --checkpoints runs/x/seed_1 runs/x/seed_2 runs/x/seed_3 [--dtype fp16] [--out ens.json]
+
+A member's predictions are averaged over members (the mean of the multimodal head). ``--dtype
+fp16`` first rounds each member's trained weights to fp16 (what a shipped adapter stores), so the
+figures are those of the shipped files. Prints the CPU, seconds and clips per second per member.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.corpora import load_corpus  # noqa: E402
+from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
+from pipeline.predict import Predictor  # noqa: E402
+
+KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def round_to(predictor: Predictor, dtype: str) -> None:
+    if dtype == "fp32":
+        return
+    dt = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    with torch.no_grad():
+        for p in predictor.model.parameters():
+            if p.dtype == torch.float32:
+                p.copy_(p.to(dt).to(torch.float32))
+
+
+def shown(k: str, v: float) -> float:
+    return v if k in ("mae", "corr") else 100.0 * v  # accuracies and F1 in percent
+
+
+def fmt(m: dict[str, float]) -> str:
+    return " | ".join(f"{shown(k, m[k]):.3f}" if k in ("mae", "corr") else f"{shown(k, m[k]):.2f}" for k in KEYS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, action="append", help="label.csv or .pkl (repeatable)")
+    ap.add_argument("--split", default="valid")
+    ap.add_argument("--checkpoints", nargs="+", required=True)
+    ap.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32")
+    ap.add_argument("--out", help="write the figures to this JSON file")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    print(f"CPU: {cpu_name()} ({torch.get_num_threads()} threads); torch {torch.__version__}; dtype {args.dtype}")
+    report: dict[str, object] = {"cpu": cpu_name(), "dtype": args.dtype, "split": args.split, "data": {}}
+    for data in args.data:
+        corpus = load_corpus(data)
+        clips = [c for c in corpus.split(args.split) if c.label is not None]
+        preds, members = [], []
+        for ck in args.checkpoints:
+            pr = Predictor.load(ck)
+            round_to(pr, args.dtype)
+            pr.check(corpus)
+            t0 = time.perf_counter()
+            p = pr.predict_clips(clips)
+            dt = time.perf_counter() - t0
+            m = metrics_of(p)
+            preds.append(p)
+            members.append(m)
+            print(f"{data} {args.split} ({len(clips)} clips) member {ck}: {fmt(m)}  "
+                  f"[{dt:.1f} s, {len(clips) / dt:.1f} clips/s]", flush=True)
+        mean = {k: float(np.mean([m[k] for m in members])) for k in KEYS}
+        std = {k: float(np.std([m[k] for m in members], ddof=1)) if len(members) > 1 else 0.0 for k in KEYS}
+        print(f"\n{data} {args.split}: | members | " + " | ".join(KEYS) + " |")
+        print("| mean ± std of members | " + " | ".join(
+            f"{mean[k]:.3f} ± {std[k]:.3f}" if k in ("mae", "corr")
+            else f"{shown(k, mean[k]):.2f} ± {shown(k, std[k]):.2f}"
+            for k in KEYS) + " |")
+        ens = {}
+        for k in range(2, len(preds) + 1):
+            e = metrics_of(ensemble_mean(preds[:k]))
+            ens[k] = e
+            print(f"| ensemble of first {k} | {fmt(e)} |")
+        report["data"][data] = {"n": len(clips), "members": members, "mean": mean, "std": std,
+                                "ensembles": {str(k): v for k, v in ens.items()},
+                                "checkpoints": args.checkpoints}
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

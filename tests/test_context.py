@@ -1,0 +1,70 @@
+"""Utterance context (``context: N``): the transcripts of the neighbouring clips of the same video
+are a second text segment; their labels never are."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.config import load_config
+from pipeline.data import Clip, encode_texts, with_context
+from pipeline.predict import Predictor
+from pipeline.train import train
+from tests.conftest import TINY, make_corpus
+
+
+def _clip(video: str, part: str, text: str, label: float = 0.0) -> Clip:
+    return Clip(f"{video}$_${part}", text, label, "train")
+
+
+def test_neighbours_come_from_the_same_video_in_clip_order():
+    clips = [_clip("a", "10", "ten"), _clip("a", "2", "two"), _clip("b", "1", "other video"), _clip("a", "3", "three")]
+    ctx = {c.clip_id: c.context for c in with_context(clips, 1)}
+    assert ctx["a$_$2"] == "after: three"  # 2 < 3 < 10 as numbers, not as strings
+    assert ctx["a$_$3"] == "before: two after: ten"
+    assert ctx["a$_$10"] == "before: three"
+    assert ctx["b$_$1"] == ""  # alone in its video
+    wide = {c.clip_id: c.context for c in with_context(clips, 2)}
+    assert wide["a$_$2"] == "after: three ten"
+    assert all(c.context == "" for c in with_context(clips, 0))
+    assert clips[0].context == ""  # the input is not changed
+
+
+def test_labels_never_reach_the_context():
+    a = [_clip("v", str(i), f"word{i}", label=float(i)) for i in range(4)]
+    b = [_clip("v", str(i), f"word{i}", label=-float(i)) for i in range(4)]
+    assert [c.context for c in with_context(a, 1)] == [c.context for c in with_context(b, 1)]
+
+
+def test_the_utterance_keeps_its_tokens_and_context_is_the_second_segment(minilm):
+    _, tok, _ = minilm
+    texts, contexts = ["a really good film", "bad"], ["before: it was long " * 20, ""]
+    alone = encode_texts(tok, texts, 16)
+    pair = encode_texts(tok, texts, 16, contexts, 12)
+    assert pair[1] == alone[1]  # no context: exactly as without the option
+    own = tok(texts[0], add_special_tokens=False)["input_ids"]
+    assert pair[0][1:1 + len(own)] == own and pair[0][0] == tok.cls_token_id
+    assert len(pair[0]) == len(own) + 12 + 3  # [CLS] text [SEP] context(12) [SEP]
+    assert pair[0][len(own) + 1] == tok.sep_token_id and pair[0][-1] == tok.sep_token_id
+
+
+def test_a_context_model_saves_the_option_and_reads_neighbours_at_inference(tmp_path):
+    corpus = make_corpus(24, text_only=True)
+    cfg = load_config("quick", ablation="language_only", overrides={**TINY, "epochs": 1, "context": 1,
+                                                                      "max_context_len": 16})
+    train(corpus, cfg, tmp_path / "run", progress=False)
+    pred = Predictor.load(tmp_path / "run")
+    assert pred.meta.context == 1 and pred.meta.max_context_len == 16
+    valid = corpus.split("valid")
+    base = pred.predict_clips(valid)["multimodal"]
+    # the same clips with other neighbours: another context, another score
+    changed = [Clip(c.clip_id, c.text, c.label, c.split) for c in valid]
+    extra = [Clip(c.clip_id.split("$_$")[0] + "$_$9", "absolutely terrible awful boring", 0.0, "valid") for c in valid]
+    mixed = pred.predict_clips(changed + extra)["multimodal"][:len(valid)]
+    assert np.all(np.isfinite(mixed))
+    assert not np.allclose(base, mixed)
+
+
+def test_context_settings_are_checked():
+    with pytest.raises(Exception, match="context"):
+        load_config("quick", overrides={"context": -1})
