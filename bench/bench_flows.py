@@ -56,7 +56,7 @@ def main() -> int:
     args = ap.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from pipeline.extract import list_videos
+    from pipeline.corpora import list_videos
 
     clips = list_videos(args.data)
     if not clips:
@@ -83,8 +83,9 @@ def main() -> int:
 
 def overhead(args: argparse.Namespace, clips: list[Path], tmp: Path, stack: Any) -> None:
     from flows.runtime import make_task_runner
+    from pipeline.batch import extract_batch, warm_up
     from pipeline.cache import FeatureCache
-    from pipeline.extract import extract_batch, load_extract_config, warm_up
+    from pipeline.extract_config import load_extract_config
 
     cfg = load_extract_config(args.config)
     t = time.perf_counter()

@@ -1,6 +1,6 @@
-"""``senbert score``: score video files with a checkpoint, without Prefect.
+"""``senbert score``: score video files with a checkpoint (default: the shipped model), without Prefect.
 
-    senbert score FOLDER|VIDEO ... --checkpoint DIR [--out runs/scores/NAME] [--extract-config default]
+    senbert score FOLDER|VIDEO ... [--checkpoint DIR] [--out runs/scores/NAME] [--extract-config default]
                   [--set visual.fps=5] [--cache DIR] [--workers auto]
 
 Writes the same files as the Prefect ``score`` flow (scores.csv, scores.jsonl,
@@ -22,7 +22,9 @@ def register(sub: Any) -> None:
         description="Extract (or take from the cache) the features of video files and score them.",
     )
     s.add_argument("inputs", nargs="+", metavar="INPUT", help="video file or folder (searched recursively)")
-    s.add_argument("--checkpoint", required=True, help="checkpoint folder (or the run folder holding checkpoint/)")
+    s.add_argument("--checkpoint", default="default",
+                   help="checkpoint folder, run folder or packed model (default: the shipped default model, "
+                        "a text-only model: see pipeline/default_model/MODEL_CARD.md)")
     s.add_argument("--out", help="output folder (default: runs/scores/<name of the first input>)")
     s.add_argument("--extract-config", default="default", help="extract config name or YAML (default: default)")
     s.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -37,12 +39,12 @@ def register(sub: Any) -> None:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from pipeline.batch import resolve_workers
-    from pipeline.checkpoint import resolve_checkpoint_dir
     from pipeline.corpora import collect_inputs
+    from pipeline.predict import resolve_model_path
     from pipeline.scoring import score_videos
 
     videos = collect_inputs(args.inputs, corpora=False, missing_ok=False)
-    ckpt = resolve_checkpoint_dir(args.checkpoint)
+    ckpt = resolve_model_path(args.checkpoint)
     first = Path(args.inputs[0]).resolve()
     out = Path(args.out) if args.out else Path("runs") / "scores" / (first.name if first.is_dir() else first.stem)
     report = score_videos(videos, ckpt, out, extract_config=args.extract_config, overrides=args.set,

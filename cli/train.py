@@ -1,8 +1,8 @@
 """``senbert train``, ``evaluate``, ``predict`` and ``export-mmsa``: models and corpora.
 
     senbert train     --data CORPUS --config NAME [--ablation A] [--pretrain CORPUS] [--seeds 1,2,3] --out DIR
-    senbert evaluate  --checkpoint DIR --data CORPUS [--split test]
-    senbert predict   --checkpoint DIR --data CORPUS [--split S] [--out preds.csv]
+    senbert evaluate  [--checkpoint DIR] --data CORPUS [--split test]
+    senbert predict   [--checkpoint DIR] --data CORPUS [--split S] [--out preds.csv]
     senbert export-mmsa --data CORPUS --out features.pkl
 """
 
@@ -19,7 +19,7 @@ from common.io import atomic_open
 
 METRIC_KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 PREDICTION_FIELDS = ["id", "split", "label", "score", "polarity", "class7", "class7_name", "score_language",
-                     "score_sense", "text"]
+                     "score_sense", "text", "model", "modalities"]
 
 
 def register(sub: Any) -> None:
@@ -45,7 +45,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="the field's metrics of a checkpoint on a labelled split")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", default="default",
+                   help="checkpoint folder, run folder or packed model (default: the shipped default model)")
     add_data_args(p)
     p.add_argument("--split", default="test")
     p.add_argument("--json", help="also write the metrics to this JSON file")
@@ -54,7 +55,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="scores per clip (multimodal, language-only, sense-only)")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", default="default",
+                   help="checkpoint folder, run folder or packed model (default: the shipped default model)")
     add_data_args(p)
     p.add_argument("--split", help="only this split (default: all clips)")
     p.add_argument("--out", help="CSV file (default: stdout)")
@@ -127,7 +129,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     pred = Predictor.load(args.checkpoint, device=args.device)
     corpus = open_corpus(args)
     m = pred.evaluate(corpus, split=args.split, progress=not args.quiet)
-    print(f"{args.split} ({m['n']} clips): " + fmt_metrics(m))
+    print(f"{pred.name} ({pred.modalities}) on {args.split} ({m['n']} clips): " + fmt_metrics(m))
     if args.json:
         Path(args.json).write_text(json.dumps({"split": args.split, "metrics": m}, indent=2), encoding="utf-8")
     return 0

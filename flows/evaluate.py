@@ -14,8 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from common.errors import InputError
 from flows.build_features import check_data, open_corpus
 from flows.runtime import check_device, load_extract, md_table, publish_markdown, publish_table, task_runner_from_env
-from pipeline.checkpoint import resolve_checkpoint_dir
-from pipeline.predict import Predictor
+from pipeline.predict import Predictor, resolve_model_path
 
 METRICS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 SPLITS = ("train", "valid", "test")
@@ -28,20 +27,21 @@ def evaluate_task(checkpoint: str, corpus: Any, split: str, device: str = "cpu")
 
 @flow(name="evaluate", task_runner=task_runner_from_env(), persist_result=False,
       description="The field's metrics (MAE, Corr, Acc-7, Acc-2, F1) of a checkpoint on a labelled corpus split.")
-def evaluate_flow(checkpoint: str, data: str, split: str = "test", raw_dir: str | None = None,
+def evaluate_flow(data: str, checkpoint: str = "default", split: str = "test", raw_dir: str | None = None,
                   extract_config: str = "default", overrides: list[str] | None = None,
                   cache_dir: str | None = None, device: str = "cpu") -> dict[str, Any]:
     """Evaluate a checkpoint.
 
     Args:
-        checkpoint: a checkpoint folder (or the run folder holding ``checkpoint/``).
+        checkpoint: a checkpoint folder, the run folder holding ``checkpoint/``, a packed model, or
+            ``default`` (the default): the shipped default model (text only).
         data: MMSA feature pickle (.pkl) or MMSA-FET label.csv (with videos: features built first).
         split: train, valid or test.
         raw_dir, extract_config, overrides, cache_dir: feature extraction, as build-features.
         device: cpu, or cuda on a GPU worker.
     """
     logger = get_run_logger()
-    ckpt = resolve_checkpoint_dir(checkpoint)
+    ckpt = resolve_model_path(checkpoint)
     device = check_device(device)
     data_path = check_data(data)
     if split not in SPLITS:

@@ -33,8 +33,7 @@ from flows.runtime import (
     task_runner_from_env,
 )
 from pipeline.cache import FeatureCache
-from pipeline.checkpoint import resolve_checkpoint_dir
-from pipeline.predict import Predictor
+from pipeline.predict import Predictor, resolve_model_path
 from pipeline.scoring import ClipFeatures, score_features
 
 
@@ -54,13 +53,14 @@ def default_out(folder: Path) -> Path:
 
 @flow(name="score", task_runner=task_runner_from_env(), persist_result=False,
       description="Score a folder of videos with a checkpoint: scores.csv and scores.jsonl, one row per clip.")
-def score(videos: str, checkpoint: str, out: str | None = None, extract_config: str = "default",
+def score(videos: str, checkpoint: str = "default", out: str | None = None, extract_config: str = "default",
           overrides: list[str] | None = None, cache_dir: str | None = None, device: str = "cpu") -> dict[str, Any]:
     """Score every video of a folder.
 
     Args:
         videos: folder of video files (searched recursively), or one video file.
-        checkpoint: a checkpoint folder (or the run folder holding ``checkpoint/``).
+        checkpoint: a checkpoint folder, the run folder holding ``checkpoint/``, a packed model, or
+            ``default`` (the default): the shipped default model (text only).
         out: output folder for scores.csv / scores.jsonl (default: runs/scores/<folder name>
             under the serving process's working directory).
         extract_config: extractor config (must match what the checkpoint was trained on).
@@ -70,7 +70,7 @@ def score(videos: str, checkpoint: str, out: str | None = None, extract_config: 
     """
     logger = get_run_logger()
     folder, _ = require_folder_with_videos(videos)
-    ckpt = resolve_checkpoint_dir(checkpoint)
+    ckpt = resolve_model_path(checkpoint)
     device = check_device(device)
     load_extract(extract_config, overrides)
     out_dir = resolve_path(out, "out") or default_out(folder)

@@ -1,13 +1,18 @@
-"""Prediction and evaluation with a saved checkpoint.
+"""Prediction and evaluation with a saved checkpoint, a packed model, or the shipped default.
 
 >>> from pipeline.predict import Predictor
->>> p = Predictor.load("runs/demo/checkpoint")
+>>> p = Predictor.load("runs/demo/checkpoint")   # or Predictor.load("default"): the shipped model
 >>> rows = p.predict_corpus(corpus)   # one dict per clip: score, language and sense scores
+
+:meth:`Predictor.load` returns an :class:`Ensemble` for a packed model with several members
+(:mod:`pipeline.default_model`): the mean of their predictions, with the same interface.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,50 +21,72 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.errors import InputError
+from common.errors import CheckpointMismatchError, InputError
 from model.senbert import SenBERT
 from pipeline.checkpoint import WEIGHTS_FILE, CheckpointMeta, check_corpus, load_checkpoint, resolve_checkpoint_dir
 from pipeline.data import Clip, Corpus
-from pipeline.inference import make_dataset, metrics_of, predict_dataset
+from pipeline.default_model import DEFAULT_NAMES, default_model_dir, is_packed, member_dirs
+from pipeline.inference import ensemble_mean, make_dataset, metrics_of, predict_dataset
 from pipeline.metrics import polarity, seven_class
 
 
-@dataclass
-class Predictor:
-    model: SenBERT
-    tokenizer: Any
+def modalities_of(meta: CheckpointMeta) -> str:
+    """The inputs a checkpoint reads: ``text``, ``audio+vision`` or ``text+audio+vision``."""
+    cfg = meta.model_config
+    return "+".join((["text"] if cfg.uses_language else []) + (["audio", "vision"] if cfg.uses_sense else []))
+
+
+def resolve_model_path(checkpoint: str | os.PathLike[str] | None) -> Path:
+    """The folder meant by a ``--checkpoint`` value: ``None`` or ``default`` is the shipped
+    default model, a packed model's folder is itself, otherwise a checkpoint or run folder."""
+    if checkpoint is None or str(checkpoint) in DEFAULT_NAMES:
+        return default_model_dir(verify=False)
+    if is_packed(checkpoint):
+        return Path(checkpoint)
+    return resolve_checkpoint_dir(checkpoint)
+
+
+class _Scoring:
+    """What a predictor offers on top of ``predict_clips``: rows per clip and the field's metrics."""
+
     meta: CheckpointMeta
     path: Path
-    device: str = "cpu"
-    batch_size: int = 32
-
-    @classmethod
-    def load(cls, checkpoint: str | Path, device: str = "cpu") -> "Predictor":
-        path = resolve_checkpoint_dir(checkpoint)
-        model, tok, meta = load_checkpoint(path, device=device)
-        return cls(model.to(device), tok, meta, path, device)
-
-    @property
-    def fingerprint(self) -> str:
-        """A short hash of the weights and description: identifies 'the same checkpoint'."""
-        h = hashlib.sha256()
-        for name in (WEIGHTS_FILE, "senbert.json"):
-            f = self.path / name
-            st = f.stat()
-            h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
-        return h.hexdigest()[:16]
+    name: str
 
     def check(self, corpus: Corpus) -> None:
         check_corpus(self.meta, corpus, self.path)
 
     def predict_clips(self, clips: Sequence[Clip], progress: bool = False) -> dict[str, Any]:
-        """Every head's predictions for ``clips``, in their order (batched by length)."""
-        if not clips:
-            return {"ids": [], "labels": [], "multimodal": []}
-        cfg = self.meta.model_config
-        ds = make_dataset(list(clips), self.tokenizer, cfg.uses_sense, self.meta)
-        with torch.inference_mode():
-            return predict_dataset(self.model, ds, self.batch_size, self.tokenizer, self.device, progress=progress)
+        raise NotImplementedError
+
+    @property
+    def modalities(self) -> str:
+        return modalities_of(self.meta)
+
+    @staticmethod
+    def load(checkpoint: str | Path | None, device: str = "cpu") -> "Predictor | Ensemble":
+        """A checkpoint folder, a run folder, a packed model (one member: a :class:`Predictor`;
+        several: an :class:`Ensemble`) or ``None`` / ``"default"``: the shipped default model."""
+        if checkpoint is None or str(checkpoint) in DEFAULT_NAMES:
+            return Predictor._load_packed(default_model_dir(), device)
+        if is_packed(checkpoint):
+            return Predictor._load_packed(Path(checkpoint), device)
+        path = resolve_checkpoint_dir(checkpoint)
+        model, tok, meta = load_checkpoint(path, device=device)
+        return Predictor(model.to(device), tok, meta, path, device)
+
+    @staticmethod
+    def _load_packed(folder: Path, device: str) -> "Predictor | Ensemble":
+        members, manifest = member_dirs(folder)
+        loaded = []
+        for m in members:
+            model, tok, meta = load_checkpoint(m, device=device)
+            loaded.append(Predictor(model.to(device), tok, meta, m, device, name=manifest.get("name", folder.name),
+                                    fingerprint_override=_manifest_fingerprint(manifest)))
+        if len(loaded) == 1:
+            loaded[0].path = folder
+            return loaded[0]
+        return Ensemble(loaded, folder, manifest.get("name", folder.name), _manifest_fingerprint(manifest))
 
     def predict_corpus(self, corpus: Corpus, split: str | None = None, progress: bool = False) -> list[dict[str, Any]]:
         """One row per clip: id, split, label, score in [-3, 3], polarity, 7-class label and the
@@ -82,6 +109,8 @@ class Predictor:
                 "score_language": float(np.clip(raw["language"][i], -3, 3)) if "language" in raw else None,
                 "score_sense": float(np.clip(raw["sense"][i], -3, 3)) if "sense" in raw else None,
                 "text": c.text,
+                "model": self.name,
+                "modalities": self.modalities,
             })
         return rows
 
@@ -95,3 +124,73 @@ class Predictor:
         m = metrics_of(self.predict_clips(clips, progress=progress))
         m["n"] = len(clips)
         return m
+
+
+def _manifest_fingerprint(manifest: dict[str, Any]) -> str:
+    h = hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Predictor(_Scoring):
+    """One checkpoint, loaded: its model, tokenizer and description."""
+
+    model: SenBERT
+    tokenizer: Any
+    meta: CheckpointMeta
+    path: Path
+    device: str = "cpu"
+    batch_size: int = 32
+    name: str = ""
+    fingerprint_override: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:  # a run's name: the folder `senbert train --out` made
+            self.name = self.path.parent.name if self.path.name == "checkpoint" else self.path.name
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the weights and description: identifies 'the same checkpoint'."""
+        if self.fingerprint_override:
+            return self.fingerprint_override
+        h = hashlib.sha256()
+        for name in (WEIGHTS_FILE, "senbert.json"):
+            f = self.path / name
+            st = f.stat()
+            h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+        return h.hexdigest()[:16]
+
+    def predict_clips(self, clips: Sequence[Clip], progress: bool = False) -> dict[str, Any]:
+        """Every head's predictions for ``clips``, in their order (batched by length)."""
+        if not clips:
+            return {"ids": [], "labels": [], "multimodal": []}
+        cfg = self.meta.model_config
+        ds = make_dataset(list(clips), self.tokenizer, cfg.uses_sense, self.meta)
+        with torch.inference_mode():
+            return predict_dataset(self.model, ds, self.batch_size, self.tokenizer, self.device, progress=progress)
+
+
+@dataclass
+class Ensemble(_Scoring):
+    """Several checkpoints of one recipe (seeds): every head is the mean of the members'."""
+
+    members: list[Predictor]
+    path: Path
+    name: str
+    fingerprint: str
+
+    def __post_init__(self) -> None:
+        first = self.members[0].meta
+        for m in self.members[1:]:
+            if modalities_of(m.meta) != modalities_of(first) or m.meta.audio_names != first.audio_names \
+                    or m.meta.vision_names != first.vision_names:
+                raise CheckpointMismatchError(f"{self.path}: its members read different inputs; an ensemble's "
+                                              "members must share the variant and the feature columns")
+        self.meta = first
+
+    @property
+    def device(self) -> str:
+        return self.members[0].device
+
+    def predict_clips(self, clips: Sequence[Clip], progress: bool = False) -> dict[str, Any]:
+        return ensemble_mean([m.predict_clips(clips, progress=progress) for m in self.members])

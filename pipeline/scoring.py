@@ -48,7 +48,7 @@ ERRORS_NAME = "score-errors.json"
 FIELDS = [
     "path", "clip_id", "status", "score", "polarity", "class7", "class7_name", "score_language",
     "score_sense", "transcript", "face_share", "warnings", "error", "feature_key", "checkpoint",
-    "checkpoint_fingerprint", "model_variant", "scored_at",
+    "checkpoint_fingerprint", "model", "model_variant", "modalities", "scored_at",
 ]
 
 
@@ -84,12 +84,14 @@ class ScoreReport:
     checkpoint: str = ""
     checkpoint_fingerprint: str = ""
     model_variant: str = ""
+    model: str = ""  # the model's name (a packed model's, or the run folder's)
+    modalities: str = ""  # what it reads: text, audio+vision or text+audio+vision
     wall_seconds: float = 0.0
 
     def summary(self) -> str:
         lines = [f"{self.scored} scored, {self.reused} reused from an earlier run, {len(self.failed)} failed "
-                 f"({self.wall_seconds:.1f} s); checkpoint {self.checkpoint} ({self.model_variant}, "
-                 f"{self.checkpoint_fingerprint})",
+                 f"({self.wall_seconds:.1f} s); model {self.model} ({self.modalities}; {self.model_variant}, "
+                 f"{self.checkpoint_fingerprint}) from {self.checkpoint}",
                  f"wrote {self.csv_path} and {self.jsonl_path}"]
         if self.failed:
             lines += failure_lines(self.failed, f"failures listed in {self.errors_path}:")
@@ -104,7 +106,8 @@ class ScoreReport:
             "failed": [{"path": p, "message": m} for p, m in self.failed],
             "out_dir": self.out_dir, "csv": self.csv_path, "jsonl": self.jsonl_path, "errors": self.errors_path,
             "checkpoint": self.checkpoint, "checkpoint_fingerprint": self.checkpoint_fingerprint,
-            "model_variant": self.model_variant, "wall_seconds": self.wall_seconds,
+            "model_variant": self.model_variant, "model": self.model, "modalities": self.modalities,
+            "wall_seconds": self.wall_seconds,
         }
 
 
@@ -222,7 +225,8 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
                 if r.get("status") == "ok" and r.get("feature_key")}
     now = datetime.now(UTC).isoformat(timespec="seconds")
     rows: list[dict[str, Any] | None] = [None] * len(items)
-    report = ScoreReport(checkpoint=ckpt, checkpoint_fingerprint=fp, model_variant=variant, out_dir=str(out))
+    report = ScoreReport(checkpoint=ckpt, checkpoint_fingerprint=fp, model_variant=variant, out_dir=str(out),
+                         model=predictor.name, modalities=predictor.modalities)
 
     todo: list[int] = []
     entries = []
@@ -254,7 +258,8 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
     final: list[dict[str, Any]] = []
     for r in rows:
         assert r is not None
-        r.update({"checkpoint": ckpt, "checkpoint_fingerprint": fp, "model_variant": variant})
+        r.update({"checkpoint": ckpt, "checkpoint_fingerprint": fp, "model": predictor.name, "model_variant": variant,
+                  "modalities": predictor.modalities if r["status"] == "ok" else None})
         r.setdefault("scored_at", now)
         final.append(r)
     report.rows = final

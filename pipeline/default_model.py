@@ -1,0 +1,147 @@
+"""The model that ships with the project, and how a model folder is packed for shipping.
+
+A *packed model* is a folder with ``manifest.json``: its name, its members (one or more
+checkpoint folders, relative; an ensemble averages their predictions) and the SHA-256 of every
+file. :func:`verify_packed` checks every hash before anything is loaded, so a changed byte is
+refused with the file's name. The default model is the packed model in ``pipeline/default_model/``
+(installed with the package); :func:`default_model_dir` finds and verifies it.
+
+:func:`pack_model` writes a packed model from trained checkpoints: each member keeps only what
+was trained (for a LoRA checkpoint: the adapters and the heads, not the pretrained encoder)
+in fp16, and no tokenizer copy (an adapter checkpoint takes it from its verified base encoder).
+``bench/build_default_model.py`` rebuilds the shipped one from the MOSI and MOSEI label files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from common.errors import CheckpointMismatchError, InputError
+from common.io import atomic_write_json, sha256_file
+from pipeline.checkpoint import META_FILE, WEIGHTS_FILE, read_meta, resolve_checkpoint_dir
+
+MANIFEST = "manifest.json"
+#: what a user may write instead of a path to mean the shipped model
+DEFAULT_NAMES = ("default", "")
+MAX_FILE_BYTES = 5 * 1024 * 1024  # no shipped file over 5 MiB, at most 10 MiB in all
+MAX_TOTAL_BYTES = 10 * 1024 * 1024
+
+
+def default_model_dir(verify: bool = True) -> Path:
+    """The shipped default model's folder (package data), its hashes checked."""
+    try:
+        root = Path(str(resources.files("pipeline") / "default_model"))
+    except ModuleNotFoundError:  # pragma: no cover - pipeline is this package
+        root = Path(__file__).resolve().parent / "default_model"
+    if not (root / MANIFEST).is_file():
+        raise InputError(f"{root}: the default model is missing (no {MANIFEST}); reinstall the project, or "
+                         "rebuild it with `python bench/build_default_model.py --mosi MOSI/label.csv --mosei "
+                         "MOSEI/label.csv` (see pipeline/default_model/MODEL_CARD.md), or pass --checkpoint")
+    if verify:
+        verify_packed(root)
+    return root
+
+
+def is_packed(path: str | os.PathLike[str]) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    f = Path(folder) / MANIFEST
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{f}: unreadable model manifest ({exc})") from None
+    if not isinstance(data, dict) or not data.get("members") or not isinstance(data.get("files"), dict):
+        raise InputError(f"{f}: not a model manifest (needs 'members' and 'files')")
+    return data
+
+
+def verify_packed(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check the SHA-256 of every file the manifest lists (and that no member file is unlisted);
+    returns the manifest. A mismatch is a :class:`CheckpointMismatchError` naming the file."""
+    root = Path(folder)
+    manifest = read_manifest(root)
+    for rel, want in sorted(manifest["files"].items()):
+        f = root / rel
+        if not f.is_file():
+            raise CheckpointMismatchError(f"{f}: listed in {root / MANIFEST} but missing; the model folder is "
+                                          "incomplete (reinstall or rebuild it)")
+        have = sha256_file(f)
+        if have != want:
+            raise CheckpointMismatchError(
+                f"{f}: SHA-256 {have} is not the {want} recorded in {root / MANIFEST}; the file was changed or "
+                "damaged: reinstall the project or rebuild the model (pipeline/default_model/MODEL_CARD.md)")
+    for member in manifest["members"]:
+        for f in sorted((root / member).rglob("*")):
+            rel = f.relative_to(root).as_posix()
+            if f.is_file() and rel not in manifest["files"]:
+                raise CheckpointMismatchError(f"{f}: not listed in {root / MANIFEST}; a packed model holds only "
+                                              "the files its manifest names")
+    return manifest
+
+
+def member_dirs(folder: str | os.PathLike[str], verify: bool = True) -> tuple[list[Path], dict[str, Any]]:
+    root = Path(folder)
+    manifest = verify_packed(root) if verify else read_manifest(root)
+    return [root / m for m in manifest["members"]], manifest
+
+
+def _pack_member(checkpoint: Path, dest: Path, dtype: torch.dtype) -> None:
+    src = resolve_checkpoint_dir(checkpoint)
+    meta = read_meta(src)
+    if meta.model_config.adapter == "none":
+        raise InputError(f"{src}: only adapter (LoRA) checkpoints are packed for shipping; a fully fine-tuned "
+                         "one would be hundreds of MB")
+    dest.mkdir(parents=True)
+    state = load_file(str(src / WEIGHTS_FILE))
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    save_file(state, str(dest / WEIGHTS_FILE))
+    # the training machine's folders mean nothing elsewhere: keep the last two parts (mosi/label.csv)
+    meta.data_source = _short(meta.data_source)
+    for key in ("pretrain", "extra_train"):
+        meta.train[key] = [_short(x) for x in meta.train.get(key, [])]
+    meta.train["init_from"] = _short(meta.train.get("init_from", ""))
+    atomic_write_json(dest / META_FILE, meta.__dict__, indent=2)
+
+
+def _short(path: str) -> str:
+    return "/".join(Path(path).parts[-2:]) if path else path
+
+
+def pack_model(checkpoints: list[str | os.PathLike[str]], out: str | os.PathLike[str], name: str,
+               card: str = "", dtype: torch.dtype = torch.float16, extra: dict[str, Any] | None = None) -> Path:
+    """Write the packed model ``out`` from ``checkpoints`` (members ``member_1`` ...): fp16
+    weights, the manifest with every file's SHA-256 and ``MODEL_CARD.md`` when ``card`` is
+    given. Refuses files over 5 MiB and packs over 10 MiB (what the repository can hold)."""
+    root = Path(out)
+    tmp = root.with_name(root.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    members = []
+    for i, ck in enumerate(checkpoints, 1):
+        _pack_member(Path(ck), tmp / f"member_{i}", dtype)
+        members.append(f"member_{i}")
+    if card:
+        (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    files = {f.relative_to(tmp).as_posix(): sha256_file(f) for f in sorted(tmp.rglob("*")) if f.is_file()}
+    sizes = {rel: (tmp / rel).stat().st_size for rel in files}
+    big = {rel: n for rel, n in sizes.items() if n > MAX_FILE_BYTES}
+    if big or sum(sizes.values()) > MAX_TOTAL_BYTES:
+        shutil.rmtree(tmp)
+        raise InputError(f"packed model too large: {sum(sizes.values()) / 2**20:.1f} MiB in all, files over 5 MiB: "
+                         f"{big or 'none'} (limits: 5 MiB a file, 10 MiB in all); use fewer members or a lower rank")
+    atomic_write_json(tmp / MANIFEST, {"name": name, "members": members, "files": files, **(extra or {})})
+    if root.exists():
+        shutil.rmtree(root)
+    tmp.rename(root)
+    return root
