@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--members", help="seeds to pack (default: all of --seeds)")
     ap.add_argument("--stage-from", help="reuse the finished MOSEI stage of this run folder (its pretrain/)")
     ap.add_argument("--name", default=NAME)
+    ap.add_argument("--card-only", action="store_true",
+                    help="re-render MODEL_CARD.md from the figures in the manifest of --out (no training, no eval)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     print(f"CPU: {capabilities().describe()}", flush=True)
@@ -158,15 +160,17 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--stage-from {args.stage_from}: no finished stage in {stage}")
         cfg.init_from = str((stage / "checkpoint").resolve())
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    mosi = load_corpus(args.mosi)
-    t0 = time.perf_counter()
-    summary = train_seeds(mosi, cfg, work, seeds, progress=False)
-    print(f"training: {time.perf_counter() - t0:.0f} s (finished runs are reused)", flush=True)
-
     members = [int(s) for s in (args.members or args.seeds).split(",") if s]
     ckpts = [work / f"seed_{s}" / "checkpoint" for s in members]
-    packed = pack_model(ckpts, args.out, args.name)
-    figures = {"MOSI": evaluate(packed, args.mosi), "MOSEI": evaluate(packed, args.mosei)}
+    if args.card_only:
+        figures = read_manifest(args.out)["figures"]
+        packed = Path(args.out)
+    else:
+        t0 = time.perf_counter()
+        train_seeds(load_corpus(args.mosi), cfg, work, seeds, progress=False)
+        print(f"training: {time.perf_counter() - t0:.0f} s (finished runs are reused)", flush=True)
+        packed = pack_model(ckpts, args.out, args.name)
+        figures = {"MOSI": evaluate(packed, args.mosi), "MOSEI": evaluate(packed, args.mosei)}
     rows = []
     for corpus, f in figures.items():
         label = "ensemble" if len(members) > 1 else "model"
@@ -182,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     precision = sorted({_resolved(work / f"seed_{s}") for s in seeds} - {""})
     card = CARD.format(
         name=args.name, n_members=len(members), members=", ".join(map(str, members)),
-        lora_r=m["lora_r"], lora_alpha=m["lora_alpha"], lora_targets=", ".join(m["lora_targets"]),
+        lora_r=m["lora_r"], lora_alpha=m["lora_alpha"], lora_targets=", ".join(adapted_modules(packed)),
         base_sha=(meta.base_encoder or {}).get("sha256", "?"),
         files=", ".join(f"`{rel}` {n / 2**20:.2f} MiB" for rel, n in sizes.items() if rel.endswith(".safetensors")),
         total_mib=(sum(sizes.values())) / 2**20, config=args.config,
@@ -195,12 +199,26 @@ def main(argv: list[str] | None = None) -> int:
         "config": args.config, "set": args.set, "seeds": seeds, "members": members}})
     total = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
     print(card)
-    print(f"packed {args.out}: {total / 2**20:.2f} MiB; per-seed valid: "
-          + json.dumps({k: round(v["mean"], 4) for k, v in summary["valid"].items() if k in KEYS}))
+    print(f"packed {args.out}: {total / 2**20:.2f} MiB")
     for corpus, f in figures.items():
         print(f"{corpus} valid: {f['clips_per_second']:.1f} clips/s for the packed model")
     print(f"wall time: {time.perf_counter() - t_all:.0f} s; manifest {Path(args.out) / MANIFEST}")
     return 0
+
+
+def adapted_modules(packed: Path) -> list[str]:
+    """The encoder modules that carry adapters (read off a member's weight names: MPNet's q, k,
+    v, o, intermediate.dense, output.dense ...), not the config's list, which names BERT's too."""
+    from safetensors import safe_open
+
+    first = packed / read_manifest(packed)["members"][0] / "model.safetensors"
+    names = set()
+    with safe_open(str(first), "pt") as f:
+        for key in f.keys():
+            if ".lora_A" in key:
+                parts = key.split(".lora_A")[0].split(".")
+                names.add(".".join(parts[-2:]) if parts[-1] == "dense" else parts[-1])
+    return sorted(names)
 
 
 def _resolved(run: Path) -> str:
