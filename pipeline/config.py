@@ -13,9 +13,9 @@ any config (:data:`ABLATIONS`; ``full`` is the model as configured).
 from __future__ import annotations
 
 import copy
+import importlib.util
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,10 @@ def config_dir() -> Path:
     """The folder of the named configs: the installed package data ``pipeline.configs`` (the
     repository's ``configs/``, mapped by pyproject.toml), or ``configs/`` of a source tree that
     was not installed."""
-    try:
-        root = resources.files("pipeline.configs")
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "configs"
-    return Path(str(root))
+    spec = importlib.util.find_spec("pipeline.configs")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path(__file__).resolve().parent.parent / "configs"
 
 
 CONFIG_DIR = config_dir()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +36,7 @@ MAX_TOTAL_BYTES = 10 * 1024 * 1024
 
 def default_model_dir(verify: bool = True) -> Path:
     """The shipped default model's folder (package data), its hashes checked."""
-    try:
-        root = Path(str(resources.files("pipeline") / "default_model"))
-    except ModuleNotFoundError:  # pragma: no cover - pipeline is this package
-        root = Path(__file__).resolve().parent / "default_model"
+    root = Path(__file__).resolve().parent / "default_model"  # package data (pyproject.toml)
     if not (root / MANIFEST).is_file():
         raise InputError(f"{root}: the default model is missing (no {MANIFEST}); reinstall the project, or "
                          "rebuild it with `python bench/build_default_model.py --mosi MOSI/label.csv --mosei "

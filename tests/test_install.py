@@ -1,0 +1,47 @@
+"""A plain (non-editable) install carries the named configs and the default model: `senbert train
+--config quick` works from another folder, far from the source tree."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_non_editable_install_finds_its_configs_and_default_model(tmp_path):
+    target = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                        "--target", str(target), str(ROOT)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target)}  # the installed copy, not the source tree
+    probe = ("from pipeline.config import config_dir, load_config\n"
+             "from pipeline.extract_config import config_names, load_extract_config\n"
+             "from pipeline.default_model import default_model_dir\n"
+             "import pipeline\n"
+             "print(pipeline.__file__)\nprint(config_dir())\nprint(default_model_dir())\n"
+             "print(load_config('quick').model.encoder, load_config('quick', ablation='sense_only').model.variant)\n"
+             "print(config_names(), load_extract_config('fast').visual.fps)\n")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert all(line.startswith(str(target)) for line in lines[:3]), lines
+    assert lines[3] == "all-MiniLM-L6-v2 sense_only"
+    assert lines[4].startswith("['default', 'egemaps', 'fast', 'paper']")
+
+    data = elsewhere / "label.csv"
+    rows = ["video_id,clip_id,text,label,mode"] + [
+        f"v{i},1,{'good fun' if i % 2 else 'bad and dull'} {i},{1.5 if i % 2 else -1.5},{'train' if i < 6 else 'valid'}"
+        for i in range(8)]
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    cmd = [sys.executable, "-m", "cli", "train", "--config", "quick", "--ablation", "language_only", "--data",
+           str(data), "--out", "run", "--epochs", "1", "--quiet", "--set", "model.d_model=16",
+           "--set", "max_text_len=16"]
+    r = subprocess.run(cmd, cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert (elsewhere / "run" / "checkpoint" / "senbert.json").is_file()
+    assert "quick" in (elsewhere / "run" / "config.yaml").read_text()
