@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
 
 from common.errors import ConfigError, InputError
 from common.io import atomic_write
@@ -282,7 +283,6 @@ class FeatureCache:
 
     def _load_dir(self, d: Path) -> CacheEntry | None:
         try:
-            from safetensors.numpy import load_file
 
             with open(d / "meta.json", encoding="utf-8") as f:
                 m = json.load(f)
@@ -301,7 +301,6 @@ class FeatureCache:
 
     def put(self, entry: CacheEntry) -> CacheEntry:
         """Store an entry atomically (an existing one with the same key is kept) and index it."""
-        from safetensors.numpy import save_file
 
         final = self.entry_dir(entry.key)
         tmp = self.root / "tmp" / f"{entry.key}.{uuid.uuid4().hex[:8]}"

@@ -23,12 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_file, save_model
 
 from common.errors import CheckpointMismatchError, InputError
 from common.io import atomic_write
 from model.config import ModelConfig
 from model.senbert import SenBERT
 from pipeline.data import Corpus, Normalizer
+from pipeline.encoders import encoder_from_saved, encoder_identity, is_adapter_weight, load_encoder, lora_settings
 
 FORMAT_VERSION = 1
 META_FILE = "senbert.json"
@@ -66,7 +69,7 @@ class CheckpointMeta:
 
 
 def versions() -> dict[str, str]:
-    import transformers
+    import transformers  # heavy (seconds): only when a checkpoint is written
 
     return {"torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version()}
@@ -76,8 +79,6 @@ def trained_state(model: SenBERT, dtype: torch.dtype | None = None) -> dict[str,
     """What a checkpoint stores: every tensor, or, for an adapter model (``model.adapter: lora``),
     all but the frozen pretrained encoder's weights (they come from the base encoder at load
     time). ``dtype`` stores floating-point tensors in another precision (e.g. fp16 to ship)."""
-    from pipeline.encoders import is_adapter_weight
-
     state = model.state_dict()
     if model.cfg.adapter != "none":
         state = {k: v for k, v in state.items() if not k.startswith("language.encoder.") or is_adapter_weight(k)}
@@ -88,8 +89,6 @@ def trained_state(model: SenBERT, dtype: torch.dtype | None = None) -> dict[str,
 def save_checkpoint(directory: Path, model: SenBERT, meta: CheckpointMeta, tokenizer: Any | None,
                     dtype: torch.dtype | None = None) -> Path:
     """Write a checkpoint atomically: into ``<dir>.partial`` first, then renamed over ``dir``."""
-    from safetensors.torch import save_file, save_model
-
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".partial")
     if tmp.exists():
@@ -153,11 +152,6 @@ def update_meta(directory: Path, **changes: Any) -> CheckpointMeta:
 
 def load_checkpoint(directory: Path, device: str = "cpu") -> tuple[SenBERT, Any, CheckpointMeta]:
     """Rebuild the model from ``senbert.json`` and load its weights; returns (model, tokenizer, meta)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
-
-    from pipeline.encoders import encoder_from_saved, is_adapter_weight
-
     directory = Path(directory)
     meta = read_meta(directory)
     cfg = meta.model_config
@@ -197,8 +191,6 @@ def _adapter_base(directory: Path, meta: CheckpointMeta) -> tuple[Any, Any, int]
     """The pretrained encoder an adapter checkpoint was trained on, with fresh adapters: found by
     its recorded name (the packaged offline copy for a packaged name) and refused when the
     SHA-256 of its weights is not the one recorded at training time."""
-    from pipeline.encoders import encoder_identity, load_encoder, lora_settings
-
     base = meta.base_encoder or {}
     name, want = base.get("name"), base.get("sha256")
     if not name:

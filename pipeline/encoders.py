@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import site
 import socket
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from common.errors import AssetError
 from common.io import senbert_home, sha256_file
@@ -68,8 +72,6 @@ def _minilm_dir(install: bool = False) -> Path | None:
 
 
 def _mpnet_parts() -> list[Path]:
-    import site
-    import sys
 
     roots = {Path(p) for p in site.getsitepackages() + [site.getusersitepackages()] + sys.path if p}
     parts = []
@@ -111,7 +113,6 @@ def _mpnet_dir(install: bool = False) -> Path | None:
                     dst.write(block)
     verify_sha256(tmp_dir / "model.safetensors", MPNET.weights_sha256, MPNET.name)
     if target.exists():
-        import shutil
 
         shutil.rmtree(target)
     tmp_dir.rename(target)  # atomic: a half-unpacked copy is never at the final path
@@ -174,7 +175,6 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     """One quick TCP connection to the Hugging Face endpoint (``HF_ENDPOINT``), no retries."""
     if _hub_offline():
         return False
-    from urllib.parse import urlparse
 
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = url.port or (80 if url.scheme == "http" else 443)

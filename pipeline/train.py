@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from common.errors import ConfigError, InputError
@@ -175,8 +176,6 @@ def _layerwise_groups(model: SenBERT, cfg: TrainConfig) -> list[dict[str, Any]]:
 def init_weights(model: SenBERT, checkpoint: str | os.PathLike[str]) -> None:
     """Initialise ``model`` with the weights of ``checkpoint`` whose names and shapes match
     (e.g. the encoder and language head of a language-only model trained on another corpus)."""
-    from safetensors.torch import load_file
-
     try:
         path = resolve_checkpoint_dir(checkpoint)
     except InputError as exc:
@@ -210,7 +209,7 @@ def _better(a: float, b: float | None, metric: str) -> bool:
 
 
 def _plots(out_dir: Path, history: list[dict[str, Any]], valid_pred: dict[str, Any] | None) -> None:
-    import matplotlib
+    import matplotlib  # only for the plots at the end of a run (its import takes about a second)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
