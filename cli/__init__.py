@@ -1,8 +1,8 @@
 """The ``senbert`` command line: one parser, one module per group of subcommands.
 
     senbert train     --data CORPUS --config NAME [--ablation A] [--pretrain CORPUS] [--seeds 1,2,3] --out DIR
-    senbert evaluate  --checkpoint DIR --data CORPUS [--split test]
-    senbert predict   --checkpoint DIR --data CORPUS [--split S] [--out preds.csv]
+    senbert evaluate  [--checkpoint DIR] --data CORPUS [--split test]
+    senbert predict   [--checkpoint DIR] --data CORPUS [--split S] [--out preds.csv]
     senbert export-mmsa --data CORPUS --out features.pkl          (cli/train.py)
     senbert demo                                                   (cli/demo.py)
     senbert extract / assets                                       (cli/extract.py)

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli.options import add_extraction_options
 from common.errors import InputError
 from common.io import atomic_write_json
 
@@ -35,11 +36,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="video file, folder, or MMSA-FET label.csv")
     p.add_argument("--config", default="default", help="extract config name under configs/extract/ or a YAML path")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value, e.g. visual.fps=5 (repeatable)")
-    p.add_argument("--cache", help="feature cache folder (default: $SENBERT_CACHE or $SENBERT_HOME/features)")
-    p.add_argument("--workers", default="auto",
-                   help="worker processes, or auto (default): one per core when there are enough clips")
+    add_extraction_options(p)
     p.add_argument("--transcript", help="the transcript of a single video (no speech recognition then)")
     p.add_argument("--raw-dir", help="folder holding Raw/ for a label.csv kept elsewhere")
     p.add_argument("--errors", help="errors file (default: <cache>/errors-<config>.json)")

@@ -14,6 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from cli.options import add_extraction_options, add_model_options
+
 
 def register(sub: Any) -> None:
     """Add the ``score`` subcommand."""
@@ -22,18 +24,10 @@ def register(sub: Any) -> None:
         description="Extract (or take from the cache) the features of video files and score them.",
     )
     s.add_argument("inputs", nargs="+", metavar="INPUT", help="video file or folder (searched recursively)")
-    s.add_argument("--checkpoint", default="default",
-                   help="checkpoint folder, run folder or packed model (default: the shipped default model, "
-                        "a text-only model: see pipeline/default_model/MODEL_CARD.md)")
     s.add_argument("--out", help="output folder (default: runs/scores/<name of the first input>)")
     s.add_argument("--extract-config", default="default", help="extract config name or YAML (default: default)")
-    s.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override an extract config value, e.g. visual.fps=5")
-    s.add_argument("--cache", help="feature cache folder (default: $SENBERT_CACHE or $SENBERT_HOME/features)")
-    s.add_argument("--workers", default="auto",
-                   help="extraction worker processes, or auto (default): one per core when there are enough clips")
-    s.add_argument("--device", default="cpu", help="where the model runs: cpu (default) or cuda")
-    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_extraction_options(s)
+    add_model_options(s)
     s.set_defaults(func=cmd_score)
 
 

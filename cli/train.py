@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli.options import CACHE_HELP, add_model_options
 from common.io import atomic_open
 
 METRIC_KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
@@ -45,23 +46,17 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="the field's metrics of a checkpoint on a labelled split")
-    p.add_argument("--checkpoint", default="default",
-                   help="checkpoint folder, run folder or packed model (default: the shipped default model)")
+    add_model_options(p)
     add_data_args(p)
     p.add_argument("--split", default="test")
     p.add_argument("--json", help="also write the metrics to this JSON file")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="scores per clip (multimodal, language-only, sense-only)")
-    p.add_argument("--checkpoint", default="default",
-                   help="checkpoint folder, run folder or packed model (default: the shipped default model)")
+    add_model_options(p)
     add_data_args(p)
     p.add_argument("--split", help="only this split (default: all clips)")
     p.add_argument("--out", help="CSV file (default: stdout)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export-mmsa", help="write a corpus with features in MMSA's .pkl layout")
@@ -76,7 +71,7 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--data", required=required, help="MMSA .pkl, or a label.csv (MMSA-FET layout)")
     p.add_argument("--raw-dir", help="folder with Raw/<video_id>/<clip_id>.<ext> videos for a label.csv "
                                      "(features are extracted and cached)")
-    p.add_argument("--cache", help="feature cache folder (default: $SENBERT_HOME/features)")
+    p.add_argument("--cache", help=CACHE_HELP)
     p.add_argument("--extract-config", help="extractor config name or YAML (default: default)")
 
 
