@@ -5,7 +5,7 @@
 Brings up a real local stack (flows/stack.py: ``prefect server start`` on a free port with a
 temporary SQLite database, and the serving process), then:
 
-1. Overhead, models loaded: in this process, after :func:`pipeline.extract.warm_up`, the same
+1. Overhead, models loaded: in this process, after :func:`pipeline.batch.warm_up`, the same
    clips are extracted into a fresh cache by ``extract_batch(workers=1)`` (direct) and by the
    ``build-features`` flow called in-process against the server (one Prefect task per clip),
    alternately, ``--repeat`` times each. Reported: medians of the wall time of the whole call
