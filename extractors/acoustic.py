@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import librosa
 import numpy as np
 
 from common.errors import AssetError, MediaError
@@ -85,8 +86,6 @@ def _fit(a: np.ndarray, t: int) -> np.ndarray:
 def yin(y: np.ndarray, sr: int, fmin: float, fmax: float, frame_length: int, hop: int,
         threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """F0 (Hz) and aperiodicity (CMNDF at the chosen period, in [0, 1]) per centred frame."""
-    import librosa
-
     tau_min = max(2, int(np.floor(sr / fmax)))
     tau_max = min(frame_length // 2, int(np.ceil(sr / fmin)))
     w_int = frame_length - tau_max
@@ -140,14 +139,10 @@ class LibrosaExtractor:
             raise AssetError(f"acoustic.rate_hz must be in (0, 400], got {settings.rate_hz}")
 
     def describe(self) -> dict[str, Any]:
-        import librosa
-
         return {"extractor": self.name, "version": self.version, "settings": asdict(self.settings),
                 "librosa": librosa.__version__, "numpy": np.__version__}
 
     def features(self, y: np.ndarray, sr: int) -> FeatureSequence:
-        import librosa
-
         s = self.settings
         hop, win, n_fft = frame_geometry(sr, s)
         t = n_steps(y.size, hop)
@@ -201,7 +196,7 @@ class EgemapsExtractor:
     def __init__(self, settings: AcousticSettings) -> None:
         self.settings = settings
         try:
-            import opensmile
+            import opensmile  # an opt-in extra (research licence), ~2 s to import: only when configured
         except ImportError as e:
             raise AssetError(
                 "the egemaps extractor needs openSMILE: pip install opensmile==2.6.0 (its licence "
@@ -210,12 +205,11 @@ class EgemapsExtractor:
         self._smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                                       feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
         self._names = ["egemaps_" + str(c) for c in self._smile.feature_names]
+        self._opensmile_version = opensmile.__version__
 
     def describe(self) -> dict[str, Any]:
-        import opensmile
-
         return {"extractor": self.name, "version": self.version, "rate_hz": self.settings.rate_hz,
-                "opensmile": opensmile.__version__, "feature_set": "eGeMAPSv02"}
+                "opensmile": self._opensmile_version, "feature_set": "eGeMAPSv02"}
 
     def features(self, y: np.ndarray, sr: int) -> FeatureSequence:
         hop = int(round(sr / self.settings.rate_hz))

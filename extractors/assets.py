@@ -29,6 +29,7 @@ from pathlib import Path
 
 from common.errors import AssetError
 from common.io import senbert_home, sha256_file, verify_sha256
+from extractors.media import ffmpeg_version, find_ffmpeg
 
 FACE_LANDMARKER_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 
@@ -256,8 +257,6 @@ class AssetStatus:
 def check_assets(install: bool = True, whisper: str | None = None, landmarker: str | None = None,
                  ffmpeg: str = "auto") -> list[AssetStatus]:
     """Install (join) what can be installed offline and report every extraction asset."""
-    from extractors.media import ffmpeg_version, find_ffmpeg
-
     out: list[AssetStatus] = []
     try:
         binary = find_ffmpeg(ffmpeg)
@@ -265,7 +264,7 @@ def check_assets(install: bool = True, whisper: str | None = None, landmarker: s
     except AssetError as e:
         out.append(AssetStatus("ffmpeg", False, True, str(e), "pip install imageio-ffmpeg==0.8.1"))
     try:
-        import av
+        import av  # whether it is installed is what this reports
 
         out.append(AssetStatus("pyav (probe)", True, True, f"av {av.__version__}"))
     except ImportError:

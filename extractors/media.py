@@ -30,6 +30,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
+import ffmpeg as ffmpeg_python  # not "ffmpeg": that name is the binary's path in this module
 import numpy as np
 
 from common.errors import AssetError, InputError, MediaError
@@ -141,7 +142,7 @@ def find_ffmpeg(preference: str = "auto") -> str:
         system = shutil.which("ffmpeg")
         packaged: str | None = None
         try:
-            import imageio_ffmpeg
+            import imageio_ffmpeg  # a fallback that may be missing: its absence is not an error here
 
             packaged = imageio_ffmpeg.get_ffmpeg_exe()
         except Exception:  # noqa: BLE001 - package missing or its binary missing
@@ -223,7 +224,7 @@ def probe(path: str | os.PathLike[str], ffmpeg: str | None = None) -> MediaInfo:
     """Duration and streams of a media file, without decoding it."""
     p = check_file(path)
     try:
-        import av
+        import av  # not a direct dependency (it comes with faster-whisper): a clear error if missing
     except ImportError as e:  # pragma: no cover - av comes with faster-whisper
         raise AssetError("PyAV is needed to probe media: pip install av (it comes with faster-whisper)") from e
     try:
@@ -296,10 +297,8 @@ def _damage_lines(stderr: str, codecs: tuple[str, ...]) -> list[str]:
 
 
 def _ffmpeg_stream(path: Path, binary: str, **output_kwargs: Any) -> Any:
-    import ffmpeg  # ffmpeg-python
-
     return (
-        ffmpeg.input(str(path))
+        ffmpeg_python.input(str(path))
         .output("pipe:", **output_kwargs)
         .global_args("-nostdin", "-hide_banner", "-v", "error")
         .compile(cmd=binary)

@@ -126,7 +126,7 @@ def register(name: str, modality: str, description: str, optional: bool = False
 
 
 def _load_builtins() -> None:
-    # Importing the modules runs their @register decorators.
+    # Importing the modules runs their @register decorators; they import this module, so not at the top.
     from extractors import acoustic, transcript, visual  # noqa: F401
 
 

@@ -27,6 +27,7 @@ import os
 import re
 import threading
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from typing import Any
 
 import numpy as np
@@ -71,7 +72,7 @@ _MODELS_LOCK = threading.Lock()
 
 def _windowed_model(location: str, compute_type: str, threads: int, min_window_frames: int) -> Any:
     """A faster-whisper model whose encoder reads only the audio-bearing part of a window."""
-    from faster_whisper import WhisperModel
+    from faster_whisper import WhisperModel  # ~0.3 s and ctranslate2: only where ASR runs
 
     class WindowedWhisperModel(WhisperModel):  # type: ignore[misc]
         window_floor = 3000
@@ -116,13 +117,10 @@ class WhisperTranscriber:
         self.asset = resolve_whisper_model(settings.model, settings.allow_download)
 
     def describe(self) -> dict[str, Any]:
-        import ctranslate2
-        import faster_whisper
-
         settings = asdict(self.settings)
         settings.pop("cpu_threads")
         return {"extractor": self.name, "version": self.version, "settings": settings,
-                "faster_whisper": faster_whisper.__version__, "ctranslate2": ctranslate2.__version__,
+                "faster_whisper": version("faster-whisper"), "ctranslate2": version("ctranslate2"),
                 "model": self.asset.location if self.asset.source == "online" else "",
                 "model_sha256": self.asset.sha256}
 
@@ -168,18 +166,16 @@ class PocketsphinxTranscriber:
     def __init__(self, settings: AsrSettings) -> None:
         self.settings = settings
         try:
-            import pocketsphinx  # noqa: F401
+            import pocketsphinx  # noqa: F401 - only to say clearly when it is missing
         except ImportError as e:
             raise AssetError("the pocketsphinx transcriber needs pip install pocketsphinx==5.1.1") from e
 
     def describe(self) -> dict[str, Any]:
-        from importlib.metadata import version
-
         return {"extractor": self.name, "version": self.version, "pocketsphinx": version("pocketsphinx"),
                 "model": "en-us (bundled)"}
 
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> Transcript:
-        from pocketsphinx import Decoder
+        from pocketsphinx import Decoder  # the optional engine: only when it is configured
 
         if sample_rate not in _SPHINX:
             try:
@@ -227,7 +223,7 @@ class TextTokenizer:
         key = (spec, allow_download)
         if key not in _TOKENIZERS:
             try:
-                from transformers import AutoTokenizer
+                from transformers import AutoTokenizer  # ~1.3 s: only where text is tokenised
 
                 _TOKENIZERS[key] = AutoTokenizer.from_pretrained(spec, local_files_only=not allow_download)
             except Exception as e:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors

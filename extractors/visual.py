@@ -30,6 +30,7 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from typing import Any, Literal
 
 import numpy as np
@@ -192,13 +193,12 @@ class FaceLandmarkerExtractor:
         self._names_checked = False
 
     def describe(self) -> dict[str, Any]:
-        import mediapipe
-
         return {"extractor": self.name, "version": self.version, "settings": asdict(self.settings),
-                "mediapipe": mediapipe.__version__, "model_sha256": self.asset.sha256}
+                "mediapipe": version("mediapipe"), "model_sha256": self.asset.sha256}
 
     def create_landmarker(self) -> Any:
         """A fresh FaceLandmarker in video mode with blendshapes and transformation matrices."""
+        # mediapipe takes ~1 s to import: only in the processes that run the face extractor
         from mediapipe.tasks.python import vision
         from mediapipe.tasks.python.core.base_options import BaseOptions
 
@@ -221,7 +221,7 @@ class FaceLandmarkerExtractor:
                              "reinstall it (senbert assets) or point visual.model at a valid .task file") from e
 
     def extract(self, media: DecodedMedia) -> FeatureSequence:
-        import mediapipe as mp
+        import mediapipe as mp  # ~1 s to import: only where the face extractor runs
 
         s = self.settings
         rate = effective_fps(media.info, s.fps)
