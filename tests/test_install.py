@@ -45,3 +45,15 @@ def test_a_non_editable_install_finds_its_configs_and_default_model(tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert (elsewhere / "run" / "checkpoint" / "senbert.json").is_file()
     assert "quick" in (elsewhere / "run" / "config.yaml").read_text()
+
+
+def test_the_docker_image_copies_every_package():
+    """The worker image installs the project from copied folders: a package missing there breaks
+    the image (it happened when common/ and cli/ were new)."""
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    for top in sorted({p.split(".")[0] for p in packages}):
+        assert f"COPY {top} ./{top}" in dockerfile, top
+    assert "COPY configs ./configs" in dockerfile
