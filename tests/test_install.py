@@ -4,18 +4,38 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _packages() -> list[str]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+
+
+def _files(folder: Path) -> set[str]:
+    return {f.relative_to(folder).as_posix() for f in folder.rglob("*") if f.is_file()}
+
+
 def test_a_non_editable_install_finds_its_configs_and_default_model(tmp_path):
+    # built from a copy: pip builds in the source folder, and a stale build/ there would be installed too
+    src = tmp_path / "src"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in sorted({p.split(".")[0] for p in _packages()} | {"configs"}):
+        shutil.copytree(ROOT / name, src / name, ignore=skip)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
     target = tmp_path / "site"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                        "--target", str(target), str(ROOT)], capture_output=True, text=True)
+                        "--target", str(target), str(src)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+    # every config (configs/extract/, configs/ablations/ too) and every file of the default model
+    assert _files(target / "pipeline" / "configs") >= {f for f in _files(ROOT / "configs") if f.endswith(".yaml")}
+    assert _files(target / "pipeline" / "default_model") == _files(src / "pipeline" / "default_model")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}  # the installed copy, not the source tree
@@ -50,9 +70,7 @@ def test_a_non_editable_install_finds_its_configs_and_default_model(tmp_path):
 def test_the_docker_image_copies_every_package():
     """The worker image installs the project from copied folders: a package missing there breaks
     the image (it happened when common/ and cli/ were new)."""
-    import tomllib
-
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    packages = _packages()
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     for top in sorted({p.split(".")[0] for p in packages}):
         assert f"COPY {top} ./{top}" in dockerfile, top
