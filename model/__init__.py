@@ -1,7 +1,6 @@
-"""SenBERT in pure torch: the sense, language and multimodal blocks and the multi-task loss."""
+"""SenBERT in pure torch: the sense, language and multimodal blocks and the multi-task loss.
 
-from model.config import ModelConfig
-from model.loss import UncertaintyWeightedLoss
-from model.senbert import SenBERT
-
-__all__ = ["ModelConfig", "SenBERT", "UncertaintyWeightedLoss"]
+``model.config`` (:class:`~model.config.ModelConfig`) needs no torch; ``model.senbert`` and
+``model.loss`` do. Nothing is imported here, so that reading a config (the extraction path,
+through ``pipeline.config``) does not pay for torch.
+"""

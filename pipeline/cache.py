@@ -283,7 +283,6 @@ class FeatureCache:
 
     def _load_dir(self, d: Path) -> CacheEntry | None:
         try:
-
             with open(d / "meta.json", encoding="utf-8") as f:
                 m = json.load(f)
             arrays = load_file(str(d / "features.safetensors"))
@@ -301,7 +300,6 @@ class FeatureCache:
 
     def put(self, entry: CacheEntry) -> CacheEntry:
         """Store an entry atomically (an existing one with the same key is kept) and index it."""
-
         final = self.entry_dir(entry.key)
         tmp = self.root / "tmp" / f"{entry.key}.{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
@@ -392,7 +390,7 @@ def entries_to_corpus(
     label and a split; clips without one get ``None`` and ``"test"``. All entries must come
     from one extract configuration (same column names).
     """
-    from pipeline.data import Clip, Corpus
+    from pipeline.data import Clip, Corpus  # imports torch: not on the extraction path
 
     clips: list[Clip] = []
     audio_names: list[str] | None = None

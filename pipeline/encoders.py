@@ -72,7 +72,6 @@ def _minilm_dir(install: bool = False) -> Path | None:
 
 
 def _mpnet_parts() -> list[Path]:
-
     roots = {Path(p) for p in site.getsitepackages() + [site.getusersitepackages()] + sys.path if p}
     parts = []
     for i in range(1, 6):
@@ -113,7 +112,6 @@ def _mpnet_dir(install: bool = False) -> Path | None:
                     dst.write(block)
     verify_sha256(tmp_dir / "model.safetensors", MPNET.weights_sha256, MPNET.name)
     if target.exists():
-
         shutil.rmtree(target)
     tmp_dir.rename(target)  # atomic: a half-unpacked copy is never at the final path
     tmp_zip.unlink()
@@ -175,7 +173,6 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     """One quick TCP connection to the Hugging Face endpoint (``HF_ENDPOINT``), no retries."""
     if _hub_offline():
         return False
-
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = url.port or (80 if url.scheme == "http" else 443)
     try:
@@ -207,7 +204,7 @@ def _load(r: ResolvedEncoder, load: Any) -> Any:
 
 
 def load_tokenizer(name: str) -> Any:
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # ~1.3 s to import: only where an encoder is loaded
 
     return _load(resolve_encoder(name),
                  lambda path, local: AutoTokenizer.from_pretrained(path, local_files_only=local))
@@ -217,7 +214,7 @@ def add_lora(encoder: Any, r: int, alpha: float, dropout: float, targets: list[s
     """Inject LoRA adapters (``peft``) into ``encoder`` in place: the pretrained weights are frozen,
     only the adapters' ``lora_A`` / ``lora_B`` matrices train. Module names stay those of the
     encoder (``...attn.q.base_layer.weight``, ``...attn.q.lora_A.default.weight``)."""
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import LoraConfig, inject_adapter_in_model  # imports transformers (~1.3 s): only for LoRA
 
     present = {n.rsplit(".", 1)[-1] for n, _ in encoder.named_modules()} | {n for n, _ in encoder.named_modules()}
     if not any(t in present or any(n.endswith("." + t) for n in present) for t in targets):
@@ -255,7 +252,7 @@ def encoder_identity(name: str) -> dict[str, Any]:
     f = weights_file(r.path) if Path(r.path).is_dir() else None
     if f is None:
         try:
-            from huggingface_hub import try_to_load_from_cache
+            from huggingface_hub import try_to_load_from_cache  # comes with transformers: as lazy as it
 
             hit = try_to_load_from_cache(r.path, "model.safetensors")
             f = Path(hit) if isinstance(hit, str) else None
@@ -271,7 +268,7 @@ def load_encoder(name: str, mode: str = "finetune", lora: dict[str, Any] | None 
     "Random"); the others load the pretrained weights. ``lora`` (``r``, ``alpha``, ``dropout``,
     ``targets``) adds trainable LoRA adapters to the frozen pretrained encoder.
     """
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer  # ~1.3 s to import: only here
 
     def load(path: str, local: bool) -> tuple[Any, Any]:
         tok = AutoTokenizer.from_pretrained(path, local_files_only=local)
@@ -296,7 +293,7 @@ def lora_settings(model_cfg: Any) -> dict[str, Any] | None:
 
 def encoder_from_saved(directory: Path) -> tuple[Any, Any, int]:
     """Build an encoder (random weights) and tokenizer from a checkpoint's ``encoder/`` folder."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer  # ~1.3 s to import: only here
 
     cfg = AutoConfig.from_pretrained(directory)
     model = AutoModel.from_config(cfg)
