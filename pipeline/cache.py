@@ -44,6 +44,11 @@ from safetensors.numpy import load_file, save_file
 from common.errors import ConfigError, InputError
 from common.io import atomic_write
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: the cache is not locked there
+    fcntl = None
+
 if TYPE_CHECKING:  # pipeline.data imports torch: not needed to extract, so not imported here
     from pipeline.data import Corpus
 
@@ -176,21 +181,13 @@ class FeatureCache:
     def _lock(self) -> Iterator[None]:
         path = self.root / ".lock"
         with open(path, "a+") as f:
-            try:
-                import fcntl
-
+            if fcntl is not None:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            except ImportError:  # pragma: no cover - not POSIX
-                pass
             try:
                 yield
             finally:
-                try:
-                    import fcntl
-
+                if fcntl is not None:
                     fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-                except ImportError:  # pragma: no cover
-                    pass
 
     def _log(self, name: str) -> _JsonlLog:
         if name not in self._logs:
