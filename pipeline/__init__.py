@@ -1,1 +1,2 @@
-"""Data model, feature cache, corpora, training, evaluation, prediction and the CLI."""
+"""Extract config, clips and batches, feature cache, corpora, data model, training, evaluation,
+prediction and scoring (the command line is the ``cli`` package)."""
