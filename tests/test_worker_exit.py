@@ -94,3 +94,55 @@ def test_cli_extract_workers_exit_when_the_cli_is_killed(tmp_path):
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     kids = _descendants_after_kill(proc, wait_for=2)
     _assert_all_gone(kids, within=20)
+
+
+TASK_SCRIPT = """
+import sys, time
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from pipeline.cache import FeatureCache
+from pipeline.clip import extract_clip
+from pipeline.extract_config import load_extract_config
+
+def task(path, cache):
+    # what a task of the build-features flow runs in a worker of Prefect's ProcessPoolTaskRunner
+    # (a spawn-context ProcessPoolExecutor, no initializer of ours), then idles like a pool worker
+    extract_clip(path, load_extract_config("default", ["visual.fps=5"]), FeatureCache(cache))
+    time.sleep(300)
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(2, mp_context=mp.get_context("spawn"))
+    futures = [pool.submit(task, p, sys.argv[1]) for p in sys.argv[2:4]]
+    time.sleep(600)
+"""
+
+
+def test_task_workers_of_a_process_pool_exit_when_the_flow_process_is_killed(tmp_path):
+    """The guard sits in extract_clip itself, so workers of a pool we do not create (Prefect's
+    process task runner) end with their parent too."""
+    script = tmp_path / "tasks.py"
+    script.write_text(TASK_SCRIPT)
+    clips = sorted((ROOT / "tests" / "fixtures" / "grid").glob("*.mpg"))[:2]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SENBERT_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), *map(str, clips)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and len(list((tmp_path / "cache").rglob("*.json"))) < 1:
+        time.sleep(0.5)  # wait until a task has run extract_clip (its guard is on)
+    kids = parent.children(recursive=True)
+    assert kids, "no worker processes"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _assert_all_gone(kids, within=20)
+
+
+def test_cli_score_workers_exit_when_the_cli_is_killed(tmp_path):
+    """`senbert score --workers 2` (the default model; extraction in a pool) killed with SIGKILL."""
+    clips = sorted((ROOT / "tests" / "fixtures" / "grid").glob("*.mpg"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SENBERT_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "cli", "score", *map(str, clips), "--workers", "2", "--out", str(tmp_path / "out"),
+           "--cache", str(tmp_path / "cache"), "--set", "visual.fps=5", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    kids = _descendants_after_kill(proc, wait_for=2)
+    _assert_all_gone(kids, within=20)
