@@ -42,7 +42,7 @@ def run(config_name: str, overrides: list[str], engine: str, sets: dict, verbose
     from extractors import registry
     from extractors.media import open_media
     from extractors.wer import word_error_rate
-    from pipeline.extract import load_extract_config
+    from pipeline.extract_config import load_extract_config
 
     cfg = load_extract_config(config_name, overrides=overrides)
     tr = registry.create(engine, cfg.asr)

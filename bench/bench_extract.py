@@ -60,8 +60,10 @@ def copies(clips: list[Path], n: int, folder: Path) -> list[Path]:
 def child(args: argparse.Namespace) -> None:
     """One batch in this process; prints a JSON line."""
     t_start = time.perf_counter()
+    from pipeline.batch import extract_batch, warm_up
     from pipeline.cache import FeatureCache
-    from pipeline.extract import extract_batch, list_videos, load_extract_config, warm_up
+    from pipeline.corpora import list_videos
+    from pipeline.extract_config import load_extract_config
 
     clips = list_videos(args.data)[: args.limit or None]
     cfg = load_extract_config(args.config, overrides=args.set)
@@ -111,7 +113,8 @@ def visual_overhead(args: argparse.Namespace) -> dict[str, float]:
 
     from extractors import registry
     from extractors.media import effective_fps, open_media
-    from pipeline.extract import list_videos, load_extract_config
+    from pipeline.corpora import list_videos
+    from pipeline.extract_config import load_extract_config
 
     cfg = load_extract_config(args.config, overrides=args.set)
     vex = registry.create(cfg.extractors.vision or "mediapipe_face", cfg.visual)
