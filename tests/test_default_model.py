@@ -107,3 +107,14 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
     return {**os.environ, "PYTHONPATH": str(ROOT), "SENBERT_HOME": os.environ.get("SENBERT_HOME", str(Path.home()
             / ".cache" / "senbert"))}
+
+
+def test_the_demo_scores_the_sample_videos_with_the_default_model(tmp_path):
+    """The README's first command, without the Prefect stack (the e2e tests cover the stack)."""
+    r = subprocess.run([sys.executable, "-m", "cli", "demo", "--no-stack", "--out", str(tmp_path / "demo")],
+                       cwd=tmp_path, capture_output=True, text=True, env=_env(tmp_path))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "SHA-256 verified" in r.stdout
+    rows = list(csv.DictReader((tmp_path / "demo" / "scores" / "scores.csv").open(encoding="utf-8")))
+    name = read_manifest(default_model_dir())["name"]
+    assert len(rows) == 3 and all(row["status"] == "ok" and row["model"] == name for row in rows)
