@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import load_config, parse_overrides  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
-from pipeline.default_model import MANIFEST, pack_model, read_manifest  # noqa: E402
 from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
 from pipeline.metrics import summarize_seeds  # noqa: E402
+from pipeline.packed import MANIFEST, pack_model, read_manifest  # noqa: E402
 from pipeline.precision import capabilities  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
 from pipeline.train import train_seeds  # noqa: E402

@@ -78,7 +78,7 @@ def _tail(text: str, n: int = 25) -> str:
 
 
 def default_model() -> Path:
-    from pipeline.default_model import default_model_dir, read_manifest
+    from pipeline.packed import default_model_dir, read_manifest
 
     folder = default_model_dir()  # verifies every file's SHA-256
     _say(f"[1/3] default model {read_manifest(folder).get('name')}: {folder} (SHA-256 verified)")

@@ -5,7 +5,7 @@
 >>> rows = p.predict_corpus(corpus)   # one dict per clip: score, language and sense scores
 
 :meth:`Predictor.load` returns an :class:`Ensemble` for a packed model with several members
-(:mod:`pipeline.default_model`): the mean of their predictions, with the same interface.
+(:mod:`pipeline.packed`): the mean of their predictions, with the same interface.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from common.errors import CheckpointMismatchError, InputError
 from model.senbert import SenBERT
 from pipeline.checkpoint import WEIGHTS_FILE, CheckpointMeta, check_corpus, load_checkpoint, resolve_checkpoint_dir
 from pipeline.data import Clip, Corpus
-from pipeline.default_model import DEFAULT_NAMES, default_model_dir, is_packed, member_dirs
 from pipeline.inference import ensemble_mean, make_dataset, metrics_of, predict_dataset
 from pipeline.metrics import polarity, seven_class
+from pipeline.packed import DEFAULT_NAMES, default_model_dir, is_packed, member_dirs
 
 
 def modalities_of(meta: CheckpointMeta) -> str:

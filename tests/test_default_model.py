@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import CheckpointMismatchError
-from pipeline.default_model import MANIFEST, MAX_FILE_BYTES, MAX_TOTAL_BYTES, default_model_dir, read_manifest
+from pipeline.packed import MANIFEST, MAX_FILE_BYTES, MAX_TOTAL_BYTES, default_model_dir, read_manifest
 from pipeline.predict import Predictor
 from pipeline.scoring import score_videos
 

@@ -41,7 +41,7 @@ def test_a_non_editable_install_finds_its_configs_and_default_model(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(target)}  # the installed copy, not the source tree
     probe = ("from pipeline.config import config_dir, load_config\n"
              "from pipeline.extract_config import config_names, load_extract_config\n"
-             "from pipeline.default_model import default_model_dir\n"
+             "from pipeline.packed import default_model_dir\n"
              "import pipeline\n"
              "print(pipeline.__file__)\nprint(config_dir())\nprint(default_model_dir())\n"
              "print(load_config('quick').model.encoder, load_config('quick', ablation='sense_only').model.variant)\n"
