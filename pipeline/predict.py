@@ -67,26 +67,25 @@ class _Scoring:
     def load(checkpoint: str | Path | None, device: str = "cpu") -> "Predictor | Ensemble":
         """A checkpoint folder, a run folder, a packed model (one member: a :class:`Predictor`;
         several: an :class:`Ensemble`) or ``None`` / ``"default"``: the shipped default model."""
-        if checkpoint is None or str(checkpoint) in DEFAULT_NAMES:
-            return Predictor._load_packed(default_model_dir(), device)
-        if is_packed(checkpoint):
-            return Predictor._load_packed(Path(checkpoint), device)
-        path = resolve_checkpoint_dir(checkpoint)
+        path = resolve_model_path(checkpoint)
+        if is_packed(path):
+            return Predictor._load_packed(path, device)
         model, tok, meta = load_checkpoint(path, device=device)
         return Predictor(model.to(device), tok, meta, path, device)
 
     @staticmethod
     def _load_packed(folder: Path, device: str) -> "Predictor | Ensemble":
-        members, manifest = member_dirs(folder)
+        members, manifest = member_dirs(folder)  # every file's SHA-256 checked first
+        name, fingerprint = manifest.get("name", folder.name), _manifest_fingerprint(manifest)
         loaded = []
         for m in members:
             model, tok, meta = load_checkpoint(m, device=device)
-            loaded.append(Predictor(model.to(device), tok, meta, m, device, name=manifest.get("name", folder.name),
-                                    fingerprint_override=_manifest_fingerprint(manifest)))
+            loaded.append(Predictor(model.to(device), tok, meta, m, device, name=name,
+                                    fingerprint_override=fingerprint))
         if len(loaded) == 1:
             loaded[0].path = folder
             return loaded[0]
-        return Ensemble(loaded, folder, manifest.get("name", folder.name), _manifest_fingerprint(manifest))
+        return Ensemble(loaded, folder, name, fingerprint)
 
     def predict_corpus(self, corpus: Corpus, split: str | None = None, progress: bool = False) -> list[dict[str, Any]]:
         """One row per clip: id, split, label, score in [-3, 3], polarity, 7-class label and the
