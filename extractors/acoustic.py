@@ -142,6 +142,10 @@ class LibrosaExtractor:
         return {"extractor": self.name, "version": self.version, "settings": asdict(self.settings),
                 "librosa": librosa.__version__, "numpy": np.__version__}
 
+    def columns(self) -> list[str]:
+        """The names of the columns :meth:`extract` returns (also for a masked, empty sequence)."""
+        return list(LIBROSA_COLUMNS)
+
     def features(self, y: np.ndarray, sr: int) -> FeatureSequence:
         s = self.settings
         hop, win, n_fft = frame_geometry(sr, s)
@@ -210,6 +214,10 @@ class EgemapsExtractor:
     def describe(self) -> dict[str, Any]:
         return {"extractor": self.name, "version": self.version, "rate_hz": self.settings.rate_hz,
                 "opensmile": self._opensmile_version, "feature_set": "eGeMAPSv02"}
+
+    def columns(self) -> list[str]:
+        """The names of the columns :meth:`extract` returns (also for a masked, empty sequence)."""
+        return list(self._names)
 
     def features(self, y: np.ndarray, sr: int) -> FeatureSequence:
         hop = int(round(sr / self.settings.rate_hz))

@@ -11,8 +11,11 @@ the static build shipped by the ``imageio-ffmpeg`` pip package, a system ``ffmpe
 ``PATH``. ``media.ffmpeg: system`` picks the system one first.
 
 Every problem a user can cause (missing, empty, truncated or damaged file, not a media
-file, a required stream missing) raises :class:`~common.errors.MediaError` or
-:class:`~common.errors.InputError` with the file named and what to do.
+file) raises :class:`~common.errors.MediaError` or :class:`~common.errors.InputError` with the
+file named and what to do. A missing stream (an audio file has no video, a video may have no
+sound) or a silent audio track is not an error by default: :func:`open_media` marks that
+modality as masked (``DecodedMedia.masked``), its extractors do not run and the clip keeps
+the modalities it has (``media.missing_stream`` and ``media.on_silence`` choose).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from common.errors import AssetError, InputError, MediaError
 VIDEO_EXTENSIONS = (
     ".mp4", ".mov", ".mkv", ".avi", ".mpg", ".mpeg", ".webm", ".m4v", ".flv", ".wmv", ".3gp", ".ts",
 )
+AUDIO_EXTENSIONS = (".wav", ".mp3", ".m4a", ".flac", ".ogg")
+#: What a folder of inputs is searched for: videos and audio files (audio only: vision masked).
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
 
 # ffmpeg stderr lines that are not about damaged input (muxer chatter on a pipe).
 _BENIGN = (
@@ -62,8 +68,13 @@ class MediaSettings:
     ffmpeg: str = "auto"  # "auto" | "system" | a path to an ffmpeg binary
     sample_rate: int = 16000  # audio is decoded to mono at this rate
     on_damage: Literal["error", "warn"] = "error"  # decoder errors: fail the clip or warn
-    on_silence: Literal["error", "warn"] = "error"  # audio whose peak is below silence_dbfs
+    # audio whose peak is below silence_dbfs: mask it (no acoustic features, no speech
+    # recognition), fail the clip, or keep it with a warning (features of silence)
+    on_silence: Literal["mask", "error", "warn"] = "mask"
     silence_dbfs: float = -60.0
+    # a stream the config needs is missing (no video in an audio file, no sound in a video):
+    # mask that modality, or fail the clip
+    missing_stream: Literal["mask", "error"] = "mask"
 
 
 @dataclass(frozen=True)
@@ -519,8 +530,11 @@ def iter_frames(
 class DecodedMedia:
     """A probed file with its audio decoded and its frames available as a stream.
 
-    ``audio`` is None when the config needs no audio; ``frames()`` decodes afresh on each
-    call. Decoder warnings (``media.on_damage: warn``) accumulate in ``warnings``.
+    ``audio`` is None when the config needs no audio or the file has none; ``frames()``
+    decodes afresh on each call. Decoder warnings (``media.on_damage: warn``) accumulate in
+    ``warnings``. ``masked`` maps a modality (``"audio"``, ``"vision"``) whose stream is
+    missing or silent to the reason (``"no audio stream"``, ``"silent audio (digital
+    silence)"``, ``"no video stream"``): its extractors must not run on this file.
     """
 
     info: MediaInfo
@@ -528,6 +542,7 @@ class DecodedMedia:
     audio: np.ndarray | None = None
     sample_rate: int = 16000
     warnings: list[str] = field(default_factory=list)
+    masked: dict[str, str] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -547,16 +562,38 @@ class DecodedMedia:
 def open_media(
     path: str | os.PathLike[str], settings: MediaSettings, *, need_audio: bool, need_video: bool
 ) -> DecodedMedia:
-    """Probe ``path``, check it has the streams the config needs, decode its audio."""
+    """Probe ``path``, check it has the streams the config needs, decode its audio.
+
+    A needed stream that is missing, or an audio track whose peak is below
+    ``settings.silence_dbfs``, masks that modality (``DecodedMedia.masked``, with a warning)
+    under the defaults ``missing_stream: mask`` and ``on_silence: mask``; ``error`` raises
+    :class:`MediaError` instead (``on_silence: warn`` keeps the silence, with a warning). A
+    file that lacks every stream the config needs is a MediaError in any case: nothing could
+    be extracted from it.
+    """
     info = probe(path, find_ffmpeg(settings.ffmpeg))
-    if need_video and info.video is None:
-        raise MediaError(f"{info.path}: the file has no video stream (audio only); the visual "
-                         "extractor needs one; pass a video, or run a config without the visual extractor")
-    if need_audio and info.audio is None:
-        raise MediaError(f"{info.path}: the file has no audio stream; the acoustic and speech "
-                         "extractors need one; pass a video with sound, or run a config without them")
     media = DecodedMedia(info=info, settings=settings, sample_rate=settings.sample_rate)
-    if need_audio:
+    no_video = need_video and info.video is None
+    no_audio = need_audio and info.audio is None
+    if no_video and settings.missing_stream == "error":
+        raise MediaError(f"{info.path}: the file has no video stream (audio only); the visual "
+                         "extractor needs one; pass a video, or run a config without the visual extractor "
+                         "(or set media.missing_stream: mask to keep the clip without vision)")
+    if no_audio and settings.missing_stream == "error":
+        raise MediaError(f"{info.path}: the file has no audio stream; the acoustic and speech "
+                         "extractors need one; pass a video with sound, or run a config without them "
+                         "(or set media.missing_stream: mask to keep the clip without audio)")
+    if (no_video or no_audio) and (no_video or not need_video) and (no_audio or not need_audio):
+        missing = "video" if no_video else "audio"
+        raise MediaError(f"{info.path}: the file has no {missing} stream, and the config extracts nothing "
+                         f"else from it; pass a file with {missing}, or run a config with other extractors")
+    if no_video:
+        media.masked["vision"] = "no video stream"
+        media.warnings.append("no video stream: vision masked")
+    if no_audio:
+        media.masked["audio"] = "no audio stream"
+        media.warnings.append("no audio stream: audio and speech masked")
+    if need_audio and not no_audio:
         media.audio, warns = decode_audio(info, settings)
         media.warnings.extend(warns)
         peak = peak_dbfs(media.audio)
@@ -565,10 +602,15 @@ def open_media(
             if settings.on_silence == "error":
                 raise MediaError(
                     f"{info.path}: the audio track is silent ({level}, below {settings.silence_dbfs:g} dBFS); "
-                    "check the file's sound, or set media.on_silence: warn to keep it "
-                    "(features of silence and an empty transcript)"
+                    "check the file's sound, or set media.on_silence: mask to keep the clip without audio, "
+                    "or warn to keep it (features of silence and an empty transcript)"
                 )
-            media.warnings.append(f"silent audio ({level}); acoustic features describe silence")
+            if settings.on_silence == "mask":
+                media.masked["audio"] = f"silent audio ({level})"
+                media.warnings.append(f"silent audio ({level}, below {settings.silence_dbfs:g} dBFS): "
+                                      "audio and speech masked")
+            else:
+                media.warnings.append(f"silent audio ({level}); acoustic features describe silence")
     return media
 
 

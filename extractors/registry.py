@@ -2,7 +2,8 @@
 
 Every sequence extractor takes :class:`~extractors.media.DecodedMedia` and returns a
 :class:`FeatureSequence`: values ``(T, d)`` float32, the names of the ``d`` columns, the
-time of each of the ``T`` steps in seconds, plus warnings. A transcriber returns a
+time of each of the ``T`` steps in seconds, plus warnings. Its ``columns()`` gives those
+names without any data (a masked modality is stored as ``(0, d)`` with them). A transcriber returns a
 :class:`Transcript` (text and words with times) instead.
 
 =====================  ========  ===========================================================
@@ -81,6 +82,10 @@ class SequenceExtractor(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """Settings, library versions and asset hashes that determine the output."""
+        ...
+
+    def columns(self) -> list[str]:
+        """The names of the ``d`` columns of :meth:`extract`'s output, known without data."""
         ...
 
     def extract(self, media: Any) -> FeatureSequence:

@@ -196,6 +196,10 @@ class FaceLandmarkerExtractor:
         return {"extractor": self.name, "version": self.version, "settings": asdict(self.settings),
                 "mediapipe": version("mediapipe"), "model_sha256": self.asset.sha256}
 
+    def columns(self) -> list[str]:
+        """The names of the columns :meth:`extract` returns (also for a masked, empty sequence)."""
+        return list(COLUMNS)
+
     def create_landmarker(self) -> Any:
         """A fresh FaceLandmarker in video mode with blendshapes and transformation matrices."""
         # mediapipe takes ~1 s to import: only in the processes that run the face extractor

@@ -48,9 +48,22 @@ def _concat_on_grid(seqs: list[FeatureSequence]) -> FeatureSequence:
                            [w for s in seqs for w in s.warnings], {k: v for s in seqs for k, v in s.info.items()})
 
 
+def _empty(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A masked modality: no step, but its columns (so every entry of a config has the same ones)."""
+    return np.zeros((0, len(names)), np.float32), np.zeros((0,), np.float64)
+
+
 def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = None
                    ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Run the configured extractors on one file; the entry's fields and stage timings."""
+    """Run the configured extractors on one file; the entry's fields and stage timings.
+
+    A modality whose stream is missing or silent (``DecodedMedia.masked``, see
+    :func:`~extractors.media.open_media`) is masked: its extractors do not run (nor speech
+    recognition, for audio) and it is stored with no step but its extractors' column names.
+    ``meta["modalities"]`` says which modalities the entry holds (text: a non-empty
+    transcript; audio / vision: at least one step) and ``meta["masked"]`` why each missing one
+    is missing (None for one that is present).
+    """
     ch = config.extractors
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -59,12 +72,16 @@ def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = N
     timings["decode_audio"] = time.perf_counter() - t0
     versions: dict[str, Any] = {}
     warnings: list[str] = []
+    audio_masked, vision_masked = media.masked.get("audio"), media.masked.get("vision")
 
     audio = np.zeros((0, 0), np.float32)
     audio_names: list[str] = []
     audio_times = np.zeros((0,), np.float64)
     audio_rate = 0.0
-    if ch.audio:
+    if ch.audio and audio_masked:
+        audio_names = [n for name in ch.audio for n in registry.create(name, config.acoustic).columns()]
+        audio, audio_times = _empty(audio_names)
+    elif ch.audio:
         t = time.perf_counter()
         seqs = []
         for name in ch.audio:
@@ -78,8 +95,11 @@ def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = N
 
     words: list[dict[str, Any]] = []
     language = ""
+    text_masked: str | None = None
     if transcript is not None:
         text, source = transcript, "given"
+    elif ch.text and audio_masked:
+        text, source, text_masked = "", "none", audio_masked
     elif ch.text:
         t = time.perf_counter()
         tr = registry.create(ch.text, config.asr)
@@ -90,8 +110,11 @@ def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = N
         words = [w.to_dict() for w in result.words]
         warnings += result.warnings
         timings["asr"] = time.perf_counter() - t
+        if not text.strip():
+            text_masked = "no speech detected"
     else:
         text, source = "", "none"
+        text_masked = "no transcript given and no speech recogniser in the config"
     token_ids: list[int] = []
     if config.text.tokenizer:
         tok = TextTokenizer(config.text.tokenizer, config.text.allow_download)
@@ -103,7 +126,10 @@ def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = N
     vision_times = np.zeros((0,), np.float64)
     vision_rate = 0.0
     face_share = 0.0
-    if ch.vision:
+    if ch.vision and vision_masked:
+        vision_names = registry.create(ch.vision, config.visual).columns()
+        vision, vision_times = _empty(vision_names)
+    elif ch.vision:
         t = time.perf_counter()
         vex = registry.create(ch.vision, config.visual)
         vseq = vex.extract(media)
@@ -114,6 +140,14 @@ def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = N
         timings["visual"] = time.perf_counter() - t
     warnings = list(media.warnings) + warnings
     timings["total"] = time.perf_counter() - t0
+    modalities = {"text": bool(text.strip()), "audio": audio.shape[0] > 0, "vision": vision.shape[0] > 0}
+    masked = {
+        "audio": None if modalities["audio"] else audio_masked or (
+            "no audio extractor in the config" if not ch.audio else "no audio steps"),
+        "vision": None if modalities["vision"] else vision_masked or (
+            "no visual extractor in the config" if not ch.vision else "no video frames"),
+        "text": None if modalities["text"] else text_masked or "empty transcript",
+    }
     fields = {
         "duration": media.duration, "audio": audio, "audio_names": audio_names, "audio_times": audio_times,
         "vision": vision, "vision_names": vision_names, "vision_times": vision_times,
@@ -122,6 +156,7 @@ def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = N
         "meta": {
             "transcript_source": source, "language": language, "audio_rate_hz": audio_rate,
             "vision_rate_hz": vision_rate, "media": media.info.to_dict(), "extractors": versions,
+            "modalities": modalities, "masked": masked,
         },
     }
     return fields, timings

@@ -4,8 +4,9 @@
   one reader, for a text-only corpus (:func:`read_label_csv`) and for the videos next to it
   (:func:`read_mmsa_fet_corpus`, ``Raw/<video_id>/<clip_id>.<ext>``);
 - MMSA feature pickles: :func:`read_mmsa_pkl` and :func:`write_mmsa_pkl`;
-- folders and files of videos: :func:`list_videos` and :func:`collect_inputs` (the inputs of
-  ``senbert extract``, ``senbert score`` and the flows);
+- folders and files of videos and audio files: :func:`list_media` (also called
+  :func:`list_videos`) and :func:`collect_inputs` (the inputs of ``senbert extract``,
+  ``senbert score`` and the flows);
 - :func:`load_corpus` opens what ``--data`` (and ``--raw-dir``) name, extracting and caching
   the features of videos on the way (:func:`corpus_from_videos`).
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from common.errors import InputError
 from common.io import atomic_open
-from extractors.media import VIDEO_EXTENSIONS
+from extractors.media import AUDIO_EXTENSIONS, MEDIA_EXTENSIONS, VIDEO_EXTENSIONS
 from pipeline.batch import BatchReport, corpus_from_batch, default_cache_dir, extract_batch
 from pipeline.cache import FeatureCache
 from pipeline.data import SPLITS, Clip, Corpus, clean_features
@@ -158,8 +159,9 @@ def read_mmsa_fet_corpus(label_csv: str | os.PathLike[str],
 
     The rows are read by :func:`read_label_rows` (the same checks and split names as a
     text-only corpus). ``raw_dir`` names the folder holding ``Raw/`` (or the ``Raw`` folder
-    itself) when it is not next to the label file. A clip whose file is missing keeps the
-    ``.mp4`` path; extracting it reports the missing file. Empty ``text`` means "no
+    itself) when it is not next to the label file. A clip's file may be a video or an audio
+    file (:data:`~extractors.media.MEDIA_EXTENSIONS`; a video first when both are there). A
+    clip whose file is missing keeps the ``.mp4`` path; extracting it reports the missing file. Empty ``text`` means "no
     transcript": speech recognition runs for that clip.
     """
     path = Path(label_csv)
@@ -172,37 +174,57 @@ def read_mmsa_fet_corpus(label_csv: str | os.PathLike[str],
     items: list[CorpusItem] = []
     for r in read_label_rows(path):
         folder = raw / r.video_id
-        found = [p for p in sorted(folder.glob(f"{r.clip_id}.*")) if p.suffix.lower() in VIDEO_EXTENSIONS] \
+        found = sorted((p for p in folder.glob(f"{r.clip_id}.*") if p.suffix.lower() in MEDIA_EXTENSIONS),
+                       key=lambda p: (p.suffix.lower() not in VIDEO_EXTENSIONS, p.name)) \
             if folder.is_dir() else []
         items.append(CorpusItem(r.video_id, r.clip_id, r.text, r.label, r.mode,
                                 found[0] if found else folder / f"{r.clip_id}.mp4"))
     return items
 
 
-# ----------------------------------------------------------------------------- videos
-def list_videos(folder: str | os.PathLike[str]) -> list[Path]:
-    """Video files under ``folder`` (recursive, sorted; hidden folders skipped)."""
+# ----------------------------------------------------------------------------- videos and audio files
+def _skip_reason(p: Path) -> str:
+    return f"not a media file ({p.suffix.lower() or 'no extension'}): skipped"
+
+
+def list_media(folder: str | os.PathLike[str], skipped: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """Video and audio files under ``folder`` (:data:`~extractors.media.MEDIA_EXTENSIONS`;
+    recursive, sorted; hidden files and folders ignored).
+
+    With ``skipped``, every other (non-hidden) file found is appended to it as
+    ``(path, reason)``, e.g. ``"not a media file (.txt): skipped"``.
+    """
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"{root}: folder not found; check the path")
     out = []
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).parts
-        if any(part.startswith(".") for part in rel):
+        if any(part.startswith(".") for part in rel) or not p.is_file():
             continue
-        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+        if p.suffix.lower() in MEDIA_EXTENSIONS:
             out.append(p)
+        elif skipped is not None:
+            skipped.append((p, _skip_reason(p)))
     return out
 
 
-def collect_inputs(inputs: Iterable[str | os.PathLike[str]], raw_dir: str | os.PathLike[str] | None = None, *,
-                   corpora: bool = True, missing_ok: bool = True) -> list[Path | CorpusItem]:
-    """The clips named by command-line inputs: video files, folders (searched recursively) and,
-    with ``corpora``, MMSA-FET corpora (a ``label.csv``, or a folder holding one; ``raw_dir``
-    as in :func:`read_mmsa_fet_corpus`).
+#: The older name of :func:`list_media` (it lists audio files too).
+list_videos = list_media
 
-    A folder without a video file is an :class:`InputError`. A path that does not exist is kept
-    (``missing_ok``: the batch reports it with the other failures) or refused.
+
+def collect_inputs(inputs: Iterable[str | os.PathLike[str]], raw_dir: str | os.PathLike[str] | None = None, *,
+                   corpora: bool = True, missing_ok: bool = True,
+                   skipped: list[tuple[Path, str]] | None = None) -> list[Path | CorpusItem]:
+    """The clips named by command-line inputs: video and audio files, folders (searched
+    recursively) and, with ``corpora``, MMSA-FET corpora (a ``label.csv``, or a folder holding
+    one; ``raw_dir`` as in :func:`read_mmsa_fet_corpus`).
+
+    A folder without a video or audio file is an :class:`InputError`. With ``skipped``, every
+    other (non-hidden) file inside a given folder is appended to it as ``(path, reason)``
+    (hidden files and folders are ignored silently); a file named explicitly is always kept.
+    A path that does not exist is kept (``missing_ok``: the batch reports it with the other
+    failures) or refused.
     """
     items: list[Path | CorpusItem] = []
     for raw in inputs:
@@ -213,10 +235,14 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]], raw_dir: str | os.P
             if corpora and (p / "label.csv").is_file():
                 items += read_mmsa_fet_corpus(p / "label.csv", raw_dir)
                 continue
-            found = list_videos(p)
+            others: list[tuple[Path, str]] = []
+            found = list_media(p, others)
             if not found:
-                raise InputError(f"{p}: no video files in this folder (looked for .mp4 .mov .mkv .avi .mpg "
-                                 ".webm ... recursively)")
+                tail = f"; {len(others)} other file(s) there are not media files" if others else ""
+                raise InputError(f"{p}: no video files (.mp4 .mov .mkv .avi .mpg .webm ...) nor audio files "
+                                 f"({' '.join(AUDIO_EXTENSIONS)}) in this folder (searched recursively){tail}")
+            if skipped is not None:
+                skipped += others
             items += found
         elif p.is_file() or missing_ok:
             items.append(p)

@@ -35,7 +35,7 @@ from pipeline.cache import CACHE_FORMAT
 from pipeline.config import CONFIG_DIR as TRAIN_CONFIG_DIR
 from pipeline.config import apply_overrides, parse_overrides
 
-EXTRACT_VERSION = "1.0"  # bump when the assembly of an entry changes
+EXTRACT_VERSION = "1.1"  # bump when the assembly of an entry changes (1.1: masked modalities, meta keys)
 CONFIG_DIR = TRAIN_CONFIG_DIR / "extract"
 
 

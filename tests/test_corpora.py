@@ -248,3 +248,39 @@ def test_the_raw_dir_path_refuses_bad_rows(tmp_path, row, match):
     two.write_text("video_id,clip_id\nv1,1\n", encoding="utf-8")
     with pytest.raises(InputError, match="missing column"):
         read_mmsa_fet_corpus(two)
+
+
+# ----------------------------------------------------------------------------- folders of inputs
+def test_a_folder_holds_videos_and_audio_files_and_names_what_it_skips(tmp_path):
+    from pipeline.corpora import collect_inputs, list_media, list_videos, read_mmsa_fet_corpus
+
+    root = tmp_path / "inputs"
+    for rel in ("a.mp4", "b.WAV", "sub/c.mp3", "sub/d.flac", "e.ogg", "f.m4a", "notes.txt", "sub/README",
+                ".hidden.wav", ".cache/x.mp4", "sub/.DS_Store"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    media = ["a.mp4", "b.WAV", "e.ogg", "f.m4a", "sub/c.mp3", "sub/d.flac"]
+    assert list_media(root) == list_videos(root) == [root / m for m in media]
+    skipped: list = []
+    items = collect_inputs([root], skipped=skipped)
+    assert items == [root / m for m in media]
+    assert skipped == [(root / "notes.txt", "not a media file (.txt): skipped"),
+                       (root / "sub" / "README", "not a media file (no extension): skipped")]
+    assert collect_inputs([root]) == items  # without a list: the same clips, nothing reported
+    # a file named explicitly is kept (extraction reports what is wrong with it)
+    assert collect_inputs([root / "notes.txt"], skipped=skipped) == [root / "notes.txt"]
+    # a folder with no media file at all: an error that says audio files count too
+    only_text = tmp_path / "texts"
+    only_text.mkdir()
+    (only_text / "a.txt").write_text("x")
+    (only_text / "b.csv").write_text("x")
+    with pytest.raises(InputError) as err:
+        collect_inputs([only_text], skipped=[])
+    msg = str(err.value)
+    assert str(only_text) in msg and "no video files" in msg and ".wav" in msg and "2 other file(s)" in msg
+    # an MMSA-FET corpus may have audio files under Raw/
+    (tmp_path / "corpus" / "Raw" / "v1").mkdir(parents=True)
+    (tmp_path / "corpus" / "Raw" / "v1" / "1.wav").write_bytes(b"x")
+    (tmp_path / "corpus" / "label.csv").write_text("video_id,clip_id,text,label,mode\nv1,1,hi,1.0,train\n")
+    (item,) = read_mmsa_fet_corpus(tmp_path / "corpus" / "label.csv")
+    assert item.path == tmp_path / "corpus" / "Raw" / "v1" / "1.wav"

@@ -140,17 +140,20 @@ def test_batch_reports_every_bad_input_and_finishes_the_rest(
     grid_cache, bad_inputs: dict[str, Path], tmp_path: Path  # noqa: F811
 ) -> None:
     cache, cfg, _ = grid_cache
-    bad = [bad_inputs[k] for k in ("zero_byte", "not_media", "truncated_mpg", "truncated_mp4", "no_audio",
-                                   "no_video", "no_face", "silence", "missing")]
-    items = [GRID_CLIPS[0], *bad, GRID_CLIPS[1]]
+    bad = [bad_inputs[k] for k in ("zero_byte", "not_media", "truncated_mpg", "truncated_mp4", "no_face",
+                                   "missing")]
+    masked = [bad_inputs[k] for k in ("no_audio", "no_video", "silence")]  # extracted, a modality masked
+    items = [GRID_CLIPS[0], *bad, *masked, GRID_CLIPS[1]]
     errors = tmp_path / "errors.json"
     report = extract_batch(items, cfg, cache, workers=1, progress=False, errors_path=errors)
-    assert report.cached == 2 and report.done == 0 and len(report.failed) == len(bad)
+    assert report.cached == 2 and report.done == len(masked) and len(report.failed) == len(bad)
     assert [p for p, _ in report.failed] == [str(p) for p in bad]
     for path, msg in report.failed:
         assert path in msg
     assert report.keys[0] and report.keys[-1] and report.keys[1] is None
-    assert [e.clip_id for e in report.entries] == [GRID_CLIPS[0].stem, GRID_CLIPS[1].stem]
+    assert [e.clip_id for e in report.entries] == [GRID_CLIPS[0].stem, *(p.stem for p in masked),
+                                                   GRID_CLIPS[1].stem]
+    assert [e.meta["modalities"]["audio"] for e in report.entries] == [True, False, True, False, True]
     data = json.loads(errors.read_text())
     assert len(data["failed"]) == len(bad) and all(r["message"] for r in data["failed"])
     # a retry reads only the failed clips back

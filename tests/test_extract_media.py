@@ -74,9 +74,6 @@ def test_path_with_spaces_and_non_ascii(tmp_path: Path) -> None:
         ("zero_byte", MediaError, "empty (0 bytes)"),
         ("not_media", MediaError, "not a media file"),
         ("truncated_mp4", MediaError, "truncated"),
-        ("no_audio", MediaError, "no audio stream"),
-        ("no_video", MediaError, "no video stream"),
-        ("silence", MediaError, "silent"),
         ("missing", InputError, "file not found"),
     ],
 )
@@ -88,6 +85,52 @@ def test_bad_input_raises_a_clear_error_naming_the_file(
         open_media(path, SETTINGS, need_audio=True, need_video=True)
     msg = str(err.value)
     assert str(path) in msg and words in msg
+
+
+@pytest.mark.parametrize(
+    ("case", "masked", "reason", "warning"),
+    [
+        ("no_audio", "audio", "no audio stream", "no audio stream: audio and speech masked"),
+        ("no_video", "vision", "no video stream", "no video stream: vision masked"),
+        ("silence", "audio", "silent audio (digital silence)", "silent audio (digital silence, below -60 dBFS)"),
+    ],
+)
+def test_missing_or_silent_streams_are_masked_by_default(
+    bad_inputs: dict[str, Path], case: str, masked: str, reason: str, warning: str  # noqa: F811
+) -> None:
+    media = open_media(bad_inputs[case], SETTINGS, need_audio=True, need_video=True)
+    assert media.masked == {masked: reason}
+    assert any(w.startswith(warning) for w in media.warnings), media.warnings
+    if case == "no_video":  # the audio of an audio-only file is decoded as usual
+        assert media.audio is not None and peak_dbfs(media.audio) > -30
+
+
+@pytest.mark.parametrize(
+    ("case", "settings", "words"),
+    [
+        ("no_audio", MediaSettings(missing_stream="error"), "the file has no audio stream"),
+        ("no_video", MediaSettings(missing_stream="error"), "the file has no video stream (audio only)"),
+        ("silence", MediaSettings(on_silence="error"), "the audio track is silent"),
+    ],
+)
+def test_error_settings_keep_the_old_errors(
+    bad_inputs: dict[str, Path], case: str, settings: MediaSettings, words: str  # noqa: F811
+) -> None:
+    path = bad_inputs[case]
+    with pytest.raises(MediaError) as err:
+        open_media(path, settings, need_audio=True, need_video=True)
+    assert str(path) in str(err.value) and words in str(err.value)
+
+
+def test_a_file_without_any_stream_the_config_needs_is_an_error(bad_inputs: dict[str, Path]) -> None:  # noqa: F811
+    path = bad_inputs["no_video"]  # audio only, and only the visual extractor configured
+    with pytest.raises(MediaError) as err:
+        open_media(path, SETTINGS, need_audio=False, need_video=True)
+    assert str(path) in str(err.value) and "no video stream" in str(err.value)
+    with pytest.raises(MediaError, match="no audio stream"):
+        open_media(bad_inputs["no_audio"], SETTINGS, need_audio=True, need_video=False)
+    # a stream the config does not need is not looked at
+    assert open_media(bad_inputs["no_audio"], SETTINGS, need_audio=False, need_video=True).masked == {}
 
 
 def test_truncated_mpeg_is_detected_while_decoding(bad_inputs: dict[str, Path]) -> None:  # noqa: F811
