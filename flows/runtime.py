@@ -73,8 +73,10 @@ def resolve_path(value: str | os.PathLike[str] | None, what: str) -> Path | None
     return Path(str(value)).expanduser().resolve()
 
 
-def require_folder_with_videos(value: str | None, what: str = "videos") -> tuple[Path, list[Path]]:
-    """The folder (or the one video file) named by a flow parameter and its video files."""
+def require_folder_with_videos(value: str | None, what: str = "videos",
+                               skipped: list[tuple[Path, str]] | None = None) -> tuple[Path, list[Path]]:
+    """The folder (or the one media file) named by a flow parameter and its video and audio
+    files; with ``skipped``, the other files of the folder (not media) with the reason."""
     folder = resolve_path(value, what)
     if folder is None:
         raise InputError(f"parameter {what!r} is required: the folder of video files")
@@ -84,7 +86,7 @@ def require_folder_with_videos(value: str | None, what: str = "videos") -> tuple
         raise InputError(f"parameter {what}={value!r}: folder not found ({folder}); give an absolute path or "
                          "one relative to the folder the serving process was started in")
     try:
-        videos = [Path(v) for v in collect_inputs([folder], corpora=False, missing_ok=False)]
+        videos = [Path(v) for v in collect_inputs([folder], corpora=False, missing_ok=False, skipped=skipped)]
     except InputError as e:
         raise InputError(f"parameter {what}={value!r}: {e}") from None
     return folder, videos
@@ -156,6 +158,12 @@ def publish_markdown(key: str, markdown: str, description: str) -> None:
     from prefect.artifacts import create_markdown_artifact
 
     create_markdown_artifact(markdown=markdown, key=artifact_key(key), description=description)
+
+
+def publish_link(key: str, link: str, link_text: str, description: str) -> None:
+    from prefect.artifacts import create_link_artifact
+
+    create_link_artifact(link=link, link_text=link_text, key=artifact_key(key), description=description)
 
 
 def publish_table(key: str, rows: Sequence[dict[str, Any]], description: str) -> None:

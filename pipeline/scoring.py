@@ -1,17 +1,30 @@
-"""Batch scoring: video files -> one row per clip in ``scores.csv`` and ``scores.jsonl``.
+"""Batch scoring: media files -> one row per file in ``scores.csv`` / ``scores.jsonl`` and one
+row per utterance in ``utterances.csv`` / ``utterances.jsonl``, plus an HTML report per file.
 
-A row holds the clip's path, the multimodal score in [-3, 3], its polarity and 7-class label,
-the language-only and sense-only scores, the transcript, the share of frames with a face and
-the extraction warnings. A clip that could not be scored gets a row with ``status: failed``
-and the reason in ``error`` (and is listed in ``score-errors.json``).
+A file no longer than the utterance limit (15 s by default) is one utterance, scored whole. A
+longer one is cut at its speech boundaries (:mod:`pipeline.utterances`: the recogniser's word
+times and the pauses in the voice), each utterance is scored from its own transcript, face
+frames and voice frames (slices of the file's cached sequences: extraction runs once per
+file), and the file's row summarises them: the duration-weighted mean score, the most
+negative and most positive utterances with their times, and the shares of speech time that
+are positive, negative and neutral (7-class 0: a score within 0.5 of 0). When the model takes context,
+an utterance's neighbours in the same file are its context.
+
+Every row says which modalities were used: what the model reads, less what the file lacks (an
+audio file has no face frames; a video without sound, or with a silent track, has no voice
+and no speech). A language-only model gets a failed row when there is no speech to score. A
+file that could not be scored gets ``status: failed`` and the reason in ``error`` (and is
+listed in ``score-errors.json``); a file of a folder that is not media gets ``status:
+skipped``. Limits a model has (``max_text_len`` tokens, ``max_seq_len`` steps) are written on
+the utterance rows they cut, never applied silently.
 
 Features come from the :class:`~pipeline.cache.FeatureCache` (extracted on the way when
-missing). A clip whose row in an earlier ``scores.jsonl`` of the same output folder was made
-with the same checkpoint (:attr:`Predictor.fingerprint`) and the same features (the cache
-key: file content + extractor config) is not scored again: its row is reused.
+missing). A file whose rows in an earlier run of the same output folder were made with the
+same checkpoint (:attr:`Predictor.fingerprint`), the same features (the cache key: file
+content + extractor config) and the same utterance settings is not scored again.
 
 >>> from pipeline.scoring import score_videos
->>> report = score_videos(["a.mp4", "b.mp4"], "runs/demo/text_model/checkpoint", "runs/scores")
+>>> report = score_videos(["a.mp4", "talk.mp3"], "default", "runs/scores")
 >>> print(report.table())
 
 ``senbert score`` and the Prefect ``score`` flow both end here.
@@ -34,32 +47,50 @@ from typing import Any
 from common.errors import InputError
 from common.io import atomic_write, atomic_write_json
 from pipeline.batch import default_cache_dir, extract_batch, failure_lines
-from pipeline.cache import FeatureCache, entries_to_corpus
+from pipeline.cache import CacheEntry, FeatureCache, entries_to_corpus
 from pipeline.extract_config import ExtractConfig, load_extract_config
+from pipeline.metrics import polarity, seven_class
 from pipeline.predict import Predictor
+from pipeline.utterances import Utterance, UtteranceSettings, entry_utterances, slice_entry
 
 log = logging.getLogger(__name__)
 
 CSV_NAME = "scores.csv"
 JSONL_NAME = "scores.jsonl"
+UTTERANCES_CSV = "utterances.csv"
+UTTERANCES_JSONL = "utterances.jsonl"
 ERRORS_NAME = "score-errors.json"
 
-#: Columns of ``scores.csv`` (and keys of every ``scores.jsonl`` line), in order.
+#: Columns of ``scores.csv`` (and keys of every ``scores.jsonl`` line), in order: one row per file.
 FIELDS = [
     "path", "clip_id", "status", "score", "polarity", "class7", "class7_name", "score_language",
     "score_sense", "transcript", "face_share", "warnings", "error", "feature_key", "checkpoint",
     "checkpoint_fingerprint", "model", "model_variant", "modalities", "scored_at",
+    "duration", "n_utterances", "share_positive", "share_negative", "share_neutral",
+    "most_negative_score", "most_negative_start", "most_negative_end", "most_negative_text",
+    "most_positive_score", "most_positive_start", "most_positive_end", "most_positive_text",
+    "segmentation", "report",
 ]
 
+#: Columns of ``utterances.csv`` (and keys of ``utterances.jsonl``): one row per utterance.
+UTTERANCE_FIELDS = [
+    "path", "clip_id", "index", "start", "end", "duration", "status", "score", "polarity", "class7",
+    "class7_name", "score_language", "score_sense", "transcript", "face_share", "modalities", "notes",
+    "error", "feature_key", "model", "checkpoint_fingerprint", "segmentation", "scored_at",
+]
 
 @dataclass
 class ClipFeatures:
-    """One clip to score: its path and either its feature-cache key or why it has none."""
+    """One file to score: its path and either its feature-cache key or why it has none.
+
+    ``skipped``: the file is not media (listed with the reason, not counted as failed).
+    """
 
     path: str
     key: str | None = None
     error: str | None = None
     clip_id: str = ""
+    skipped: bool = False
 
     def __post_init__(self) -> None:
         self.path = str(self.path)
@@ -73,26 +104,41 @@ class ClipFeatures:
 class ScoreReport:
     """What a scoring run did, and where it wrote."""
 
-    rows: list[dict[str, Any]] = field(default_factory=list)  # one per input clip, input order
-    scored: int = 0  # newly scored
-    reused: int = 0  # taken from an earlier run with the same checkpoint and features
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per input file, input order
+    utterances: list[dict[str, Any]] = field(default_factory=list)  # one per utterance, file by file
+    scored: int = 0  # files newly scored
+    reused: int = 0  # files taken from an earlier run with the same checkpoint, features and settings
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): not media
     out_dir: str = ""
     csv_path: str = ""
     jsonl_path: str = ""
+    utterances_csv: str = ""
+    utterances_jsonl: str = ""
     errors_path: str = ""
+    report_index: str = ""  # the HTML index of the reports ("" when none were written)
     checkpoint: str = ""
     checkpoint_fingerprint: str = ""
     model_variant: str = ""
     model: str = ""  # the model's name (a packed model's, or the run folder's)
     modalities: str = ""  # what it reads: text, audio+vision or text+audio+vision
+    segmentation: str = ""  # the utterance settings' signature
     wall_seconds: float = 0.0
 
     def summary(self) -> str:
-        lines = [f"{self.scored} scored, {self.reused} reused from an earlier run, {len(self.failed)} failed "
-                 f"({self.wall_seconds:.1f} s); model {self.model} ({self.modalities}; {self.model_variant}, "
-                 f"{self.checkpoint_fingerprint}) from {self.checkpoint}",
-                 f"wrote {self.csv_path} and {self.jsonl_path}"]
+        n_utt = sum(1 for u in self.utterances if u.get("status") == "ok")
+        noted = sum(1 for u in self.utterances if u.get("notes"))
+        lines = [f"{self.scored} file(s) scored, {self.reused} reused from an earlier run, {len(self.failed)} failed, "
+                 f"{len(self.skipped)} skipped ({self.wall_seconds:.1f} s); {n_utt} utterance(s); model {self.model} "
+                 f"({self.modalities}; {self.model_variant}, {self.checkpoint_fingerprint}) from {self.checkpoint}",
+                 f"wrote {self.csv_path}, {self.jsonl_path}, {self.utterances_csv} and {self.utterances_jsonl}"]
+        if self.report_index:
+            lines.append(f"report: {self.report_index}")
+        if noted:
+            lines.append(f"{noted} utterance(s) have notes (a limit of the model cut them, or how they were "
+                         f"found): see the notes column of {self.utterances_csv}")
+        if self.skipped:
+            lines += failure_lines([(p, f"{p}: {m}") for p, m in self.skipped], "skipped (not media):")
         if self.failed:
             lines += failure_lines(self.failed, f"failures listed in {self.errors_path}:")
         return "\n".join(lines)
@@ -104,27 +150,32 @@ class ScoreReport:
         return {
             "scored": self.scored, "reused": self.reused,
             "failed": [{"path": p, "message": m} for p, m in self.failed],
-            "out_dir": self.out_dir, "csv": self.csv_path, "jsonl": self.jsonl_path, "errors": self.errors_path,
+            "skipped": [{"path": p, "reason": m} for p, m in self.skipped],
+            "out_dir": self.out_dir, "csv": self.csv_path, "jsonl": self.jsonl_path,
+            "utterances_csv": self.utterances_csv, "utterances_jsonl": self.utterances_jsonl,
+            "errors": self.errors_path, "report": self.report_index,
             "checkpoint": self.checkpoint, "checkpoint_fingerprint": self.checkpoint_fingerprint,
             "model_variant": self.model_variant, "model": self.model, "modalities": self.modalities,
-            "wall_seconds": self.wall_seconds,
+            "segmentation": self.segmentation, "wall_seconds": self.wall_seconds,
         }
 
 
 def format_scores_table(rows: Sequence[dict[str, Any]], max_transcript: int = 40) -> str:
     """A plain-text table of score rows (for terminals and logs)."""
-    head = ["clip", "score", "polarity", "7-class", "language", "sense", "face", "transcript / error"]
+    head = ["clip", "score", "polarity", "7-class", "language", "sense", "face", "utt", "transcript / error"]
     body = []
     for r in rows:
         def num(v: Any, fmt: str = "{:+.2f}") -> str:
             return "" if v is None or v == "" else fmt.format(float(v))
 
-        text = (r.get("transcript") or "") if r.get("status") == "ok" else f"FAILED: {r.get('error') or ''}"
+        status = r.get("status")
+        text = (r.get("transcript") or "") if status == "ok" else \
+            f"{'SKIPPED' if status == 'skipped' else 'FAILED'}: {r.get('error') or ''}"
         if len(text) > max_transcript:
             text = text[: max_transcript - 1] + "…"
         body.append([str(r.get("clip_id", "")), num(r.get("score")), str(r.get("polarity") or ""),
                      str(r.get("class7_name") or ""), num(r.get("score_language")), num(r.get("score_sense")),
-                     num(r.get("face_share"), "{:.0%}"), text])
+                     num(r.get("face_share"), "{:.0%}"), str(r.get("n_utterances") or ""), text])
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
     fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *(fmt(b) for b in body)])
@@ -136,31 +187,40 @@ def format_scores_table(rows: Sequence[dict[str, Any]], max_transcript: int = 40
 def _csv_cell(key: str, v: Any) -> Any:
     if v is None:
         return ""
-    if key == "warnings":
+    if key in ("warnings", "notes"):
         return " | ".join(v)
     return v
 
 
-def write_scores(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write ``scores.csv`` and ``scores.jsonl`` into ``out_dir`` atomically; their paths."""
-    out = Path(out_dir)
+def _write_table(rows: Sequence[dict[str, Any]], fields: list[str], csv_path: Path, jsonl_path: Path) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     w.writeheader()
     for r in rows:
-        w.writerow({k: _csv_cell(k, r.get(k)) for k in FIELDS})
-    csv_path, jsonl_path = out / CSV_NAME, out / JSONL_NAME
-    atomic_write(jsonl_path, "".join(json.dumps({k: r.get(k) for k in FIELDS}, ensure_ascii=False) + "\n"
+        w.writerow({k: _csv_cell(k, r.get(k)) for k in fields})
+    atomic_write(jsonl_path, "".join(json.dumps({k: r.get(k) for k in fields}, ensure_ascii=False) + "\n"
                                       for r in rows))
     atomic_write(csv_path, buf.getvalue())
+
+
+def write_scores(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike[str],
+                 utterances: Sequence[dict[str, Any]] | None = None) -> tuple[Path, Path]:
+    """Write ``scores.csv`` and ``scores.jsonl`` (and, given, ``utterances.csv`` /
+    ``utterances.jsonl``) into ``out_dir`` atomically; the paths of the first two."""
+    out = Path(out_dir)
+    if utterances is not None:
+        _write_table(utterances, UTTERANCE_FIELDS, out / UTTERANCES_CSV, out / UTTERANCES_JSONL)
+    csv_path, jsonl_path = out / CSV_NAME, out / JSONL_NAME
+    _write_table(rows, FIELDS, csv_path, jsonl_path)
     return csv_path, jsonl_path
 
 
-def read_scores(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of a ``scores.jsonl`` (or of the ``scores.jsonl`` in a folder); [] when absent."""
+def read_scores(path: str | os.PathLike[str], name: str = JSONL_NAME) -> list[dict[str, Any]]:
+    """Rows of a ``scores.jsonl`` (or of the file ``name`` in a folder: ``utterances.jsonl`` for
+    the utterance rows); [] when absent."""
     p = Path(path)
     if p.is_dir():
-        p = p / JSONL_NAME
+        p = p / name
     if not p.is_file():
         return []
     rows = []
@@ -178,41 +238,167 @@ def read_scores(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
-# --------------------------------------------------------------------------- scoring
+# --------------------------------------------------------------------------- rows
 
 
-def _ok_row(item: ClipFeatures, pred: dict[str, Any], entry: Any, variant: str) -> dict[str, Any]:
+def _r(v: Any) -> float | None:
+    return None if v is None else round(float(v), 4)
+
+
+def _failed_row(item: ClipFeatures, message: str) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(FIELDS)
+    row.update({"path": item.path, "clip_id": item.clip_id, "status": "skipped" if item.skipped else "failed",
+                "warnings": [], "error": message, "feature_key": item.key})
+    return row
+
+
+def _tokenizer_of(predictor: Any) -> Any:
+    tok = getattr(predictor, "tokenizer", None)
+    if tok is None and getattr(predictor, "members", None):
+        tok = predictor.members[0].tokenizer
+    return tok
+
+
+@dataclass
+class _Piece:
+    """One utterance of one file, on its way to a row."""
+
+    item: int  # index of its file among the items
+    utt: Utterance
+    entry: CacheEntry  # the file's entry sliced to the utterance
+    used: list[str]  # modalities it is scored from
+    notes: list[str]
+    error: str | None = None
+
+
+def _masked_reason(entry: CacheEntry, kind: str) -> str:
+    masked = entry.meta.get("masked") or {}
+    reason = masked.get(kind) if isinstance(masked, dict) else None
+    return f" ({reason})" if reason else ""
+
+
+def _plan(entry: CacheEntry, item: int, settings: UtteranceSettings, predictor: Any,
+          tokenizer: Any) -> list[_Piece]:
+    """The utterances of a file, each with the modalities it is scored from and its notes."""
+    meta = predictor.meta
+    cfg = meta.model_config
+    utts = entry_utterances(entry, settings)
+    whole = len(utts) == 1 and utts[0].text == entry.transcript
+    pieces = []
+    for u in utts:
+        e = slice_entry(entry, u, whole, last=u.index == len(utts) - 1)
+        notes = list(u.notes)
+        used = []
+        if cfg.uses_language and e.transcript.strip():
+            used.append("text")
+            if tokenizer is not None and meta.max_text_len:
+                n = len(tokenizer(e.transcript)["input_ids"])
+                if n > meta.max_text_len:
+                    notes.append(f"transcript cut: {n} tokens, the model reads the first {meta.max_text_len}")
+        if cfg.uses_sense:
+            for kind, arr in (("audio", e.audio), ("vision", e.vision)):
+                if len(arr):
+                    used.append(kind)
+                    if meta.max_seq_len and len(arr) > meta.max_seq_len:
+                        what = "voice" if kind == "audio" else "face frames"
+                        notes.append(f"{what} cut: {len(arr)} steps, the model reads the first {meta.max_seq_len}")
+        p = _Piece(item, u, e, used, notes)
+        if cfg.uses_language and not cfg.uses_sense and "text" not in used:
+            why = _masked_reason(entry, "text") or _masked_reason(entry, "audio")
+            p.error = (f"{entry.source_path}: no speech to score{why} in {u.start:.1f}-{u.end:.1f} s; this model "
+                       "reads the transcript only" if len(utts) > 1 else
+                       f"{entry.source_path}: no speech to score{why}; this model reads the transcript only")
+        elif not used:
+            p.error = (f"{entry.source_path}: nothing this model reads in {u.start:.1f}-{u.end:.1f} s "
+                       "(no speech, voice or face frames)")
+        pieces.append(p)
+    return pieces
+
+
+def _utterance_row(item: ClipFeatures, p: _Piece, pred: dict[str, Any] | None, variant: str) -> dict[str, Any]:
+    u = p.utt
+    row: dict[str, Any] = {
+        "path": item.path, "clip_id": item.clip_id, "index": u.index, "start": u.start, "end": u.end,
+        "duration": round(u.duration, 3), "transcript": p.entry.transcript,
+        "face_share": round(float(p.entry.face_share), 4), "notes": p.notes, "feature_key": item.key,
+        "modalities": "+".join(p.used) if pred is not None else None,
+    }
+    if pred is None:
+        row.update({"status": "failed", "error": p.error, "score": None, "polarity": None, "class7": None,
+                    "class7_name": None, "score_language": None, "score_sense": None})
+        return row
     lang, sense = pred.get("score_language"), pred.get("score_sense")
     # A unimodal checkpoint's only score *is* that modality's score.
     if variant == "language_only" and lang is None:
         lang = pred["score"]
     if variant == "sense_only" and sense is None:
         sense = pred["score"]
-    return {
-        "path": item.path, "clip_id": item.clip_id, "status": "ok",
-        "score": round(float(pred["score"]), 4), "polarity": pred["polarity"], "class7": int(pred["class7"]),
-        "class7_name": pred["class7_name"],
-        "score_language": None if lang is None else round(float(lang), 4),
-        "score_sense": None if sense is None else round(float(sense), 4),
-        "transcript": entry.transcript, "face_share": round(float(entry.face_share), 4),
-        "warnings": list(entry.warnings), "error": None, "feature_key": entry.key,
-    }
+    row.update({"status": "ok", "error": None, "score": _r(pred["score"]), "polarity": pred["polarity"],
+                "class7": int(pred["class7"]), "class7_name": pred["class7_name"],
+                "score_language": _r(lang), "score_sense": _r(sense)})
+    return row
 
 
-def _failed_row(item: ClipFeatures, message: str) -> dict[str, Any]:
-    return {"path": item.path, "clip_id": item.clip_id, "status": "failed", "score": None, "polarity": None,
-            "class7": None, "class7_name": None, "score_language": None, "score_sense": None,
-            "transcript": None, "face_share": None, "warnings": [], "error": message, "feature_key": item.key}
+def _weighted(rows: Sequence[dict[str, Any]], key: str) -> float | None:
+    pairs = [(float(r[key]), max(float(r["duration"]), 1e-3)) for r in rows if r.get(key) is not None]
+    if not pairs:
+        return None
+    return sum(v * w for v, w in pairs) / sum(w for _, w in pairs)
+
+
+def _file_row(item: ClipFeatures, entry: CacheEntry, utts: list[dict[str, Any]]) -> dict[str, Any]:
+    """A file's row: the summary of its utterance rows."""
+    ok = [u for u in utts if u["status"] == "ok"]
+    row: dict[str, Any] = dict.fromkeys(FIELDS)
+    row.update({"path": item.path, "clip_id": item.clip_id, "transcript": entry.transcript,
+                "face_share": round(float(entry.face_share), 4), "warnings": list(entry.warnings),
+                "feature_key": item.key, "duration": round(float(entry.duration), 3), "n_utterances": len(utts)})
+    if not ok:
+        errors = list(dict.fromkeys(u["error"] for u in utts if u.get("error")))
+        row.update({"status": "failed", "error": "; ".join(errors[:3]) or f"{item.path}: nothing to score"})
+        return row
+    score = _weighted(ok, "score")
+    assert score is not None
+    cls, cls_name = seven_class(score)
+    total = sum(max(float(u["duration"]), 1e-3) for u in ok)
+    share = {"positive": 0.0, "negative": 0.0, "neutral": 0.0}
+    for u in ok:
+        kind = "neutral" if u["class7"] == 0 else "positive" if u["score"] > 0 else "negative"
+        share[kind] += max(float(u["duration"]), 1e-3) / total
+    lo = min(ok, key=lambda u: u["score"])
+    hi = max(ok, key=lambda u: u["score"])
+    used = [m for m in ("text", "audio", "vision") if any(m in (u["modalities"] or "").split("+") for u in ok)]
+    row.update({
+        "status": "ok", "error": None, "score": _r(score), "polarity": polarity(score), "class7": cls,
+        "class7_name": cls_name, "score_language": _r(_weighted(ok, "score_language")),
+        "score_sense": _r(_weighted(ok, "score_sense")), "modalities": "+".join(used),
+        "share_positive": round(share["positive"], 4), "share_negative": round(share["negative"], 4),
+        "share_neutral": round(share["neutral"], 4),
+        **{f"most_{name}_{k}": u[src] for name, u in (("negative", lo), ("positive", hi))
+           for k, src in (("score", "score"), ("start", "start"), ("end", "end"), ("text", "transcript"))},
+    })
+    failed = len(utts) - len(ok)
+    if failed:
+        row["warnings"].append(f"{failed} of {len(utts)} utterances could not be scored (see utterances.csv)")
+    return row
+
+
+# --------------------------------------------------------------------------- scoring
 
 
 def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: FeatureCache,
-                   out_dir: str | os.PathLike[str], progress: bool = False) -> ScoreReport:
-    """Score clips whose features are in ``cache``; write the CSV, the JSONL and the errors file.
+                   out_dir: str | os.PathLike[str], progress: bool = False,
+                   utterances: UtteranceSettings | None = None, report: bool = True) -> ScoreReport:
+    """Score files whose features are in ``cache``, utterance by utterance; write the files'
+    and the utterances' CSV and JSONL, the errors file and (``report``) the HTML reports.
 
-    ``predictor`` is a :class:`~pipeline.predict.Predictor`. Rows of an earlier run in
-    ``out_dir`` with the same feature key and checkpoint fingerprint are reused.
+    ``predictor`` is a :class:`~pipeline.predict.Predictor` (or an ensemble). Rows of an earlier
+    run in ``out_dir`` with the same feature key, checkpoint fingerprint and utterance settings
+    are reused.
     """
     t0 = time.perf_counter()
+    settings = utterances or UtteranceSettings()
+    seg = settings.signature()
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -221,58 +407,119 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
     fp = predictor.fingerprint
     variant = predictor.meta.model_config.variant
     ckpt = str(predictor.path)
-    previous = {(r.get("feature_key"), r.get("checkpoint_fingerprint")): r for r in read_scores(out)
-                if r.get("status") == "ok" and r.get("feature_key")}
+    same = lambda r: (r.get("feature_key"), r.get("checkpoint_fingerprint"), r.get("segmentation"))  # noqa: E731
+    previous = {same(r): r for r in read_scores(out) if r.get("status") == "ok" and r.get("feature_key")}
+    previous_utts: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for u in read_scores(out, UTTERANCES_JSONL):
+        previous_utts.setdefault(same(u), []).append(u)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     rows: list[dict[str, Any] | None] = [None] * len(items)
-    report = ScoreReport(checkpoint=ckpt, checkpoint_fingerprint=fp, model_variant=variant, out_dir=str(out),
-                         model=predictor.name, modalities=predictor.modalities)
+    utt_rows: list[list[dict[str, Any]]] = [[] for _ in items]
+    entries: dict[int, CacheEntry] = {}
+    rep = ScoreReport(checkpoint=ckpt, checkpoint_fingerprint=fp, model_variant=variant, out_dir=str(out),
+                      model=predictor.name, modalities=predictor.modalities, segmentation=seg)
+    tokenizer = _tokenizer_of(predictor)
 
-    todo: list[int] = []
-    entries = []
+    pieces: list[_Piece] = []
     for i, it in enumerate(items):
         if it.key is None:
             rows[i] = _failed_row(it, it.error or f"{it.path}: no features")
             continue
-        old = previous.get((it.key, fp))
-        if old is not None:
-            rows[i] = {**old, "path": it.path, "clip_id": it.clip_id}
-            report.reused += 1
-            continue
+        old = previous.get((it.key, fp, seg))
+        old_utts = previous_utts.get((it.key, fp, seg))
         e = cache.get(it.key)
+        if old is not None and old_utts is not None:
+            rows[i] = {**old, "path": it.path, "clip_id": it.clip_id}
+            utt_rows[i] = [{**u, "path": it.path, "clip_id": it.clip_id} for u in sorted(old_utts, key=lambda u: u["index"])]
+            if e is not None:
+                entries[i] = e
+            rep.reused += 1
+            continue
         if e is None:
             rows[i] = _failed_row(it, f"{it.path}: its features ({it.key}) are not in the cache {cache.root}; "
                                       "extract it again")
             continue
-        e.clip_id = str(len(entries))  # unique within this batch; the row keeps the real id
-        entries.append(e)
-        todo.append(i)
+        entries[i] = e
+        pieces += _plan(e, i, settings, predictor, tokenizer)
 
-    if entries:
-        corpus = entries_to_corpus(entries, source=f"{len(entries)} clip(s) from {cache.root}")
+    todo = [p for p in pieces if p.error is None]
+    preds: list[dict[str, Any]] = []
+    if todo:
+        sliced = []
+        for n, p in enumerate(todo):
+            p.entry.clip_id = str(n)  # unique within this batch; the rows keep the real ids
+            sliced.append(p.entry)
+        corpus = entries_to_corpus([p.entry for p in todo], source=f"{len(todo)} utterance(s) from {cache.root}")
+        for c, p in zip(corpus.clips, todo, strict=True):
+            c.meta.update({"video_id": f"file{p.item}", "clip": str(p.utt.index)})  # context: the same file
+            if "text" not in p.used:
+                c.text = ""  # text masked: the model sees an empty transcript
         preds = predictor.predict_corpus(corpus, progress=progress)
-        for i, e, p in zip(todo, entries, preds, strict=True):
-            rows[i] = _ok_row(items[i], p, e, variant)
-            rows[i]["scored_at"] = now
-            report.scored += 1
+    by_piece = {id(p): pr for p, pr in zip(todo, preds, strict=True)}
+    for p in pieces:
+        utt_rows[p.item].append(_utterance_row(items[p.item], p, by_piece.get(id(p)), variant))
+    for i in {p.item for p in pieces}:
+        rows[i] = _file_row(items[i], entries[i], utt_rows[i])
+        if rows[i]["status"] == "ok":
+            rep.scored += 1
+
     final: list[dict[str, Any]] = []
-    for r in rows:
+    for i, r in enumerate(rows):
         assert r is not None
         r.update({"checkpoint": ckpt, "checkpoint_fingerprint": fp, "model": predictor.name, "model_variant": variant,
-                  "modalities": predictor.modalities if r["status"] == "ok" else None})
-        r.setdefault("scored_at", now)
+                  "segmentation": seg})
+        if r["status"] != "ok":
+            r["modalities"] = None
+        r["scored_at"] = r.get("scored_at") or now
+        for u in utt_rows[i]:
+            u.update({"model": predictor.name, "checkpoint_fingerprint": fp, "segmentation": seg})
+            u["scored_at"] = u.get("scored_at") or now
         final.append(r)
-    report.rows = final
-    report.failed = [(r["path"], r["error"]) for r in final if r["status"] != "ok"]
-    csv_path, jsonl_path = write_scores(final, out)
-    report.csv_path, report.jsonl_path = str(csv_path), str(jsonl_path)
-    report.errors_path = str(out / ERRORS_NAME)
+
+    rep.rows = final
+    rep.utterances = [u for us in utt_rows for u in us]
+    rep.failed = [(r["path"], r["error"]) for r in final if r["status"] == "failed"]
+    rep.skipped = [(r["path"], r["error"]) for r in final if r["status"] == "skipped"]
+    if report:
+        rep.report_index = _write_reports(out, final, utt_rows, entries)
+    rep.utterances_csv, rep.utterances_jsonl = str(out / UTTERANCES_CSV), str(out / UTTERANCES_JSONL)
+    csv_path, jsonl_path = write_scores(final, out, rep.utterances)
+    rep.csv_path, rep.jsonl_path = str(csv_path), str(jsonl_path)
+    rep.errors_path = str(out / ERRORS_NAME)
     atomic_write_json(out / ERRORS_NAME, {
         "created": now, "checkpoint": ckpt, "checkpoint_fingerprint": fp, "items": len(items),
-        "failed": [{"path": p, "message": m} for p, m in report.failed],
+        "failed": [{"path": p, "message": m} for p, m in rep.failed],
+        "skipped": [{"path": p, "reason": m} for p, m in rep.skipped],
     })
-    report.wall_seconds = time.perf_counter() - t0
-    return report
+    rep.wall_seconds = time.perf_counter() - t0
+    return rep
+
+
+def _write_reports(out: Path, rows: list[dict[str, Any]], utt_rows: list[list[dict[str, Any]]],
+                   entries: dict[int, CacheEntry]) -> str:
+    """The HTML reports and PNG timelines (:mod:`pipeline.report`); each row gets its report's
+    path; the index's path."""
+    from pipeline import report as html  # matplotlib: only when reports are written
+
+    timelines = {rows[i]["path"]: html.timeline_from_entry(e) for i, e in entries.items()}
+    by_path = {rows[i]["path"]: utt_rows[i] for i in range(len(rows))}
+    files = html.write_reports(out, [_report_row(r) for r in rows], by_path, timelines)
+    for r in rows:
+        page = files.html.get(r["path"]) if hasattr(files, "html") else None
+        r["report"] = str(page) if page else None
+    return str(files.index)
+
+
+def _report_row(r: dict[str, Any]) -> dict[str, Any]:
+    """A file row as the report reads it (the most negative / positive utterances as dicts)."""
+    out = dict(r)
+    for name in ("negative", "positive"):
+        if r.get(f"most_{name}_score") is None:
+            out[f"most_{name}"] = None
+            continue
+        out[f"most_{name}"] = {"score": r[f"most_{name}_score"], "start": r[f"most_{name}_start"],
+                               "end": r[f"most_{name}_end"], "transcript": r[f"most_{name}_text"]}
+    return out
 
 
 def score_videos(
@@ -285,16 +532,22 @@ def score_videos(
     workers: int = 1,
     progress: bool = True,
     device: str = "cpu",
+    utterances: UtteranceSettings | None = None,
+    skipped: Sequence[tuple[str | os.PathLike[str], str]] = (),
+    report: bool = True,
 ) -> ScoreReport:
-    """Extract (or take from the cache) and score video files, without Prefect.
+    """Extract (or take from the cache) and score media files (video or audio), without Prefect.
 
-    ``checkpoint`` is a checkpoint (or run) directory or a loaded Predictor;
+    ``checkpoint`` is a checkpoint (or run) directory, a packed model or a loaded Predictor;
     ``extract_config`` a config name, YAML path or :class:`~pipeline.extract_config.ExtractConfig`;
-    ``device`` where the model runs (``cuda`` on a GPU machine; extraction stays on the CPU).
+    ``device`` where the model runs (``cuda`` on a GPU machine; extraction stays on the CPU);
+    ``utterances`` how long files are cut; ``skipped`` (path, reason) of files a folder held
+    that are not media: they get ``skipped`` rows.
     """
     paths = [Path(v) for v in videos]
     if not paths:
-        raise InputError("no video files to score")
+        raise InputError("no media files to score" + (f" ({len(skipped)} file(s) skipped: not media)"
+                                                      if skipped else ""))
     predictor = checkpoint if hasattr(checkpoint, "predict_corpus") else Predictor.load(checkpoint, device=device)
     cfg = extract_config if isinstance(extract_config, ExtractConfig) else \
         load_extract_config(extract_config, overrides=overrides)
@@ -304,10 +557,11 @@ def score_videos(
     failed = dict(batch.failed)
     items = [ClipFeatures(str(p), key, None if key else failed.get(str(p), f"{p}: extraction failed"))
              for p, key in zip(paths, batch.keys, strict=True)]
-    report = score_features(items, predictor, cache, out_dir, progress=progress)
-    report.wall_seconds = time.perf_counter() - t0
-    return report
+    items += [ClipFeatures(str(p), None, reason, skipped=True) for p, reason in skipped]
+    rep = score_features(items, predictor, cache, out_dir, progress=progress, utterances=utterances, report=report)
+    rep.wall_seconds = time.perf_counter() - t0
+    return rep
 
 
 __all__ = ["ClipFeatures", "ScoreReport", "score_features", "score_videos", "read_scores", "write_scores",
-           "format_scores_table", "FIELDS"]
+           "format_scores_table", "FIELDS", "UTTERANCE_FIELDS"]

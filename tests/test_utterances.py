@@ -1,0 +1,204 @@
+"""Utterances of long inputs: how they are found (synthetic word times) and what scoring makes
+of them (GRID clips joined into one 33 s file with known join times, through the real
+extractors, Whisper included)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.errors import ConfigError
+from pipeline.utterances import UtteranceSettings, find_utterances, quiet_stretches
+from tests.extract_fixtures import GRID_CLIPS, run_ffmpeg
+from tests.test_flows_scoring import tiny_checkpoint
+
+S = UtteranceSettings()
+
+
+def words_of(*sentences: tuple[float, str], word_s: float = 0.3) -> list[dict]:
+    """Words of sentences starting at the given times, each word ``word_s`` long, back to back."""
+    out = []
+    for start, text in sentences:
+        t = start
+        for w in text.split():
+            out.append({"word": w, "start": round(t, 3), "end": round(t + word_s, 3), "probability": 0.9})
+            t += word_s
+    return out
+
+
+# ----------------------------------------------------------------------------- finding them
+
+
+def test_a_short_file_is_one_utterance_with_its_whole_transcript() -> None:
+    words = words_of((0.5, "I love it."), (4.0, "Really."))
+    u = find_utterances(words, 14.9, S, transcript="I love it. Really.")
+    assert len(u) == 1 and (u[0].start, u[0].end, u[0].text) == (0.0, 14.9, "I love it. Really.")
+    # the limit is a setting: 0 never cuts, a lower one cuts this file
+    assert len(find_utterances(words, 40.0, UtteranceSettings(max_s=0), "x")) == 1
+    lower = UtteranceSettings(max_s=5, min_s=0.2)
+    assert [x.text for x in find_utterances(words, 14.9, lower, "")] == ["I love it.", "Really."]
+
+
+def test_pauses_and_sentence_ends_cut_never_inside_a_word() -> None:
+    words = words_of((0.0, "this is the first one"), (2.5, "and a second part."), (4.0, "Third one here now"),
+                     (20.0, "after a long silence"))
+    us = find_utterances(words, 30.0, S, "")
+    assert [u.text for u in us] == ["this is the first one", "and a second part.", "Third one here now",
+                                    "after a long silence"]
+    assert [w for u in us for w in u.words] == words  # every word once, in order
+    for u, v in zip(us, us[1:]):
+        assert u.end <= v.start  # no overlap
+        assert u.words[-1]["end"] <= u.end and v.words[0]["start"] >= v.start  # words stay whole
+    # padding: at most pad_s, at most half the pause to a neighbour, within the file
+    assert us[0].start == 0.0 and us[1].start == pytest.approx((1.5 + 2.5) / 2)
+    assert us[2].end == pytest.approx(5.2 + 1.0) and us[3].start == pytest.approx(20.0 - 1.0)
+    assert us[3].end == pytest.approx(21.2 + 1.0)
+
+
+def test_short_pieces_join_their_nearer_neighbour_and_long_ones_are_cut() -> None:
+    words = words_of((0.0, "well."), (0.8, "I think this is quite good"), (14.0, "yes"), (16.0, "no"))
+    us = find_utterances(words, 20.0, S, "")
+    # "well." (0.3 s) joins the next piece across the 0.5 s pause; "yes" joins "no" (2 s away,
+    # nearer than the 11 s pause before it, which would also make the result too long)
+    assert [u.text for u in us] == ["well. I think this is quite good", "yes no"]
+    # a monologue without any pause longer than 0.2 s, 60 words (18 s): cut in the middle
+    mono = [{"word": f"w{i}", "start": i * 0.3, "end": i * 0.3 + 0.25} for i in range(60)]
+    us = find_utterances(mono, 18.0, S, "")
+    assert len(us) == 2 and all(u.words[-1]["end"] - u.words[0]["start"] <= S.max_s for u in us)
+    assert [len(u.words) for u in us] == [30, 30]
+
+
+def test_word_times_that_run_into_silence_are_corrected_by_the_loudness() -> None:
+    # Whisper often stretches the last word of a sentence over the pause after it
+    words = [{"word": "one", "start": 0.0, "end": 0.6}, {"word": "two", "start": 0.6, "end": 3.4},
+             {"word": "three", "start": 3.4, "end": 3.8}, {"word": "four", "start": 3.8, "end": 4.6}]
+    t = np.arange(0, 20, 0.02)
+    energy = np.where((t > 1.1) & (t < 3.3), -60.0, -10.0)  # silence from 1.1 to 3.3 s
+    quiet = quiet_stretches(t, energy, 15.0)
+    assert len(quiet) == 1 and quiet[0][0] == pytest.approx(1.1, abs=0.05)
+    without = find_utterances(words, 20.0, S, "")
+    assert len(without) == 1  # the word times alone show no pause
+    us = find_utterances(words, 20.0, S, "", quiet)
+    assert [u.text for u in us] == ["one two", "three four"]
+    assert us[0].end == pytest.approx(1.1 + 1.0, abs=0.05) and us[1].start == pytest.approx(3.3 - 1.0, abs=0.12)
+
+
+def test_no_words_windows_and_given_transcripts() -> None:
+    us = find_utterances([], 40.0, S, "")
+    assert [(u.start, u.end) for u in us] == [(0.0, 13.333), (13.333, 26.667), (26.667, 40.0)]
+    assert "no speech" in us[0].notes[0]
+    us = find_utterances([], 40.0, S, "a transcript given by the corpus")
+    assert len(us) == 1 and us[0].text == "a transcript given by the corpus" and "no word times" in us[0].notes[0]
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="unknown utterance setting"):
+        UtteranceSettings.from_dict({"max_seconds": 3})
+    with pytest.raises(ConfigError, match="must be a number >= 0"):
+        UtteranceSettings.from_dict({"pause_s": -1})
+    with pytest.raises(ConfigError, match="every value must be a number"):
+        UtteranceSettings.from_dict({"pause_s": "long"})
+    with pytest.raises(ConfigError, match="must not exceed"):
+        UtteranceSettings(max_s=2, min_s=3)
+    assert UtteranceSettings.from_dict({"max_s": "30"}).max_s == 30.0
+    assert UtteranceSettings().signature() != UtteranceSettings(max_s=30).signature()
+
+
+# ----------------------------------------------------------------------------- a real long file
+
+FAST = ["visual.fps=5"]
+ORDER = [0, 1, 2] * 4  # GRID clips joined in this order (11 of them: 33 s)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny language-only checkpoint of the scoring tests (trained once per session)."""
+    return tiny_checkpoint(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def long_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[float]]:
+    """Eleven GRID sentences joined into one mp4, and the times of the joins."""
+    from extractors.media import probe
+
+    d = tmp_path_factory.mktemp("long")
+    clips = [GRID_CLIPS[i] for i in ORDER[:11]]
+    args: list[str] = []
+    for c in clips:
+        args += ["-i", str(c)]
+    n = len(clips)
+    graph = "".join(f"[{i}:v][{i}:a]" for i in range(n)) + f"concat=n={n}:v=1:a=1[v][a]"
+    out = d / "eleven sentences.mp4"
+    run_ffmpeg(*args, "-filter_complex", graph, "-map", "[v]", "-map", "[a]", "-c:v", "libx264",
+               "-preset", "ultrafast", "-c:a", "aac", str(out))
+    joins, t = [], 0.0
+    for c in clips[:-1]:
+        t += probe(c).duration
+        joins.append(t)
+    return out, joins
+
+
+def test_a_long_file_is_scored_by_utterance(long_file, checkpoint, tmp_path: Path) -> None:
+    from pipeline.scoring import FIELDS, UTTERANCE_FIELDS, read_scores, score_videos
+
+    path, joins = long_file
+    out, cache = tmp_path / "scores", tmp_path / "cache"
+    rep = score_videos([path], checkpoint, out, overrides=FAST, cache_dir=cache, progress=False)
+    assert not rep.failed
+    utts = rep.utterances
+    assert len(utts) == 11  # one per sentence
+    for u, v, join in zip(utts, utts[1:], joins):
+        assert abs(u["end"] - join) <= 0.5 and abs(v["start"] - join) <= 0.5, (u, v, join)
+    # the transcript is complete: every recognised word is in exactly one utterance, in order
+    from pipeline.cache import FeatureCache
+
+    entry = FeatureCache(cache).get(rep.rows[0]["feature_key"])
+    assert " ".join(u["transcript"] for u in utts).split() == [w["word"] for w in entry.words]
+    assert all(4 <= len(u["transcript"].split()) <= 7 for u in utts)  # GRID sentences have 6 words
+    assert all(u["status"] == "ok" and u["modalities"] == "text" for u in utts)
+    # the file's row summarises its utterances
+    row = rep.rows[0]
+    assert row["n_utterances"] == 11 and row["duration"] == pytest.approx(33.0, abs=0.1)
+    d = np.array([u["duration"] for u in utts])
+    s = np.array([u["score"] for u in utts])
+    assert row["score"] == pytest.approx(float((s * d).sum() / d.sum()), abs=1e-3)
+    assert row["most_negative_score"] == min(s) and row["most_positive_score"] == max(s)
+    lo = utts[int(np.argmin(s))]
+    assert (row["most_negative_start"], row["most_negative_end"], row["most_negative_text"]) == \
+        (lo["start"], lo["end"], lo["transcript"])
+    assert row["share_positive"] + row["share_negative"] + row["share_neutral"] == pytest.approx(1.0, abs=1e-3)
+    # files written: one row per file, one per utterance
+    assert [r["path"] for r in read_scores(out)] == [str(path)]
+    lines = read_scores(out, "utterances.jsonl")
+    assert len(lines) == 11 and set(lines[0]) == set(UTTERANCE_FIELDS)
+    header = next(csv.reader(open(out / "utterances.csv", encoding="utf-8")))
+    assert header == UTTERANCE_FIELDS and next(csv.reader(open(out / "scores.csv", encoding="utf-8"))) == FIELDS
+    assert Path(row["report"]).is_file() and Path(rep.report_index).is_file()
+    # scored again with the same settings: reused; with other settings: scored again, one utterance
+    again = score_videos([path], checkpoint, out, overrides=FAST, cache_dir=cache, progress=False)
+    assert (again.scored, again.reused, len(again.utterances)) == (0, 1, 11)
+    from pipeline.utterances import UtteranceSettings
+
+    whole = score_videos([path], checkpoint, out, overrides=FAST, cache_dir=cache, progress=False,
+                         utterances=UtteranceSettings(max_s=60))
+    assert (whole.scored, whole.reused, len(whole.utterances)) == (1, 0, 1)
+    assert whole.utterances[0]["transcript"] == entry.transcript
+    errors = json.loads((out / "score-errors.json").read_text())
+    assert errors["failed"] == [] and errors["skipped"] == []
+
+
+def test_the_limits_of_the_model_are_written_on_the_rows(long_file, checkpoint, tmp_path: Path) -> None:
+    """The tiny checkpoint reads 16 tokens: the whole 33 s transcript is cut, and the row says so."""
+    from pipeline.scoring import score_videos
+    from pipeline.utterances import UtteranceSettings
+
+    path, _ = long_file
+    rep = score_videos([path], checkpoint, tmp_path / "s", overrides=FAST, cache_dir=tmp_path / "cache",
+                       progress=False, utterances=UtteranceSettings(max_s=0), report=False)
+    notes = rep.utterances[0]["notes"]
+    assert any("transcript cut" in n and "first 16" in n for n in notes), notes
+    assert rep.report_index == "" and not (tmp_path / "s" / "report").exists()
