@@ -62,6 +62,11 @@ class AsrSettings:
     word_timestamps: bool = True
     min_window_s: float = 10.0  # encoder window floor for short audio; 30 = stock Whisper
     condition_on_previous_text: bool = False
+    # Whisper re-decodes a window at higher temperatures when its text compresses better than
+    # this (a sign of a repetition loop). Stock Whisper: 2.4, which real repeated speech (a
+    # chorus, a list, a file of looped samples: 2.7) also trips, costing 6 decodes per window
+    # and garbled text; None: never.
+    compression_ratio_threshold: float | None = 3.0
     cpu_threads: int = 0  # 0: cores / workers (speed only, not part of the fingerprint)
     allow_download: bool = False  # let faster-whisper fetch an official model (online users)
 
@@ -138,6 +143,7 @@ class WhisperTranscriber:
             np.ascontiguousarray(audio, dtype=np.float32),
             language=s.language, beam_size=s.beam_size, word_timestamps=s.word_timestamps,
             vad_filter=s.vad_filter, condition_on_previous_text=s.condition_on_previous_text,
+            compression_ratio_threshold=s.compression_ratio_threshold,
         )
         segs = list(segments)
         words: list[Word] = []
