@@ -103,6 +103,10 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
     return data
 
 
+#: The modalities ``modality_dropout`` may name.
+MODALITY_DROPOUT_KEYS = ("audio", "vision", "text")
+
+
 @dataclass
 class TrainConfig:
     """Optimisation and data settings (section IV-C defaults) plus the model config."""
@@ -138,12 +142,37 @@ class TrainConfig:
     group_by_length: bool = False  # batches of similar text length (shuffled), less padding per step
     keep_state: bool = False  # keep state/last.pt (weights + Adam moments, ~3x the checkpoint) once a run has
     #                           finished, so that --resume with more epochs can extend it; by default it goes
+    modality_dropout: float | dict[str, float] = 0.0  # training only: per clip and step, the probability that
+    #   a modality is dropped ({audio: p, vision: p, text: p}; a number: audio and vision). Dropped audio or
+    #   vision becomes an empty sequence (mask all False), dropped text the empty string ([CLS] [SEP]). 0: off
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {self.precision!r}")
         if self.context < 0 or self.max_context_len < 0:
             raise ValueError("context and max_context_len must be >= 0")
+        self.modality_dropout_probs()  # checks the values
+
+    def modality_dropout_probs(self) -> dict[str, float]:
+        """``modality_dropout`` as ``{"audio": p, "vision": p, "text": p}``; ConfigError unless each
+        p is a number in [0, 1) and the keys are modalities."""
+        value = self.modality_dropout
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(MODALITY_DROPOUT_KEYS))
+            if unknown:
+                raise ConfigError(f"modality_dropout: unknown modality {unknown[0]!r}; "
+                                  f"use {', '.join(MODALITY_DROPOUT_KEYS)}")
+            probs = {k: value.get(k, 0.0) for k in MODALITY_DROPOUT_KEYS}
+        else:
+            probs = {"audio": value, "vision": value, "text": 0.0}
+        for k, p in probs.items():
+            ok = isinstance(p, (int, float)) and not isinstance(p, bool) and 0.0 <= p < 1.0
+            if not ok:
+                where = f"modality_dropout.{k}" if isinstance(value, dict) else "modality_dropout"
+                hint = (" (1 would drop the modality in every step; train without it by an ablation instead)"
+                        if isinstance(p, (int, float)) and not isinstance(p, bool) and p >= 1 else "")
+                raise ConfigError(f"{where} must be a probability in [0, 1), got {p!r}{hint}")
+        return {k: float(p) for k, p in probs.items()}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -16,6 +16,7 @@ early stopping on the valid split, and writes into ``out_dir``::
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -138,6 +139,58 @@ def train_step(model: SenBERT, loss_fn: UncertaintyWeightedLoss, opt: torch.opti
         torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(loss_fn.parameters()), cfg.grad_clip)
     opt.step()
     return outputs, labels, loss, parts
+
+
+def drop_modalities(batch: dict[str, Any], probs: dict[str, float], generator: torch.Generator,
+                    empty_ids: list[int] | tuple[int, ...] = (), pad_id: int = 0) -> dict[str, Any]:
+    """Modality dropout (``modality_dropout``, training batches only): a copy of ``batch`` in which
+    each clip loses each modality with its probability in ``probs``.
+
+    A dropped audio or vision sequence gets its mask all False and its values 0 (length 0: the
+    model's path for an empty sequence); a dropped text becomes ``empty_ids``, the tokenizer's
+    encoding of the empty string ([CLS] [SEP]). The draws come from ``generator`` (the training
+    generator, saved with the resume state), one per clip for each modality whose probability
+    is above 0, in the order audio, vision, text: with every probability 0 nothing is drawn and
+    the batch is returned as it is.
+    """
+    out = dict(batch)
+    n = int(batch["labels"].shape[0])
+    for kind in ("audio", "vision", "text"):
+        p = probs.get(kind, 0.0)
+        key = "input_ids" if kind == "text" else f"{kind}_mask"
+        if p <= 0.0 or key not in batch:
+            continue
+        drop = torch.rand(n, generator=generator) < p
+        if not drop.any():
+            continue
+        if kind == "text":
+            ids, am = out["input_ids"].clone(), out["attention_mask"].clone()
+            need = len(empty_ids)
+            if need > ids.shape[1]:  # never with [CLS] [SEP] (every text has them), but stay safe
+                extra = need - ids.shape[1]
+                ids = torch.cat([ids, torch.full((n, extra), pad_id, dtype=ids.dtype)], 1)
+                am = torch.cat([am, torch.zeros(n, extra, dtype=am.dtype)], 1)
+            ids[drop], am[drop] = pad_id, 0
+            if need:
+                ids[drop, :need] = torch.tensor(list(empty_ids), dtype=ids.dtype)
+                am[drop, :need] = 1
+            out["input_ids"], out["attention_mask"] = ids, am
+        else:
+            mask, x = out[key].clone(), out[kind].clone()
+            mask[drop], x[drop] = False, 0.0
+            out[key], out[kind] = mask, x
+    return out
+
+
+def _dropout_probs(cfg: TrainConfig) -> dict[str, float]:
+    """``cfg.modality_dropout`` for the modalities the model reads (the others are ignored, with a note)."""
+    m = cfg.model
+    probs = cfg.modality_dropout_probs()
+    reads = {"audio": m.uses_sense, "vision": m.uses_sense, "text": m.uses_language}
+    ignored = [k for k, p in probs.items() if p > 0 and not reads[k]]
+    if ignored:
+        log.warning("modality_dropout for %s ignored: the %s model does not read it", "/".join(ignored), m.variant)
+    return {k: p for k, p in probs.items() if p > 0 and reads[k]}
 
 
 def _adam(groups: list[dict[str, Any]], weight_decay: float, device: torch.device) -> torch.optim.Optimizer:
@@ -359,14 +412,19 @@ def _resumed_schedule(st: dict[str, Any], planned: Schedule, out: Path) -> Sched
 
 def _train_epoch(model: SenBERT, loss_fn: UncertaintyWeightedLoss, opt: torch.optim.Optimizer,
                  sched: torch.optim.lr_scheduler.LambdaLR, loader: Any, dev: torch.device, cfg: TrainConfig,
-                 desc: str, progress: bool) -> tuple[dict[str, float], int, float]:
-    """One pass over ``loader``: the sample-weighted mean of each loss, samples seen, seconds."""
+                 desc: str, progress: bool, dropout: Any = None) -> tuple[dict[str, float], int, float]:
+    """One pass over ``loader``: the sample-weighted mean of each loss, samples seen, seconds.
+
+    ``dropout``, when given, maps each batch to its copy with modalities dropped (see
+    :func:`drop_modalities`)."""
     model.train()
     t0 = time.perf_counter()
     sums: dict[str, float] = {}
     n_seen = 0
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
     for batch in bar:
+        if dropout is not None:
+            batch = dropout(batch)
         outputs, labels, loss, parts = train_step(model, loss_fn, opt, batch, dev, cfg)
         sched.step()
         bs = labels.shape[0]
@@ -424,6 +482,12 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
     train_loader = make_loader(train_ds, cfg.batch_size, tok, shuffle=True, generator=gen,
                                group_by_length=cfg.group_by_length)
     valid_loader = make_loader(valid_ds, cfg.eval_batch_size, tok)
+    probs = _dropout_probs(cfg)
+    dropout = None
+    if probs:  # drawn from the training generator: reproducible, and resumed with it
+        empty_ids = list(tok("")["input_ids"]) if tok is not None and "text" in probs else []
+        pad_id = getattr(tok, "pad_token_id", None) or 0  # as the loader pads
+        dropout = functools.partial(drop_modalities, probs=probs, generator=gen, empty_ids=empty_ids, pad_id=pad_id)
     schedule = Schedule.for_steps(max(1, len(train_loader) * cfg.epochs), cfg.warmup_ratio)
     opt, sched = build_optimizer(model, loss_fn, cfg, schedule.total, schedule)
 
@@ -446,7 +510,7 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
         if stopped:
             break
         means, n_seen, train_seconds = _train_epoch(model, loss_fn, opt, sched, train_loader, dev, cfg,
-                                                    f"epoch {epoch}/{cfg.epochs}", progress)
+                                                    f"epoch {epoch}/{cfg.epochs}", progress, dropout)
         valid_pred = run_inference(model, valid_loader, dev)
         vm = metrics_of(valid_pred)
         rec = {

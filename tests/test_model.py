@@ -284,3 +284,37 @@ def test_masked_mean_counts_in_fp32_under_bf16_autocast():
         out = masked_mean(y, mask)
     ref = y[:, :375].double().mean(1).to(torch.bfloat16)  # the exact mean, rounded once
     assert torch.equal(out, ref)
+
+
+# ----------------------------------------------------------------------------- a whole modality missing
+@pytest.mark.parametrize("missing", ["vision", "audio"])
+def test_a_clip_without_a_modality_alone_equals_it_batched_as_all_padding(minilm, missing):
+    """An extracted clip whose vision (or audio) was masked, (0, d): alone (collated as one padded
+    step, mask all False) it scores exactly as in a batch with a clip of 10 steps of it."""
+    import numpy as np
+
+    from pipeline.data import Clip, ClipDataset, collate
+    from pipeline.inference import batch_to_inputs
+
+    model = build(minilm).eval()
+    tok = minilm[1]
+    rng = np.random.default_rng(11)
+    dims = {"audio": D_A, "vision": D_V}
+    present = "audio" if missing == "vision" else "vision"
+    empty = Clip("masked", "nothing to see here", audio=None, vision=None)
+    setattr(empty, missing, np.zeros((0, dims[missing]), np.float32))
+    setattr(empty, present, rng.normal(size=(6, dims[present])).astype(np.float32))
+    full = Clip("full", "a clip with every modality, and longer text",
+                audio=rng.normal(size=(10, D_A)).astype(np.float32),
+                vision=rng.normal(size=(10, D_V)).astype(np.float32))
+    ds = ClipDataset([empty, full], tok, max_text_len=32)
+    alone = collate([ds.items[0]], tok.pad_token_id)
+    both = collate(ds.items, tok.pad_token_id)
+    assert not alone[f"{missing}_mask"].any() and alone[missing].shape[1] == 1
+    assert both[missing].shape[1] == 10 and not both[f"{missing}_mask"][0].any()
+    with torch.no_grad():
+        out_alone = model(**batch_to_inputs(alone, torch.device("cpu")))
+        out_both = model(**batch_to_inputs(both, torch.device("cpu")))
+    for head in out_both:
+        assert torch.isfinite(out_alone[head]).all() and torch.isfinite(out_both[head]).all(), head
+        assert torch.allclose(out_alone[head], out_both[head][:1], atol=1e-5), head
