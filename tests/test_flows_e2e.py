@@ -28,6 +28,7 @@ from tests.test_flows_scoring import tiny_checkpoint
 GRID_DIR = Path(__file__).parent / "fixtures" / "grid"
 GRID = sorted(p.name for p in GRID_DIR.glob("*.mpg"))
 BROKEN = ["broken clip.mp4", "not a video.mp4"]
+NOT_MEDIA = "readme.txt"
 FAST = ["visual.fps=5"]  # fewer frames, same extractors
 
 pytestmark = pytest.mark.slow
@@ -42,6 +43,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         shutil.copyfile(GRID_DIR / name, videos / name)
     (videos / BROKEN[0]).write_bytes(b"")
     (videos / BROKEN[1]).write_text("this is a text file, not a video\n")
+    (videos / NOT_MEDIA).write_text("notes about these clips\n")  # not media: listed by score as skipped
     return {"root": root, "videos": videos, "cache": root / "feature cache", "scores": root / "scores",
             "checkpoint": tiny_checkpoint(tmp_path_factory.getbasetemp())}
 
@@ -141,7 +143,10 @@ def test_score_through_its_deployment(stack: LocalStack, work: dict[str, Any]) -
     csv_text = (work["scores"] / "scores.csv").read_text(encoding="utf-8")
     assert csv_text.split("\n")[0] == ",".join(FIELDS)
     rows = {Path(r["path"]).name: r for r in read_scores(work["scores"] / "scores.jsonl")}
-    assert set(rows) == set(GRID) | set(BROKEN)
+    assert set(rows) == set(GRID) | set(BROKEN) | {NOT_MEDIA}
+    assert rows[NOT_MEDIA]["status"] == "skipped" and "not a media file" in rows[NOT_MEDIA]["error"]
+    utterances = read_scores(work["scores"], "utterances.jsonl")
+    assert sorted(Path(u["path"]).name for u in utterances) == GRID  # short clips: one utterance each
     for name in GRID:
         row = rows[name]
         assert row["status"] == "ok" and -3 <= row["score"] <= 3 and row["polarity"] and row["class7_name"]
@@ -149,14 +154,24 @@ def test_score_through_its_deployment(stack: LocalStack, work: dict[str, Any]) -
         assert row["feature_key"] in work["first_cache"]  # the features built before: none recomputed
     for name in BROKEN:
         assert rows[name]["status"] == "failed" and name in rows[name]["error"]
-    table = json.loads(artifacts(stack, fr["id"])["score-table"]["data"])
-    assert len(table) == 5
+    arts = artifacts(stack, fr["id"])
+    table = json.loads(arts["score-table"]["data"])
+    assert len(table) == 6 and {"n_utterances", "share_positive", "most_negative_score"} <= set(table[0])
+    link = arts["score-report"]["data"]  # a link artifact to the report's index
+    assert link.startswith("[report/index.html](file://")
+    from urllib.parse import unquote, urlparse
+
+    index = Path(unquote(urlparse(link[link.index("(file://") + 1:-1]).path))
+    assert index.is_file() and index.parent == work["scores"] / "report"
+    for name in GRID:
+        assert Path(rows[name]["report"]).is_file()
     # again: nothing extracted, nothing scored
     r2, fr2 = run(stack, "score", params)
     assert r2.returncode == 0 and fr2["state"]["name"] == "Completed", r2.stdout[-2000:] + serve_log(stack)
     again = {Path(r["path"]).name: r for r in read_scores(work["scores"] / "scores.jsonl")}
     assert [again[n]["scored_at"] for n in GRID] == [rows[n]["scored_at"] for n in GRID]
-    assert "| 5 | 0 | 3 | 2 | 0 | 3 |" in artifacts(stack, fr2["id"])["score-summary"]["data"]
+    # files, scored, reused, failed, skipped, utterances, features done, features cached
+    assert "| 6 | 0 | 3 | 2 | 1 | 3 | 0 | 3 |" in artifacts(stack, fr2["id"])["score-summary"]["data"]
     assert cache_state(work["cache"]) == work["first_cache"]
 
 
