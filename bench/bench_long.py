@@ -111,7 +111,7 @@ def run_set(name: str, files: list[Path], out: Path, overrides: list[str], predi
         print(f"| {stage} | {v:.1f} | {v / len(files):.2f} |")
     print(f"| extraction (wall) | {t_extract:.1f} | {t_extract / len(files):.2f} |")
     print(f"| segmentation + scoring + report | {t_score:.1f} | {t_score / len(files):.2f} |")
-    print(f"calls per file: " + ", ".join(f"{k} {v / len(files):g}" for k, v in sorted(CALLS.items())))
+    print("calls per file: " + ", ".join(f"{k} {v / len(files):g}" for k, v in sorted(CALLS.items())))
     print(f"real-time factor (media seconds per wall second): {media / wall:.2f}x "
           f"(extraction alone {media / t_extract:.2f}x)")
     return {"rtf": media / wall, "media": media, "wall": wall, "utterances": n_utt}

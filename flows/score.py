@@ -114,7 +114,8 @@ def score(videos: str, checkpoint: str = "default", out: str | None = None, extr
     publish_markdown("score-summary", "# score\n\n" + md_table([counts], list(counts)) + "\n\n"
                      f"- model: {result['model']} ({result['modalities']}), `{ckpt}` ({result['model_variant']}, "
                      f"fingerprint `{result['checkpoint_fingerprint']}`)\n- utterances: {result['segmentation']}\n"
-                     f"- CSV: `{result['csv']}`, utterances: `{result['utterances_csv']}`\n- JSONL: `{result['jsonl']}`\n"
+                     f"- CSV: `{result['csv']}`, utterances: `{result['utterances_csv']}`\n"
+                     f"- JSONL: `{result['jsonl']}`\n"
                      f"- report: `{result['report']}`\n- errors: `{result['errors']}`\n",
                      "Files scored, reused, failed and skipped; output files")
     if result["report"]:

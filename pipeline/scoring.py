@@ -430,7 +430,8 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
         e = cache.get(it.key)
         if old is not None and old_utts is not None:
             rows[i] = {**old, "path": it.path, "clip_id": it.clip_id}
-            utt_rows[i] = [{**u, "path": it.path, "clip_id": it.clip_id} for u in sorted(old_utts, key=lambda u: u["index"])]
+            utt_rows[i] = [{**u, "path": it.path, "clip_id": it.clip_id}
+                           for u in sorted(old_utts, key=lambda u: u["index"])]
             if e is not None:
                 entries[i] = e
             rep.reused += 1

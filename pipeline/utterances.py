@@ -83,8 +83,8 @@ class UtteranceSettings:
 
     def signature(self) -> str:
         """A short text naming these settings (stored on rows, so changed settings re-score)."""
-        return "max{max_s:g}/pause{pause_s:g}/sent{sentence_pause_s:g}/min{min_s:g}/pad{pad_s:g}/db{silence_db:g}".format(
-            **self.to_dict())
+        return ("max{max_s:g}/pause{pause_s:g}/sent{sentence_pause_s:g}/min{min_s:g}/pad{pad_s:g}"
+                "/db{silence_db:g}").format(**self.to_dict())
 
 
 @dataclass
