@@ -135,5 +135,7 @@ def run_demo(args: argparse.Namespace) -> int:
         _say(f"[3/3] scores of {SAMPLE_VIDEOS.relative_to(ROOT)} ({scores / 'scores.csv'}):\n")
         _say(format_scores_table(rows, max_transcript=60))
         _say("")
+        if (scores / "report" / "index.html").is_file():
+            _say(f"      per-utterance rows: {scores / 'utterances.csv'}; report: {scores / 'report' / 'index.html'}\n")
     _say(SAMPLE_CAVEAT if sample else CAVEAT)
     return rc

@@ -500,7 +500,9 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
         for group, base_lr in zip(opt.param_groups, sched.base_lrs):  # the rate of the next step
             group["lr"] = base_lr * schedule.factor(sched.last_epoch)
         log.info("resuming %s at epoch %d", out, prog.epoch + 1)
-        # the log may hold epochs after the saved state (a crash between the two writes)
+    # The log holds exactly the epochs of the state it continues: after a crash between the two
+    # writes it may hold one more, and a run started afresh (no state saved yet) holds none.
+    if (out / "metrics.jsonl").exists() or prog.history:
         atomic_write(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in prog.history))
 
     metric = cfg.select_metric

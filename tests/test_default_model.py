@@ -118,3 +118,5 @@ def test_the_demo_scores_the_sample_videos_with_the_default_model(tmp_path):
     rows = list(csv.DictReader((tmp_path / "demo" / "scores" / "scores.csv").open(encoding="utf-8")))
     name = read_manifest(default_model_dir())["name"]
     assert len(rows) == 3 and all(row["status"] == "ok" and row["model"] == name for row in rows)
+    index = tmp_path / "demo" / "scores" / "report" / "index.html"
+    assert index.is_file() and f"report: {index}" in r.stdout

@@ -99,3 +99,16 @@ def test_train_leaves_the_callers_config_unchanged(tmp_path):
     assert "audio_dim: 5" in saved and "vision_dim: 7" in saved  # what the run used
     assert "precision: auto" not in saved  # resolved
 
+
+
+def test_a_resume_with_no_saved_state_starts_a_fresh_log(tmp_path):
+    """A run that crashed before its first state was saved left epoch lines behind; --resume starts
+    over and its log must not keep them (it read epochs [1, 1, 2])."""
+    corpus = make_corpus(12, text_only=True)
+    cfg = load_config("quick", ablation="language_only", overrides={**TINY, "epochs": 2, "precision": "fp32"})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "stale": True}) + "\n")
+    train(corpus, cfg, run, resume=True, progress=False)
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in lines] == [1, 2] and not any(h.get("stale") for h in lines)
