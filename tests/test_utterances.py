@@ -202,3 +202,41 @@ def test_the_limits_of_the_model_are_written_on_the_rows(long_file, checkpoint, 
     notes = rep.utterances[0]["notes"]
     assert any("transcript cut" in n and "first 16" in n for n in notes), notes
     assert rep.report_index == "" and not (tmp_path / "s" / "report").exists()
+
+
+def test_with_a_context_model_the_neighbours_are_the_utterances_of_the_same_file(checkpoint, tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    """The corpus handed to the model: each utterance's context is built from its own file's
+    utterances, in time order, never from another file's."""
+    from pipeline.cache import CacheEntry, FeatureCache
+    from pipeline.data import with_context
+    from pipeline.predict import Predictor
+    from pipeline.scoring import ClipFeatures, score_features
+
+    cache = FeatureCache(tmp_path / "cache")
+    for key, lead in (("a", "alpha"), ("b", "beta")):
+        words = words_of(*((t, f"{lead} {n} is here.") for t, n in ((1.0, "one"), (6.0, "two"), (11.0, "three"),
+                                                                     (16.0, "four"))))
+        cache.put(CacheEntry(key=key, source_path=f"/v/{key}.mp4", duration=20.0,
+                             audio=np.zeros((0, 1), np.float32),
+                             audio_names=["x"], audio_times=np.zeros(0), vision=np.zeros((0, 1), np.float32),
+                             vision_names=["y"], vision_times=np.zeros(0),
+                             transcript=" ".join(w["word"] for w in words),
+                             words=words, face_share=0.0, warnings=[], meta={"fingerprint": "t"}))
+    predictor = Predictor.load(checkpoint)
+    seen = []
+    real = predictor.predict_corpus
+
+    def spy(corpus, **kw):
+        seen.append(corpus)
+        return real(corpus, **kw)
+
+    monkeypatch.setattr(predictor, "predict_corpus", spy)
+    rep = score_features([ClipFeatures("/v/a.mp4", "a"), ClipFeatures("/v/b.mp4", "b")], predictor, cache,
+                         tmp_path / "s", report=False)
+    assert [u["transcript"] for u in rep.utterances][:4] == [f"alpha {n} is here." for n in
+                                                              ("one", "two", "three", "four")]
+    ctx = {c.text: c.context for c in with_context(seen[0].clips, 1)}
+    assert ctx["alpha two is here."] == "before: alpha one is here. after: alpha three is here."
+    assert ctx["beta one is here."] == "after: beta two is here."  # not the other file's utterances
+    assert ctx["alpha four is here."] == "before: alpha three is here."
