@@ -55,6 +55,19 @@ def ffmpeg(*args: str) -> None:
     subprocess.run([find_ffmpeg(), "-nostdin", "-v", "error", "-y", *args], check=True)
 
 
+def joins_of(clips: list[Path], joined: Path, long_file: Path) -> list[float]:
+    """The times in the long file where one short clip ends and the next begins."""
+    one, total = probe(joined).duration, probe(long_file).duration
+    lengths = [probe(c).duration for c in clips]
+    lengths[-1] += one - sum(lengths)  # the joined file's end padding belongs to its last clip
+    out, t = [], 0.0
+    while t + one <= total + 1e-6:
+        for d in lengths:
+            t += d
+            out.append(t)
+    return out[:-1]
+
+
 def build_inputs(clips: list[Path], out: Path, minutes: float, n_short: int) -> tuple[Path, list[Path]]:
     out.mkdir(parents=True, exist_ok=True)
     joined = out / "joined.mp4"
@@ -69,8 +82,9 @@ def build_inputs(clips: list[Path], out: Path, minutes: float, n_short: int) -> 
     one = probe(joined).duration
     loops = max(1, int(round(minutes * 60 / one)))
     long_file = out / f"long_{minutes:g}min.mp4"
-    if not long_file.exists():
-        ffmpeg("-stream_loop", str(loops - 1), "-i", str(joined), "-c", "copy", str(long_file))
+    if not long_file.exists():  # re-encoded: a stream copy shifts the audio by the AAC priming delay per loop
+        ffmpeg("-stream_loop", str(loops - 1), "-i", str(joined), "-c:v", "libx264", "-preset", "veryfast",
+               "-c:a", "aac", str(long_file))
     short_dir = out / "short"
     short_dir.mkdir(exist_ok=True)
     shorts = []
@@ -138,6 +152,16 @@ def main() -> int:
     print(f"model {predictor.name} ({predictor.modalities}); extract overrides {args.set or 'none'}")
     short = run_set("short", shorts, out, args.set, predictor, args.keep_cache)
     long = run_set("long", [long_file], out, args.set, predictor, args.keep_cache)
+    from pipeline.scoring import read_scores
+
+    utts = read_scores(out / "scores_long", "utterances.jsonl")
+    joins = joins_of(clips, out / "joined.mp4", long_file)
+    cuts = [(a["end"] + b["start"]) / 2 for a, b in zip(utts, utts[1:])]
+    err = [min(abs(c - j) for j in joins) for c in cuts]  # each cut against its nearest join
+    missed = sum(1 for j in joins if min((abs(c - j) for c in cuts), default=1e9) > 0.5)
+    print(f"\nutterances of the long file: {len(utts)} for {len(joins) + 1} joined sentences; cut to nearest "
+          f"join: mean {sum(err) / max(1, len(err)):.3f} s, max {max(err, default=0):.3f} s; joins with no cut "
+          f"within 0.5 s: {missed}")
     print(f"\nlong / short real-time factor: {long['rtf'] / short['rtf']:.3f} "
           f"(within 10 %: {abs(long['rtf'] / short['rtf'] - 1) <= 0.10}); peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
