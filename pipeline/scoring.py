@@ -277,9 +277,10 @@ def _masked_reason(entry: CacheEntry, kind: str) -> str:
     return f" ({reason})" if reason else ""
 
 
-def _plan(entry: CacheEntry, item: int, settings: UtteranceSettings, predictor: Any,
+def _plan(entry: CacheEntry, item: int, path: str, settings: UtteranceSettings, predictor: Any,
           tokenizer: Any) -> list[_Piece]:
-    """The utterances of a file, each with the modalities it is scored from and its notes."""
+    """The utterances of the file ``path`` (its cached ``entry``), each with the modalities it is
+    scored from and its notes."""
     meta = predictor.meta
     cfg = meta.model_config
     utts = entry_utterances(entry, settings)
@@ -305,11 +306,11 @@ def _plan(entry: CacheEntry, item: int, settings: UtteranceSettings, predictor: 
         p = _Piece(item, u, e, used, notes)
         if cfg.uses_language and not cfg.uses_sense and "text" not in used:
             why = _masked_reason(entry, "text") or _masked_reason(entry, "audio")
-            p.error = (f"{entry.source_path}: no speech to score{why} in {u.start:.1f}-{u.end:.1f} s; this model "
+            p.error = (f"{path}: no speech to score{why} in {u.start:.1f}-{u.end:.1f} s; this model "
                        "reads the transcript only" if len(utts) > 1 else
-                       f"{entry.source_path}: no speech to score{why}; this model reads the transcript only")
+                       f"{path}: no speech to score{why}; this model reads the transcript only")
         elif not used:
-            p.error = (f"{entry.source_path}: nothing this model reads in {u.start:.1f}-{u.end:.1f} s "
+            p.error = (f"{path}: nothing this model reads in {u.start:.1f}-{u.end:.1f} s "
                        "(no speech, voice or face frames)")
         pieces.append(p)
     return pieces
@@ -441,7 +442,7 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
                                       "extract it again")
             continue
         entries[i] = e
-        pieces += _plan(e, i, settings, predictor, tokenizer)
+        pieces += _plan(e, i, it.path, settings, predictor, tokenizer)
 
     todo = [p for p in pieces if p.error is None]
     preds: list[dict[str, Any]] = []
@@ -506,7 +507,7 @@ def _write_reports(out: Path, rows: list[dict[str, Any]], utt_rows: list[list[di
     by_path = {rows[i]["path"]: utt_rows[i] for i in range(len(rows))}
     files = html.write_reports(out, [_report_row(r) for r in rows], by_path, timelines)
     for r in rows:
-        page = files.html.get(r["path"]) if hasattr(files, "html") else None
+        page = files.html.get(r["path"])
         r["report"] = str(page) if page else None
     return str(files.index)
 
