@@ -34,6 +34,7 @@ Extraction runs once per file; :func:`slice_entry` only selects rows of the cach
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -123,7 +124,13 @@ class _Speech:
 
     def __init__(self, words: list[dict[str, Any]], quiet: list[tuple[float, float]]) -> None:
         self.words = words
-        times = [_trim(float(w["start"]), max(float(w["end"]), float(w["start"])), quiet) for w in words]
+        quiet = sorted(quiet)  # disjoint stretches: their starts and ends are both in order
+        q_starts, q_ends = [a for a, _ in quiet], [b for _, b in quiet]
+        times = []
+        for w in words:
+            s0, s1 = float(w["start"]), max(float(w["end"]), float(w["start"]))
+            near = quiet[bisect.bisect_right(q_ends, s0):bisect.bisect_left(q_starts, s1)]  # the ones it overlaps
+            times.append(_trim(s0, s1, near))
         self.starts = [a for a, _ in times]
         self.ends = [b for _, b in times]
         self.pauses = [(self.ends[i], max(self.ends[i], self.starts[i + 1])) for i in range(len(words) - 1)]
