@@ -84,7 +84,9 @@ class VisualSettings:
     min_presence_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     model: str | None = None  # a face_landmarker.task path; None: the packaged copy
-    on_no_face: Literal["error", "warn"] = "error"  # a clip with no face in any frame
+    # a clip with no face in any frame: mask vision (no step; the clip is scored from what else it
+    # has), fail the clip, or keep every frame with face_present = 0 and a warning
+    on_no_face: Literal["mask", "error", "warn"] = "mask"
     low_face_share: float = 0.5  # warn when a face is in fewer frames than this share
 
 
@@ -286,8 +288,14 @@ class FaceLandmarkerExtractor:
         if present == 0:
             msg = (f"{media.path}: no face found in any of the {n} frames sampled at {rate:g} fps")
             if s.on_no_face == "error":
-                raise MediaError(msg + "; use a clip with a visible face, or set visual.on_no_face: warn "
-                                 "to keep it with face_present = 0 everywhere")
+                raise MediaError(msg + "; use a clip with a visible face, or set visual.on_no_face: mask "
+                                 "to keep it without vision, or warn to keep it with face_present = 0 everywhere")
+            if s.on_no_face == "mask":
+                return FeatureSequence(
+                    values=np.zeros((0, d), dtype=np.float32), names=list(COLUMNS), times=np.zeros(0), rate=rate,
+                    warnings=[f"no face found in any of the {n} frames: vision masked"],
+                    info={"face_share": 0.0, "frames": n, "max_faces": 0, "masked": "no face in any frame"},
+                )
             warnings.append("no face found in any frame (face_present = 0 everywhere)")
         elif share < s.low_face_share:
             warnings.append(f"face found in only {share:.0%} of {n} frames (face_present marks them)")

@@ -135,6 +135,7 @@ def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = N
         vseq = vex.extract(media)
         versions["vision"] = vex.describe()
         vision, vision_names, vision_times, vision_rate = vseq.values, vseq.names, vseq.times, vseq.rate
+        vision_masked = vseq.info.get("masked")  # e.g. no face in any frame (visual.on_no_face: mask)
         face_share = float(vseq.info.get("face_share", 0.0))
         warnings += vseq.warnings
         timings["visual"] = time.perf_counter() - t

@@ -140,9 +140,8 @@ def test_batch_reports_every_bad_input_and_finishes_the_rest(
     grid_cache, bad_inputs: dict[str, Path], tmp_path: Path  # noqa: F811
 ) -> None:
     cache, cfg, _ = grid_cache
-    bad = [bad_inputs[k] for k in ("zero_byte", "not_media", "truncated_mpg", "truncated_mp4", "no_face",
-                                   "missing")]
-    masked = [bad_inputs[k] for k in ("no_audio", "no_video", "silence")]  # extracted, a modality masked
+    bad = [bad_inputs[k] for k in ("zero_byte", "not_media", "truncated_mpg", "truncated_mp4", "missing")]
+    masked = [bad_inputs[k] for k in ("no_audio", "no_video", "silence", "no_face")]  # extracted, a modality masked
     items = [GRID_CLIPS[0], *bad, *masked, GRID_CLIPS[1]]
     errors = tmp_path / "errors.json"
     report = extract_batch(items, cfg, cache, workers=1, progress=False, errors_path=errors)
@@ -153,7 +152,9 @@ def test_batch_reports_every_bad_input_and_finishes_the_rest(
     assert report.keys[0] and report.keys[-1] and report.keys[1] is None
     assert [e.clip_id for e in report.entries] == [GRID_CLIPS[0].stem, *(p.stem for p in masked),
                                                    GRID_CLIPS[1].stem]
-    assert [e.meta["modalities"]["audio"] for e in report.entries] == [True, False, True, False, True]
+    assert [e.meta["modalities"]["audio"] for e in report.entries] == [True, False, True, False, True, True]
+    assert [e.meta["masked"]["vision"] for e in report.entries] == \
+        [None, None, "no video stream", None, "no face in any frame", None]
     data = json.loads(errors.read_text())
     assert len(data["failed"]) == len(bad) and all(r["message"] for r in data["failed"])
     # a retry reads only the failed clips back
@@ -194,8 +195,9 @@ def test_face_in_only_some_frames_is_recorded_not_an_error(tmp_path: Path) -> No
 
 def test_single_clip_errors_name_the_file(grid_cache, bad_inputs: dict[str, Path]) -> None:  # noqa: F811
     cache, cfg, _ = grid_cache
+    strict = fast_config("visual.on_no_face=error")
     with pytest.raises(MediaError, match="no face"):
-        extract_clip(bad_inputs["no_face"], cfg, cache)
+        extract_clip(bad_inputs["no_face"], strict, cache)
     with pytest.raises(InputError, match="file not found"):
         extract_clip(bad_inputs["missing"], cfg, cache)
 

@@ -52,7 +52,10 @@ def test_face_found_in_grid_frames_with_named_columns(grid_media: list) -> None:
 
 def test_frames_without_a_face_are_marked_not_dropped(bad_inputs: dict[str, Path]) -> None:  # noqa: F811
     media = open_media(bad_inputs["no_face"], MediaSettings(), need_audio=False, need_video=True)
-    strict = registry.create("mediapipe_face", VisualSettings(fps=5))
+    masked = registry.create("mediapipe_face", VisualSettings(fps=5)).extract(media)  # the default: mask
+    assert masked.values.shape == (0, len(masked.names)) and masked.info["masked"] == "no face in any frame"
+    assert masked.info["face_share"] == 0.0 and any("vision masked" in w for w in masked.warnings)
+    strict = registry.create("mediapipe_face", VisualSettings(fps=5, on_no_face="error"))
     with pytest.raises(MediaError) as err:
         strict.extract(media)
     assert str(bad_inputs["no_face"]) in str(err.value) and "no face" in str(err.value)

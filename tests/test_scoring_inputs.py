@@ -29,12 +29,14 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("inputs")
     grid = GRID_CLIPS[2]
     out = {"audio": d / "spoken.wav", "no_audio": d / "no sound.mp4", "silent": d / "silent track.mkv",
-           "video": d / "talk.mpg", "text": d / "notes.txt"}
+           "video": d / "talk.mpg", "text": d / "notes.txt", "no_face": d / "test card.mp4"}
     run_ffmpeg("-i", str(grid), "-vn", "-ac", "1", "-ar", "16000", str(out["audio"]))
     run_ffmpeg("-i", str(grid), "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out["no_audio"]))
     run_ffmpeg("-i", str(grid), "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-map", "0:v", "-map", "1:a",
                "-t", "2.9", "-c:v", "copy", "-c:a", "pcm_s16le", str(out["silent"]))
     out["video"].write_bytes(grid.read_bytes())
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-i", str(grid), "-map", "0:v", "-map", "1:a",
+               "-t", "2.9", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-c:a", "aac", str(out["no_face"]))
     out["text"].write_text("not a video\n")
     return out
 
@@ -81,11 +83,12 @@ def test_a_language_only_checkpoint(inputs, text_checkpoint, tmp_path: Path, cap
                  "--cache", str(tmp_path / "cache"), "--quiet", *sum((["--set", s] for s in FAST), [])])
     assert code == 1  # two files have no speech to score
     rows = rows_by_name(out)
-    assert set(rows) == {"spoken.wav", "no sound.mp4", "silent track.mkv", "talk.mpg", "notes.txt"}
+    assert set(rows) == {"spoken.wav", "no sound.mp4", "silent track.mkv", "talk.mpg", "notes.txt", "test card.mp4"}
     wav = rows["spoken.wav"]
     assert wav["status"] == "ok" and wav["modalities"] == "text" and wav["transcript"]
     assert wav["face_share"] == 0.0 and np.isfinite(wav["score"])
     assert rows["talk.mpg"]["status"] == "ok" and rows["talk.mpg"]["modalities"] == "text"
+    assert rows["test card.mp4"]["status"] == "ok" and rows["test card.mp4"]["modalities"] == "text"  # no face
     for name, why in (("no sound.mp4", "no audio stream"), ("silent track.mkv", "silent")):
         r = rows[name]
         assert r["status"] == "failed" and r["score"] is None and r["modalities"] is None
@@ -99,7 +102,7 @@ def test_a_language_only_checkpoint(inputs, text_checkpoint, tmp_path: Path, cap
 
 def test_a_checkpoint_with_a_sense_block(inputs, sense_checkpoint, tmp_path: Path) -> None:
     out = tmp_path / "scores"
-    files = [str(inputs[k]) for k in ("audio", "no_audio", "silent", "video")]
+    files = [str(inputs[k]) for k in ("audio", "no_audio", "silent", "video", "no_face")]
     code = main(["score", *files, "--checkpoint", str(sense_checkpoint), "--out", str(out),
                  "--cache", str(tmp_path / "cache"), "--quiet", *sum((["--set", s] for s in FAST), [])])
     assert code == 0
@@ -108,6 +111,7 @@ def test_a_checkpoint_with_a_sense_block(inputs, sense_checkpoint, tmp_path: Pat
     assert rows["no sound.mp4"]["modalities"] == "vision"  # no voice and no speech: from the face
     assert rows["silent track.mkv"]["modalities"] == "vision"
     assert rows["talk.mpg"]["modalities"] == "text+audio+vision"
+    assert rows["test card.mp4"]["modalities"] == "text+audio"  # no face in any frame: vision masked
     for r in rows.values():
         assert r["status"] == "ok" and np.isfinite(r["score"]) and np.isfinite(r["score_sense"])
     utt = list(csv.DictReader(open(out / "utterances.csv", encoding="utf-8")))
