@@ -43,6 +43,34 @@ def corpus() -> Corpus:
     return make_corpus()
 
 
+class TrainingCrash(Exception):
+    """What :func:`train_until_killed` raises where the run dies."""
+
+
+def train_until_killed(monkeypatch: pytest.MonkeyPatch, corpus: Corpus, cfg, run_dir, at_save: int = 2) -> None:
+    """Train ``cfg`` into ``run_dir`` and kill it just after its ``at_save``-th resume-state write
+    (the run dies in the epoch after that state, as a killed process would); ``torch.save`` is
+    itself again afterwards."""
+    import pipeline.train as tr
+
+    real_save = tr.torch.save
+    calls = {"n": 0}
+
+    def save_then_crash(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)
+        if isinstance(obj, dict) and "optimizer" in obj:
+            calls["n"] += 1
+            if calls["n"] == at_save:
+                raise TrainingCrash
+
+    monkeypatch.setattr(tr.torch, "save", save_then_crash)
+    try:
+        with pytest.raises(TrainingCrash):
+            tr.train(corpus, cfg, run_dir, progress=False)
+    finally:
+        monkeypatch.setattr(tr.torch, "save", real_save)
+
+
 @pytest.fixture(scope="session")
 def minilm():
     """(encoder, tokenizer, hidden) of the packaged all-MiniLM-L6-v2 (loaded once)."""

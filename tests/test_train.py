@@ -17,7 +17,7 @@ from pipeline.config import load_config
 from pipeline.data import ClipDataset, Corpus, Normalizer, collate
 from pipeline.predict import Predictor
 from pipeline.train import train, train_seeds
-from tests.conftest import TINY, make_corpus
+from tests.conftest import TINY, make_corpus, train_until_killed
 
 
 def test_overfits_a_tiny_batch(minilm):
@@ -143,29 +143,10 @@ def test_weights_that_do_not_fit_the_config_are_refused(trained_run, tmp_path):
 
 def test_resume_continues_and_matches(tmp_path, monkeypatch):
     """A run killed after epoch 2 of 3 and resumed ends where an uninterrupted run ends."""
-    import pipeline.train as tr
-
     corpus = make_corpus(16)
     overrides = {**TINY, "epochs": 3, "patience": 10}
     full = train(corpus, load_config("quick", overrides=overrides), tmp_path / "full", progress=False)
-
-    class Crash(Exception):
-        pass
-
-    real_save = torch.save
-    calls = {"n": 0}
-
-    def save_then_crash(obj, f, *a, **k):
-        real_save(obj, f, *a, **k)
-        if isinstance(obj, dict) and "optimizer" in obj:
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise Crash
-
-    monkeypatch.setattr(tr.torch, "save", save_then_crash)
-    with pytest.raises(Crash):
-        train(corpus, load_config("quick", overrides=overrides), tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(tr.torch, "save", real_save)
+    train_until_killed(monkeypatch, corpus, load_config("quick", overrides=overrides), tmp_path / "resumed")
     with pytest.raises(ConfigError, match="--resume"):
         train(corpus, load_config("quick", overrides=overrides), tmp_path / "resumed", progress=False)
     resumed = train(corpus, load_config("quick", overrides=overrides), tmp_path / "resumed", resume=True,
