@@ -35,13 +35,13 @@ import numpy as np
 
 from common.errors import AssetError, MediaError
 from extractors.media import DecodedMedia
-from extractors.registry import FeatureSequence, register
+from extractors.registry import LOUDNESS_DB_COLUMN, FeatureSequence, register
 
 VERSION = "1.0"
 
 LIBROSA_COLUMNS: tuple[str, ...] = (
     tuple(f"mfcc_{i:02d}" for i in range(1, 13))
-    + ("log_energy_db", "f0_hz", "voiced", "voicing_prob",
+    + (LOUDNESS_DB_COLUMN, "f0_hz", "voiced", "voicing_prob",
        "spectral_centroid_hz", "spectral_bandwidth_hz", "spectral_rolloff_hz", "spectral_flatness",
        "spectral_flux", "zero_crossing_rate")
     + tuple(f"spectral_contrast_{i}" for i in range(1, 8))

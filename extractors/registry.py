@@ -30,6 +30,11 @@ from common.errors import ConfigError
 
 MODALITIES = ("vision", "audio", "text")
 
+#: Columns that other parts read by name (the face-presence flag of the face extractor, the
+#: frame loudness of the librosa acoustic extractor): the extractors and their readers share these.
+FACE_PRESENT_COLUMN = "face_present"
+LOUDNESS_DB_COLUMN = "log_energy_db"
+
 
 @dataclass
 class FeatureSequence:

@@ -38,7 +38,7 @@ import numpy as np
 from common.errors import AssetError, MediaError
 from extractors.assets import resolve_face_landmarker
 from extractors.media import DecodedMedia, effective_fps
-from extractors.registry import FeatureSequence, register
+from extractors.registry import FACE_PRESENT_COLUMN, FeatureSequence, register
 
 VERSION = "1.0"
 
@@ -59,7 +59,7 @@ POSE_NAMES = ("head_yaw_deg", "head_pitch_deg", "head_roll_deg", "head_tx_cm", "
 GEOMETRY_NAMES = ("eye_open_left", "eye_open_right", "mouth_open", "mouth_width",
                   "brow_raise_left", "brow_raise_right")
 COLUMNS: tuple[str, ...] = (
-    ("face_present",) + tuple("bs_" + b.lstrip("_") for b in BLENDSHAPES) + POSE_NAMES + GEOMETRY_NAMES
+    (FACE_PRESENT_COLUMN,) + tuple("bs_" + b.lstrip("_") for b in BLENDSHAPES) + POSE_NAMES + GEOMETRY_NAMES
 )
 
 # Landmark indices of the MediaPipe face mesh (subject's left/right).

@@ -40,6 +40,7 @@ from urllib.parse import quote
 import numpy as np
 
 from common.io import atomic_write
+from extractors.registry import FACE_PRESENT_COLUMN, LOUDNESS_DB_COLUMN
 
 if TYPE_CHECKING:
     from pipeline.cache import CacheEntry
@@ -50,8 +51,8 @@ INDEX_NAME = "index.html"
 
 #: at most this many points per curve in the plot (a 1-hour file is binned down to it)
 MAX_BINS = 400
-FACE_COLUMN = "face_present"
-LOUDNESS_COLUMN = "log_energy_db"  # librosa extractor; eGeMAPS: a column containing "Loudness"
+FACE_COLUMN = FACE_PRESENT_COLUMN
+LOUDNESS_COLUMN = LOUDNESS_DB_COLUMN  # librosa extractor; eGeMAPS: a column containing "Loudness"
 
 
 # --------------------------------------------------------------------------- timeline

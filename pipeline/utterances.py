@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import ConfigError
+from extractors.registry import FACE_PRESENT_COLUMN, LOUDNESS_DB_COLUMN
 from pipeline.cache import CacheEntry
 
 SENTENCE_END = (".", "?", "!")
@@ -270,9 +271,9 @@ def entry_utterances(entry: CacheEntry, settings: UtteranceSettings) -> list[Utt
     """The utterances of a cached file (its words, and its loudness where the acoustic features
     have a ``log_energy_db`` column)."""
     quiet: list[tuple[float, float]] = []
-    if settings.max_s and entry.duration > settings.max_s and "log_energy_db" in entry.audio_names \
+    if settings.max_s and entry.duration > settings.max_s and LOUDNESS_DB_COLUMN in entry.audio_names \
             and len(entry.audio):
-        col = entry.audio_names.index("log_energy_db")
+        col = entry.audio_names.index(LOUDNESS_DB_COLUMN)
         quiet = quiet_stretches(entry.audio_times, entry.audio[:, col], settings.silence_db)
     return find_utterances(entry.words, entry.duration, settings, entry.transcript, quiet)
 
@@ -295,8 +296,8 @@ def slice_entry(entry: CacheEntry, utt: Utterance, whole: bool, last: bool = Fal
     v = _rows_in(np.asarray(entry.vision_times), utt.start, utt.end, last)
     vision = entry.vision[v]
     face_share = entry.face_share
-    if "face_present" in entry.vision_names:
-        col = entry.vision_names.index("face_present")
+    if FACE_PRESENT_COLUMN in entry.vision_names:
+        col = entry.vision_names.index(FACE_PRESENT_COLUMN)
         face_share = float(vision[:, col].mean()) if len(vision) else 0.0
     return replace(entry, audio=entry.audio[a], audio_times=entry.audio_times[a], vision=vision,
                    vision_times=entry.vision_times[v], transcript=utt.text, words=list(utt.words),
