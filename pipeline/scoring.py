@@ -88,7 +88,8 @@ class ClipFeatures:
 
     path: str
     key: str | None = None
-    error: str | None = None
+    error: str | None = None  # why it cannot be scored
+    pred: dict[str, Any] | None = None  # the model's row, once scored
     clip_id: str = ""
     skipped: bool = False
 
@@ -268,7 +269,8 @@ class _Piece:
     entry: CacheEntry  # the file's entry sliced to the utterance
     used: list[str]  # modalities it is scored from
     notes: list[str]
-    error: str | None = None
+    error: str | None = None  # why it cannot be scored
+    pred: dict[str, Any] | None = None  # the model's row, once scored
 
 
 def _masked_reason(entry: CacheEntry, kind: str) -> str:
@@ -316,8 +318,8 @@ def _plan(entry: CacheEntry, item: int, path: str, settings: UtteranceSettings, 
     return pieces
 
 
-def _utterance_row(item: ClipFeatures, p: _Piece, pred: dict[str, Any] | None, variant: str) -> dict[str, Any]:
-    u = p.utt
+def _utterance_row(item: ClipFeatures, p: _Piece, variant: str) -> dict[str, Any]:
+    u, pred = p.utt, p.pred
     row: dict[str, Any] = {
         "path": item.path, "clip_id": item.clip_id, "index": u.index, "start": u.start, "end": u.end,
         "duration": round(u.duration, 3), "transcript": p.entry.transcript,
@@ -445,21 +447,18 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
         pieces += _plan(e, i, it.path, settings, predictor, tokenizer)
 
     todo = [p for p in pieces if p.error is None]
-    preds: list[dict[str, Any]] = []
     if todo:
-        sliced = []
         for n, p in enumerate(todo):
             p.entry.clip_id = str(n)  # unique within this batch; the rows keep the real ids
-            sliced.append(p.entry)
         corpus = entries_to_corpus([p.entry for p in todo], source=f"{len(todo)} utterance(s) from {cache.root}")
         for c, p in zip(corpus.clips, todo, strict=True):
             c.meta.update({"video_id": f"file{p.item}", "clip": str(p.utt.index)})  # context: the same file
             if "text" not in p.used:
                 c.text = ""  # text masked: the model sees an empty transcript
-        preds = predictor.predict_corpus(corpus, progress=progress)
-    by_piece = {id(p): pr for p, pr in zip(todo, preds, strict=True)}
+        for p, pred in zip(todo, predictor.predict_corpus(corpus, progress=progress), strict=True):
+            p.pred = pred
     for p in pieces:
-        utt_rows[p.item].append(_utterance_row(items[p.item], p, by_piece.get(id(p)), variant))
+        utt_rows[p.item].append(_utterance_row(items[p.item], p, variant))
     for i in {p.item for p in pieces}:
         rows[i] = _file_row(items[i], entries[i], utt_rows[i])
         if rows[i]["status"] == "ok":
