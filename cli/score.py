@@ -47,15 +47,10 @@ def register(sub: Any) -> None:
 
 def utterance_settings(args: argparse.Namespace) -> Any:
     """The utterance settings of ``--max-utterance``, ``--pause`` and ``--utterance k=v``."""
-    from common.errors import ConfigError
+    from pipeline.config import parse_overrides
     from pipeline.utterances import UtteranceSettings
 
-    values: dict[str, Any] = {}
-    for kv in args.utterance:
-        key, sep, value = kv.partition("=")
-        if not sep:
-            raise ConfigError(f"--utterance {kv!r}: expected KEY=VALUE, e.g. --utterance min_s=2")
-        values[key.strip()] = value.strip()
+    values = parse_overrides(args.utterance, option="--utterance")
     if args.max_utterance is not None:
         values["max_s"] = args.max_utterance
     if args.pause is not None:

@@ -73,18 +73,19 @@ class _Ablations(Mapping[str, dict[str, Any]]):
 ABLATIONS: Mapping[str, dict[str, Any]] = _Ablations()
 
 
-def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
-    """``KEY=VALUE`` strings (``--set``) -> ``{dotted key: value parsed as YAML}``; a later one wins."""
+def parse_overrides(items: Iterable[str] | None, option: str = "--set") -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--set``, or the command-line ``option`` named in errors) ->
+    ``{dotted key: value parsed as YAML}``; a later one wins."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"{option} expects KEY=VALUE, got {item!r}")
         try:
             out[key] = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+            raise ConfigError(f"{option} {item!r}: the value is not valid YAML ({exc})") from None
     return out
 
 

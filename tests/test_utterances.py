@@ -108,6 +108,17 @@ def test_settings_are_checked() -> None:
     assert UtteranceSettings().signature() != UtteranceSettings(max_s=30).signature()
 
 
+def test_the_command_line_options_make_the_settings() -> None:
+    import argparse
+
+    from cli.score import utterance_settings
+
+    args = argparse.Namespace(utterance=["min_s=2", "pad_s=0.5"], max_utterance=30.0, pause=None)
+    assert utterance_settings(args) == UtteranceSettings(max_s=30, min_s=2, pad_s=0.5)
+    with pytest.raises(ConfigError, match="--utterance expects KEY=VALUE"):
+        utterance_settings(argparse.Namespace(utterance=["min_s"], max_utterance=None, pause=None))
+
+
 # ----------------------------------------------------------------------------- a real long file
 
 FAST = ["visual.fps=5"]
