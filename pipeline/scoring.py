@@ -430,15 +430,16 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
             continue
         old = previous.get((it.key, fp, seg))
         old_utts = previous_utts.get((it.key, fp, seg))
-        e = cache.get(it.key)
         if old is not None and old_utts is not None:
             rows[i] = {**old, "path": it.path, "clip_id": it.clip_id}
             utt_rows[i] = [{**u, "path": it.path, "clip_id": it.clip_id}
                            for u in sorted(old_utts, key=lambda u: u["index"])]
+            e = cache.get(it.key) if report else None  # only its report's timeline needs the features
             if e is not None:
                 entries[i] = e
             rep.reused += 1
             continue
+        e = cache.get(it.key)
         if e is None:
             rows[i] = _failed_row(it, f"{it.path}: its features ({it.key}) are not in the cache {cache.root}; "
                                       "extract it again")
