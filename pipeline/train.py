@@ -580,8 +580,10 @@ def run_pretrain(cfg: TrainConfig, stage_dir: str | os.PathLike[str], progress: 
     stage = Path(stage_dir)
     if not (stage / "result.json").exists():
         first, *more = cfg.pretrain
+        context = cfg.context if cfg.pretrain_context is None else cfg.pretrain_context
         stage_cfg = replace(cfg, name=f"{cfg.name}-pretrain", pretrain=[], init_from="", extra_train=list(more),
-                            epochs=cfg.pretrain_epochs, patience=cfg.pretrain_epochs, model=replace(cfg.model))
+                            epochs=cfg.pretrain_epochs, patience=cfg.pretrain_epochs, model=replace(cfg.model),
+                            context=context, pretrain_context=None)
         log.info("preliminary stage: %d epoch(s) on %s -> %s", cfg.pretrain_epochs, ", ".join(cfg.pretrain), stage)
         train(load_corpus(first), stage_cfg, stage, resume=state_path(stage).exists(),
               progress=progress, device=device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,9 @@ TINY = {
     "model.high_level_layers": 1, "model.ffn_mult": 2, "max_text_len": 16, "batch_size": 8, "epochs": 2,
     "patience": 2,
 }
+
+#: The shipped sample corpus (360 template sentences, train / valid), a real label.csv.
+SENTENCES = Path(__file__).resolve().parent.parent / "examples" / "sample_corpus" / "sentences.csv"
 
 WORDS = ["good", "bad", "great", "awful", "fine", "terrible", "nice", "boring", "okay", "lovely"]
 

@@ -68,3 +68,27 @@ def test_a_context_model_saves_the_option_and_reads_neighbours_at_inference(tmp_
 def test_context_settings_are_checked():
     with pytest.raises(Exception, match="context"):
         load_config("quick", overrides={"context": -1})
+
+
+def test_the_preliminary_stage_can_run_without_context(tmp_path):
+    """``pretrain_context: 0``: the stage (the costly part) reads clips alone, the main stage with
+    their neighbours; unset, the stage takes ``context`` as before."""
+    import yaml
+
+    from pipeline.train import train_seeds
+    from tests.conftest import SENTENCES
+
+    corpus = make_corpus(12, text_only=True)
+    over = {**TINY, "epochs": 1, "context": 1, "max_context_len": 8, "pretrain": [str(SENTENCES)],
+            "pretrain_epochs": 1}
+    cfg = load_config("quick", ablation="language_only", overrides={**over, "pretrain_context": 0})
+    train_seeds(corpus, cfg, tmp_path / "a", [1], progress=False)
+    assert yaml.safe_load((tmp_path / "a" / "pretrain" / "config.yaml").read_text())["context"] == 0
+    assert Predictor.load(tmp_path / "a" / "pretrain").meta.context == 0
+    assert Predictor.load(tmp_path / "a" / "seed_1").meta.context == 1
+    cfg = load_config("quick", ablation="language_only", overrides=over)
+    train_seeds(corpus, cfg, tmp_path / "b", [1], progress=False)
+    assert yaml.safe_load((tmp_path / "b" / "pretrain" / "config.yaml").read_text())["context"] == 1
+    for bad in (-1, 1.5, True):
+        with pytest.raises(Exception, match="pretrain_context"):
+            load_config("quick", overrides={"pretrain_context": bad})

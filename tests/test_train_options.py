@@ -4,7 +4,6 @@ and the preliminary-corpus stage (``pretrain``)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,9 +16,7 @@ from pipeline.config import load_config
 from pipeline.data import LengthGroupedBatches
 from pipeline.predict import Predictor
 from pipeline.train import build_optimizer, train, train_seeds
-from tests.conftest import TINY, make_corpus
-
-SENTENCES = Path(__file__).resolve().parent.parent / "examples" / "sample_corpus" / "sentences.csv"
+from tests.conftest import SENTENCES, TINY, make_corpus
 
 
 def test_length_grouped_batches_cover_every_clip_once_with_little_padding():

@@ -13,9 +13,7 @@ from safetensors.torch import load_file
 
 from pipeline.config import load_config
 from pipeline.train import Schedule, state_path, train, train_seeds
-from tests.conftest import TINY, make_corpus
-
-SENTENCES = Path(__file__).resolve().parent.parent / "examples" / "sample_corpus" / "sentences.csv"
+from tests.conftest import SENTENCES, TINY, make_corpus
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
