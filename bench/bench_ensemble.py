@@ -5,7 +5,9 @@
 
 A member's predictions are averaged over members (the mean of the multimodal head). ``--dtype
 fp16`` first rounds each member's trained weights to fp16 (what a shipped adapter stores), so the
-figures are those of the shipped files. Prints the CPU, seconds and clips per second per member.
+figures are those of the shipped files. ``--alone`` reads every clip without its neighbours (each
+as the only clip of its video): what a model trained with ``context`` gives for a clip scored on
+its own. Prints the CPU, seconds and clips per second per member.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,14 +60,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="valid")
     ap.add_argument("--checkpoints", nargs="+", required=True)
     ap.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32")
+    ap.add_argument("--alone", action="store_true", help="no utterance context: each clip its own video")
     ap.add_argument("--out", help="write the figures to this JSON file")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"CPU: {cpu_name()} ({torch.get_num_threads()} threads); torch {torch.__version__}; dtype {args.dtype}")
-    report: dict[str, object] = {"cpu": cpu_name(), "dtype": args.dtype, "split": args.split, "data": {}}
+    report: dict[str, object] = {"cpu": cpu_name(), "dtype": args.dtype, "split": args.split, "alone": args.alone,
+                                 "data": {}}
     for data in args.data:
         corpus = load_corpus(data)
         clips = [c for c in corpus.split(args.split) if c.label is not None]
+        if args.alone:  # a video of its own: no neighbours to read
+            clips = [replace(c, context="", meta={**c.meta, "video_id": f"alone{i}", "clip": "0"})
+                     for i, c in enumerate(clips)]
         preds, members = [], []
         for ck in args.checkpoints:
             pr = Predictor.load(ck)
