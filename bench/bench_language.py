@@ -145,7 +145,9 @@ def main() -> int:
                     ap.error(f"{name} reuses the MOSEI stage of {donor}: run {donor} first")
                 cfg.init_from = str((stage / "checkpoint").resolve())
             if args.stage_only:
-                if not donor:
+                if donor:
+                    print(f"{name}: reuses the finished MOSEI stage of {donor}; nothing to run")
+                else:
                     run_pretrain(cfg, out / name / "pretrain", progress=args.progress, device=args.device)
                 continue
         summary = train_seeds(corpus, cfg, out / name, seeds, progress=args.progress, device=args.device)

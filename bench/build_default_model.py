@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {rel: (packed / rel).stat().st_size for rel in manifest["files"]}
     meta = Predictor.load(packed).meta
     m, run_cfg = meta.model, meta.train
-    precision = sorted({_resolved(work / f"seed_{s}") for s in seeds} - {""})
+    precision = sorted({str(_run_config(work / f"seed_{s}").get("precision", "")) for s in seeds} - {""})
     card = CARD.format(
         name=args.name, n_members=len(members), members=", ".join(map(str, members)),
         lora_r=m["lora_r"], lora_alpha=m["lora_alpha"], lora_targets=", ".join(adapted_modules(packed)),
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         epochs=run_cfg["epochs"], patience=run_cfg["patience"], lr_encoder=run_cfg["lr_encoder"],
         lr_other=run_cfg["lr_other"], train_hours=train_hours, cpu=capabilities().describe(),
         precision_note=f", precision {'/'.join(precision)}" if precision else "", rows="\n".join(rows),
-        **_context_text(meta.context, meta.max_context_len, _stage_context(stage_dir)))
+        **_context_text(meta.context, meta.max_context_len, int(_run_config(stage_dir).get("context", 0))))
     # the card goes in the manifest's file list too: pack again with it (cheap)
     pack_model(ckpts, args.out, args.name, card=card, extra={"figures": figures, "recipe": {
         "config": args.config, "set": args.set, "seeds": seeds, "members": members}})
@@ -206,12 +206,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{corpus} valid: {f['clips_per_second']:.1f} clips/s for the packed model")
     print(f"wall time: {time.perf_counter() - t_all:.0f} s; manifest {Path(args.out) / MANIFEST}")
     return 0
-
-
-def _stage_context(stage_dir: Path) -> int:
-    """The ``context`` the preliminary stage in ``stage_dir`` was trained with (its config.yaml)."""
-    f = stage_dir / "config.yaml"
-    return int((yaml.safe_load(f.read_text()) or {}).get("context", 0)) if f.is_file() else 0
 
 
 def _context_text(context: int, max_len: int, stage: int) -> dict[str, str]:
@@ -243,10 +237,11 @@ def adapted_modules(packed: Path) -> list[str]:
     return sorted(names)
 
 
-def _resolved(run: Path) -> str:
-    """The precision a finished run resolved ``auto`` to (its config.yaml)."""
+def _run_config(run: Path) -> dict[str, Any]:
+    """A run's resolved config (its config.yaml: ``precision`` as ``auto`` resolved, ``context``);
+    empty when the run has none."""
     f = run / "config.yaml"
-    return str((yaml.safe_load(f.read_text()) or {}).get("precision", "")) if f.is_file() else ""
+    return (yaml.safe_load(f.read_text()) or {}) if f.is_file() else {}
 
 
 if __name__ == "__main__":

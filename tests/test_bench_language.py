@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SENTENCES = ROOT / "examples" / "sample_corpus" / "sentences.csv"
+from tests.conftest import SENTENCES
+
+ROOT = SENTENCES.parents[2]
 SCRIPT = ROOT / "bench" / "bench_language.py"
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 
 from cli import main
+from tests.conftest import SENTENCES
 from tests.test_corpora import write_mmsa_like
 
 TINY_SET = ["--set", "model.d_model=16", "--set", "model.num_heads=2", "--set", "model.low_level_layers=1",
@@ -53,13 +53,12 @@ def test_train_on_label_csv_language_only_and_errors(tmp_path, capsys):
 
 def test_train_with_a_preliminary_corpus(tmp_path, capsys):
     """`--pretrain CORPUS` with the language config: stage 1 on CORPUS, then --data from it."""
-    sentences = Path(__file__).resolve().parent.parent / "examples" / "sample_corpus" / "sentences.csv"
     run = tmp_path / "lang"
-    args = ["train", "--config", "language", "--encoder", "all-MiniLM-L6-v2", "--data", str(sentences),
+    args = ["train", "--config", "language", "--encoder", "all-MiniLM-L6-v2", "--data", str(SENTENCES),
             "--out", str(run), "--epochs", "1", "--set", "pretrain_epochs=1", "--quiet", *TINY_SET]
     assert main([*args, "--pretrain", str(tmp_path / "nope.csv")]) == 2
     assert "pretrain corpus" in capsys.readouterr().err and not run.exists()
-    assert main([*args, "--pretrain", str(sentences)]) == 0
+    assert main([*args, "--pretrain", str(SENTENCES)]) == 0
     assert (run / "pretrain" / "checkpoint" / "model.safetensors").is_file()
     assert f"init_from: {run / 'pretrain' / 'checkpoint'}" in (run / "config.yaml").read_text()
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 
 from pipeline.config import load_config
 from pipeline.data import Clip, encode_texts, with_context
 from pipeline.predict import Predictor
-from pipeline.train import train
-from tests.conftest import TINY, make_corpus
+from pipeline.train import train, train_seeds
+from tests.conftest import SENTENCES, TINY, make_corpus
 
 
 def _clip(video: str, part: str, text: str, label: float = 0.0) -> Clip:
@@ -73,11 +74,6 @@ def test_context_settings_are_checked():
 def test_the_preliminary_stage_can_run_without_context(tmp_path):
     """``pretrain_context: 0``: the stage (the costly part) reads clips alone, the main stage with
     their neighbours; unset, the stage takes ``context`` as before."""
-    import yaml
-
-    from pipeline.train import train_seeds
-    from tests.conftest import SENTENCES
-
     corpus = make_corpus(12, text_only=True)
     over = {**TINY, "epochs": 1, "context": 1, "max_context_len": 8, "pretrain": [str(SENTENCES)],
             "pretrain_epochs": 1}
