@@ -130,6 +130,8 @@ class TrainConfig:
     context: int = 0  # utterance context: the transcripts of this many neighbouring clips on each side
     #                   (same video, clip order) are a second text segment; never their labels (0 = off)
     max_context_len: int = 96  # tokens of that second segment (the clip's own text keeps max_text_len)
+    context_dropout: float = 0.0  # training only: the probability that a clip is read without its context
+    #                               (drawn per clip each epoch), so the model also serves clips given alone
     seed: int = 1
     num_threads: int = 0  # torch intra-op threads (0 = torch's default)
     extra_train: list[str] = field(default_factory=list)  # extra training corpora (label.csv/pkl): their
@@ -154,6 +156,9 @@ class TrainConfig:
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {self.precision!r}")
         if self.context < 0 or self.max_context_len < 0:
             raise ValueError("context and max_context_len must be >= 0")
+        if isinstance(self.context_dropout, bool) or not isinstance(self.context_dropout, (int, float)) \
+                or not 0.0 <= self.context_dropout < 1.0:
+            raise ValueError(f"context_dropout must be a number in [0, 1), not {self.context_dropout!r}")
         if self.pretrain_context is not None and (isinstance(self.pretrain_context, bool)
                                                   or not isinstance(self.pretrain_context, int)
                                                   or self.pretrain_context < 0):

@@ -216,13 +216,21 @@ class ClipDataset(torch.utils.data.Dataset):
         self.clips = list(clips)
         self.items: list[dict[str, Any]] = []
         texts = [c.text or "" for c in self.clips]
+        alone_list: list[list[int] | None] = [None] * len(texts)
         if tokenizer is not None and texts:
             contexts = [c.context for c in self.clips] if max_context_len > 0 else None
             ids_list = encode_texts(tokenizer, texts, max_text_len, contexts, max_context_len)
+            if contexts and any(contexts):  # each clip read alone too, for set_context_dropout
+                alone = encode_texts(tokenizer, texts, max_text_len)
+                alone_list = [a if ctx else None for a, ctx in zip(alone, contexts)]
         else:
             ids_list = [[] for _ in texts]
-        for c, ids in zip(self.clips, ids_list):
+        self.context_dropout = 0.0
+        self._generator: torch.Generator | None = None
+        for c, ids, alone_ids in zip(self.clips, ids_list, alone_list):
             item: dict[str, Any] = {"id": c.clip_id, "input_ids": list(ids)}
+            if alone_ids is not None:
+                item["input_ids_alone"] = list(alone_ids)
             item["label"] = float(c.label) if c.label is not None else float("nan")
             if use_audio:
                 item["audio"] = self._prep(c.audio, audio_norm, max_seq_len, c.clip_id, "audio")
@@ -242,8 +250,18 @@ class ClipDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def set_context_dropout(self, p: float, generator: torch.Generator) -> None:
+        """Training only: from now on each clip that has a context is read alone (its context
+        dropped) with probability ``p``, one draw from ``generator`` per such clip each time it is
+        fetched; so a context model also learns clips that come without neighbours."""
+        self.context_dropout, self._generator = float(p), generator
+
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.items[i]
+        item = self.items[i]
+        if self.context_dropout > 0.0 and "input_ids_alone" in item:
+            if float(torch.rand(1, generator=self._generator)) < self.context_dropout:
+                return {**item, "input_ids": item["input_ids_alone"]}
+        return item
 
 
 def _pad_seqs(seqs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -482,6 +482,11 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
     train_loader = make_loader(train_ds, cfg.batch_size, tok, shuffle=True, generator=gen,
                                group_by_length=cfg.group_by_length)
     valid_loader = make_loader(valid_ds, cfg.eval_batch_size, tok)
+    if cfg.context_dropout > 0:
+        if meta.context > 0:  # drawn from the training generator: reproducible, and resumed with it
+            train_ds.set_context_dropout(cfg.context_dropout, gen)
+        else:
+            log.warning("context_dropout %.2f ignored: this run reads no context (context: 0)", cfg.context_dropout)
     probs = _dropout_probs(cfg)
     dropout = None
     if probs:  # drawn from the training generator: reproducible, and resumed with it
@@ -583,7 +588,8 @@ def run_pretrain(cfg: TrainConfig, stage_dir: str | os.PathLike[str], progress: 
         context = cfg.context if cfg.pretrain_context is None else cfg.pretrain_context
         stage_cfg = replace(cfg, name=f"{cfg.name}-pretrain", pretrain=[], init_from="", extra_train=list(more),
                             epochs=cfg.pretrain_epochs, patience=cfg.pretrain_epochs, model=replace(cfg.model),
-                            context=context, pretrain_context=None)
+                            context=context, pretrain_context=None,
+                            context_dropout=cfg.context_dropout if context > 0 else 0.0)
         log.info("preliminary stage: %d epoch(s) on %s -> %s", cfg.pretrain_epochs, ", ".join(cfg.pretrain), stage)
         train(load_corpus(first), stage_cfg, stage, resume=state_path(stage).exists(),
               progress=progress, device=device)

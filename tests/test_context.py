@@ -11,7 +11,7 @@ from pipeline.config import load_config
 from pipeline.data import Clip, encode_texts, with_context
 from pipeline.predict import Predictor
 from pipeline.train import train, train_seeds
-from tests.conftest import SENTENCES, TINY, make_corpus
+from tests.conftest import SENTENCES, TINY, make_corpus, train_until_killed
 
 
 def _clip(video: str, part: str, text: str, label: float = 0.0) -> Clip:
@@ -88,3 +88,51 @@ def test_the_preliminary_stage_can_run_without_context(tmp_path):
     for bad in (-1, 1.5, True):
         with pytest.raises(Exception, match="pretrain_context"):
             load_config("quick", overrides={"pretrain_context": bad})
+
+
+def test_context_dropout_reads_some_clips_alone_in_training_only(minilm):
+    """``context_dropout: p``: each time a clip with neighbours is fetched for training, it is read
+    alone (exactly its encoding without the option) with probability p; clips without neighbours
+    and datasets that never had it set (valid, inference) are untouched."""
+    import torch
+
+    from pipeline.data import ClipDataset
+
+    _, tok, _ = minilm
+    clips = with_context([_clip("v", str(i), f"sentence number {i} was fine") for i in range(40)]
+                         + [_clip("solo", "1", "alone in its video")], 1)
+    ds = ClipDataset(clips, tok, max_text_len=16, max_context_len=12, use_audio=False, use_vision=False)
+    alone = encode_texts(tok, [c.text for c in clips], 16)
+    assert [ds[i]["input_ids"] for i in range(len(ds))] == [it["input_ids"] for it in ds.items]  # off by default
+    assert ds.items[-1]["input_ids"] == alone[-1] and "input_ids_alone" not in ds.items[-1]
+    ds.set_context_dropout(0.5, torch.Generator().manual_seed(0))
+    fetched = [[ds[i]["input_ids"] for i in range(len(ds))] for _ in range(20)]
+    dropped = [sum(f[i] == alone[i] for f in fetched) for i in range(40)]
+    assert all(f[i] in (alone[i], ds.items[i]["input_ids"]) for f in fetched for i in range(40))
+    assert 0.35 < sum(dropped) / (20 * 40) < 0.65  # about half of the draws
+    assert all(f[-1] == alone[-1] for f in fetched)
+    ds.set_context_dropout(0.5, torch.Generator().manual_seed(0))  # the same generator state: the same draws
+    assert [[ds[i]["input_ids"] for i in range(len(ds))] for _ in range(20)] == fetched
+
+
+def test_context_dropout_trains_resumes_and_is_checked(tmp_path, monkeypatch):
+    """A run with context dropout killed after epoch 1 of 2 and resumed ends where an
+    uninterrupted run ends: the draws come from the training generator, saved with the state."""
+    corpus = make_corpus(24, text_only=True)
+    over = {**TINY, "epochs": 2, "patience": 10, "context": 1, "max_context_len": 16, "context_dropout": 0.3}
+    cfg = load_config("quick", ablation="language_only", overrides=over)
+    train(corpus, cfg, tmp_path / "run", progress=False)
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["context_dropout"] == 0.3
+    train_until_killed(monkeypatch, corpus, cfg, tmp_path / "resumed", at_save=1)
+    train(corpus, cfg, tmp_path / "resumed", resume=True, progress=False)
+    a = Predictor.load(tmp_path / "run").predict_clips(corpus.split("valid"))["multimodal"]
+    b = Predictor.load(tmp_path / "resumed").predict_clips(corpus.split("valid"))["multimodal"]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    # and it is not a no-op: without it the same seed trains another model
+    plain = load_config("quick", ablation="language_only", overrides={**over, "context_dropout": 0.0})
+    train(corpus, plain, tmp_path / "plain", progress=False)
+    c = Predictor.load(tmp_path / "plain").predict_clips(corpus.split("valid"))["multimodal"]
+    assert not np.allclose(a, c)
+    for bad in (-0.1, 1.0, True, "half"):
+        with pytest.raises(Exception, match="context_dropout"):
+            load_config("quick", overrides={"context_dropout": bad})
