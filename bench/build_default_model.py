@@ -21,6 +21,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ NAME = "senbert-text-mpnet-lora"
 DEFAULT_CONFIG = "language_lora"
 DEFAULT_SET: list[str] = []
 DEFAULT_SEEDS = "1,2,3"
+ALONE = "MOSI alone"  # figures key: MOSI valid with every clip read without neighbours (context models)
 KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 
 
@@ -64,11 +66,14 @@ def _train_seconds(run: Path) -> float:
     return sum(json.loads(line).get("train_seconds", 0.0) for line in f.read_text().splitlines() if line.strip())
 
 
-def evaluate(packed: Path, data: str, split: str = "valid") -> dict[str, Any]:
+def evaluate(packed: Path, data: str, split: str = "valid", alone: bool = False) -> dict[str, Any]:
     """The packed model's figures on ``split`` of ``data``, and each member's (from the packed,
-    fp16 files: what users get)."""
+    fp16 files: what users get). ``alone``: every clip read without its neighbours (its own
+    video), as ``senbert score`` reads a folder of short clips."""
     corpus = load_corpus(data)
     clips = [c for c in corpus.split(split) if c.label is not None]
+    if alone:
+        clips = [replace(c, meta={**c.meta, "video_id": f"alone{i}", "clip": "0"}) for i, c in enumerate(clips)]
     model = Predictor.load(packed)
     parts = getattr(model, "members", [model])
     t0 = time.perf_counter()
@@ -107,7 +112,7 @@ deployments and `senbert demo` use it when no checkpoint is named; every output 
   (chosen on MOSEI valid){stage_context}, then MOSI's train split{main_context}, up to {epochs} epochs with
   early stopping on MOSI valid MAE (patience {patience}); adapters at lr {lr_encoder}, head at {lr_other};
   precision `auto`.
-- Rebuild: `python bench/build_default_model.py --mosi MOSI/label.csv --mosei MOSEI/label.csv`
+- Rebuild: `python bench/build_default_model.py --mosi MOSI/label.csv --mosei MOSEI/label.csv{rebuild_args}`
   (resumable; {train_hours:.1f} h of training on {cpu} when this model was built{precision_note}).
 
 ## Metrics (valid splits only)
@@ -172,12 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training: {time.perf_counter() - t0:.0f} s (finished runs are reused)", flush=True)
         packed = pack_model(ckpts, args.out, args.name)
         figures = {"MOSI": evaluate(packed, args.mosi), "MOSEI": evaluate(packed, args.mosei)}
+        if Predictor.load(packed).meta.context > 0:
+            figures[ALONE] = evaluate(packed, args.mosi, alone=True)
     rows = []
     for corpus, f in figures.items():
         label = "ensemble" if len(members) > 1 else "model"
-        rows.append(_row(f"{corpus} valid ({f['n']} clips), {label}", f["ensemble"]))
+        where = "MOSI valid, each clip alone" if corpus == ALONE else f"{corpus} valid"
+        rows.append(_row(f"{where} ({f['n']} clips), {label}", f["ensemble"]))
         if len(members) > 1:
-            rows.append(_row(f"{corpus} valid, members", f["members"]))
+            rows.append(_row(f"{where}, members", f["members"]))
     stage_dir = Path(cfg.init_from).parent if args.stage_from else work / "pretrain"
     train_hours = (_train_seconds(stage_dir) + sum(_train_seconds(work / f"seed_{s}") for s in seeds)) / 3600
     manifest = read_manifest(packed)
@@ -186,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     m, run_cfg = meta.model, meta.train
     precision = sorted({str(_run_config(work / f"seed_{s}").get("precision", "")) for s in seeds} - {""})
     card = CARD.format(
-        name=args.name, n_members=len(members), members=", ".join(map(str, members)),
+        rebuild_args=_rebuild_args(args), name=args.name, n_members=len(members), members=", ".join(map(str, members)),
         lora_r=m["lora_r"], lora_alpha=m["lora_alpha"], lora_targets=", ".join(adapted_modules(packed)),
         base_sha=(meta.base_encoder or {}).get("sha256", "?"),
         files=", ".join(f"`{rel}` {n / 2**20:.2f} MiB" for rel, n in sizes.items() if rel.endswith(".safetensors")),
@@ -195,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         epochs=run_cfg["epochs"], patience=run_cfg["patience"], lr_encoder=run_cfg["lr_encoder"],
         lr_other=run_cfg["lr_other"], train_hours=train_hours, cpu=capabilities().describe(),
         precision_note=f", precision {'/'.join(precision)}" if precision else "", rows="\n".join(rows),
-        **_context_text(meta.context, meta.max_context_len, int(_run_config(stage_dir).get("context", 0))))
+        **_context_text(meta.context, meta.max_context_len, int(_run_config(stage_dir).get("context", 0)),
+                        float(run_cfg.get("context_dropout", 0.0))))
     # the card goes in the manifest's file list too: pack again with it (cheap)
     pack_model(ckpts, args.out, args.name, card=card, extra={"figures": figures, "recipe": {
         "config": args.config, "set": args.set, "seeds": seeds, "members": members}})
@@ -208,18 +217,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _context_text(context: int, max_len: int, stage: int) -> dict[str, str]:
+def _context_text(context: int, max_len: int, stage: int, dropout: float = 0.0) -> dict[str, str]:
     """The model card's lines on utterance context (empty for a model without it)."""
     if context <= 0:
         return {"context_line": "", "stage_context": "", "main_context": ""}
+    alone = (f" It was trained with {100 * dropout:.0f} % of the clips read alone each epoch "
+             "(`context_dropout`), so that it also reads clips without neighbours (figures below)."
+             if dropout > 0 else "")
     return {
         "context_line": (f"- Utterance context: each clip is read together with the transcripts of up to {context} "
                          f"neighbouring clip(s) on each side (same video, clip order; in `senbert score`, the\n"
                          f"  neighbouring utterances of the same file), at most {max_len} tokens, as a second text "
-                         "segment. Never their labels. A clip given alone is read alone.\n"),
+                         f"segment. Never their labels. A clip given alone is read alone.{alone}\n"),
         "stage_context": f" with context {stage}" if stage else " without context",
-        "main_context": f" with context {context}",
+        "main_context": f" with context {context}" + (f" (context dropout {dropout:g})" if dropout > 0 else ""),
     }
+
+
+def _rebuild_args(args: argparse.Namespace) -> str:
+    """The options of this build that differ from the script's defaults (the card's rebuild command)."""
+    out = []
+    if args.config != DEFAULT_CONFIG:
+        out.append(f"--config {args.config}")
+    out += [f"--set {kv}" for kv in args.set if kv not in DEFAULT_SET]
+    if args.seeds != DEFAULT_SEEDS:
+        out.append(f"--seeds {args.seeds}")
+    if args.members and args.members != args.seeds:
+        out.append(f"--members {args.members}")
+    if args.name != NAME:
+        out.append(f"--name {args.name}")
+    return "".join(" " + o for o in out)
 
 
 def adapted_modules(packed: Path) -> list[str]:
