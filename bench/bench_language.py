@@ -73,6 +73,9 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     "mpnet_lora_ctx1_drop30": {"config": "language_lora", "needs": "mosei_pretrain",
                                "set": {"context": 1, "pretrain_context": 0, "context_dropout": 0.3},
                                "stage_from": "mpnet_lora_mosei_pretrain"},
+    "mpnet_lora_ctx1_drop50": {"config": "language_lora", "needs": "mosei_pretrain",
+                               "set": {"context": 1, "pretrain_context": 0, "context_dropout": 0.5},
+                               "stage_from": "mpnet_lora_mosei_pretrain"},
 }
 
 #: Table II of the paper (language-related rows, MOSI test, uncased BERT-base). Acc/F1 in %.
