@@ -125,7 +125,7 @@ out; members: mean ± sample std over the seeds.
 
 ## Intended use
 Sentiment of English spoken opinions (monologues, reviews, vlogs) from their transcripts, in
-research and prototypes; clips of one utterance, a few seconds to about 15 s, like MOSI's.
+research and prototypes; clips of one utterance, a few seconds to about 15 s, like MOSI's{use_context}.
 
 ## Limits
 - It reads the **transcript only**. No sense block (face, voice) is trained: no multimodal
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 def _context_text(context: int, max_len: int, stage: int, dropout: float = 0.0) -> dict[str, str]:
     """The model card's lines on utterance context (empty for a model without it)."""
     if context <= 0:
-        return {"context_line": "", "stage_context": "", "main_context": ""}
+        return {"context_line": "", "stage_context": "", "main_context": "", "use_context": ""}
     alone = (f" It was trained with {100 * dropout:.0f} % of the clips read alone each epoch "
              "(`context_dropout`), so that it also reads clips without neighbours (figures below)."
              if dropout > 0 else "")
@@ -231,6 +231,8 @@ def _context_text(context: int, max_len: int, stage: int, dropout: float = 0.0) 
                          f"segment. Never their labels. A clip given alone is read alone.{alone}\n"),
         "stage_context": f" with context {stage}" if stage else " without context",
         "main_context": f" with context {context}" + (f" (context dropout {dropout:g})" if dropout > 0 else ""),
+        "use_context": (", best\ngiven with the neighbouring utterances of the same recording (a long file that `senbert score`\n"
+                        "cuts into utterances, or a corpus of clips with their video ids and order)"),
     }
 
 

@@ -37,6 +37,7 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     card = (out / "MODEL_CARD.md").read_text()
     assert "# tiny-ctx" in card and "Utterance context" in card
     assert "without context, then MOSI's train split with context 1 (context dropout 0.3)" in card
+    assert "neighbouring utterances of the same recording" in card  # its intended use says so
     assert "30 % of the clips read alone" in card and "MOSI valid, each clip alone" in card
     assert "--set context_dropout=0.3" in card and "--name tiny-ctx" in card  # the rebuild command is complete
     assert "MOSI valid" in card and "MOSEI valid" in card
