@@ -18,7 +18,7 @@ ROOT = SENTENCES.parents[2]
 def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     sets = [f"{k}={v}" for k, v in {**TINY, "epochs": 1, "pretrain_epochs": 1}.items()]
     sets += ["model.variant=language_only", "model.adapter=lora", "model.lora_r=2", "context=1",
-             "pretrain_context=0", "max_context_len=8", "context_dropout=0.3"]
+             "pretrain_context=0", "max_context_len=8", "context_dropout=0.25"]
     out, work = tmp_path / "model", tmp_path / "work"
     cmd = [sys.executable, str(ROOT / "bench" / "build_default_model.py"), "--mosi", str(SENTENCES),
            "--mosei", str(SENTENCES), "--config", "quick", "--seeds", "1,2", "--work", str(work),
@@ -36,10 +36,11 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     assert json.loads((work / "pretrain" / "result.json").read_text())["epochs_run"] == 1
     card = (out / "MODEL_CARD.md").read_text()
     assert "# tiny-ctx" in card and "Utterance context" in card
-    assert "without context, then MOSI's train split with context 1 (context dropout 0.3)" in card
+    assert "without context, then MOSI's train split with context 1 (context dropout 0.25)" in card
     assert "neighbouring utterances of the same recording" in card  # its intended use says so
-    assert "30 % of the clips read alone" in card and "MOSI valid, each clip alone" in card
-    assert "--set context_dropout=0.3" in card and "--name tiny-ctx" in card  # the rebuild command is complete
+    assert "25 % of the clips read alone" in card and "MOSI valid, each clip alone" in card
+    # the rebuild command is complete: every option that differs from the script's defaults
+    assert "--set context_dropout=0.25" in card and "--set max_context_len=8" in card and "--name tiny-ctx" in card
     assert "MOSI valid" in card and "MOSEI valid" in card
     model = Predictor.load(out)
     assert model.meta.context == 1
