@@ -12,8 +12,13 @@ the ``train`` texts of a ``label.csv`` in four settings, each adding one option 
 It prints the CPU and its bf16 capability first: bf16 is fast only with native units. For each
 setting it times ``--steps`` batches spread evenly over one epoch's batch order (after
 one warm-up step) and scales the mean step time to the epoch. Prints a table and writes JSON.
+The model is the config's: with ``model.adapter: lora`` only the adapters and the head train,
+and ``--set context=1`` (with the config's ``max_context_len`` and ``context_dropout``) reads the
+neighbouring transcripts as a training run does.
 
     python bench/bench_language_speed.py --data ../shared/data/mosi/label.csv --steps 8
+    python bench/bench_language_speed.py --data mosi/label.csv --config language_lora \
+        --set context=1 --set context_dropout=0.3      # the shipped default model's recipe
 """
 
 from __future__ import annotations
@@ -31,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.loss import UncertaintyWeightedLoss, tasks_for  # noqa: E402
 from model.senbert import SenBERT  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from pipeline.config import load_config, parse_overrides  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
-from pipeline.data import ClipDataset  # noqa: E402
-from pipeline.encoders import load_encoder, load_tokenizer  # noqa: E402
+from pipeline.data import ClipDataset, with_context  # noqa: E402
+from pipeline.encoders import load_encoder, load_tokenizer, lora_settings  # noqa: E402
 from pipeline.precision import capabilities, resolve_precision  # noqa: E402
 from pipeline.train import make_loader, train_step  # noqa: E402
 
@@ -47,12 +52,15 @@ SETTINGS = [  # name, fused Adam, length-grouped batches, bf16 autocast
 
 
 def time_setting(name: str, fused: bool, grouped: bool, bf16: bool, texts_ds: ClipDataset, args) -> dict:
-    cfg = load_config(args.config, overrides={"model.encoder": args.encoder} if args.encoder else {})
+    cfg = _config(args)
     torch.manual_seed(0)
-    enc, tok, hidden = load_encoder(cfg.model.encoder)
+    enc, tok, hidden = load_encoder(cfg.model.encoder, lora=lora_settings(cfg.model))
     model = SenBERT(cfg.model, enc, hidden)
     loss_fn = UncertaintyWeightedLoss(tasks_for(cfg.model))
-    opt = torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=cfg.lr_encoder, fused=fused)
+    params = [p for p in list(model.parameters()) + list(loss_fn.parameters()) if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr_encoder, fused=fused)
+    if cfg.context > 0 and cfg.context_dropout > 0:
+        texts_ds.set_context_dropout(cfg.context_dropout, torch.Generator().manual_seed(2))
     loader = make_loader(texts_ds, cfg.batch_size, tok, shuffle=True, generator=torch.Generator().manual_seed(1),
                          group_by_length=grouped)
     batches = list(loader)
@@ -68,7 +76,16 @@ def time_setting(name: str, fused: bool, grouped: bool, bf16: bool, texts_ds: Cl
     per_step = (time.perf_counter() - t0) / len(picks)
     tokens = sum(int(b["attention_mask"].numel()) for b in picks) / len(picks)
     return {"setting": name, "seconds_per_step": per_step, "seconds_per_epoch": per_step * len(batches),
-            "steps_per_epoch": len(batches), "padded_tokens_per_step": tokens}
+            "steps_per_epoch": len(batches), "padded_tokens_per_step": tokens,
+            "trained_parameters": sum(p.numel() for p in params),
+            "parameters": sum(p.numel() for p in list(model.parameters()) + list(loss_fn.parameters()))}
+
+
+def _config(args):
+    overrides = parse_overrides(args.set)
+    if args.encoder:
+        overrides["model.encoder"] = args.encoder
+    return load_config(args.config, overrides=overrides)
 
 
 def main() -> int:
@@ -76,18 +93,33 @@ def main() -> int:
     ap.add_argument("--data", required=True, help="label.csv (its train split is used)")
     ap.add_argument("--config", default="language")
     ap.add_argument("--encoder", help="another encoder (name, folder or hub id)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, as in senbert train (repeatable), e.g. context=1")
     ap.add_argument("--steps", type=int, default=8, help="timed steps per setting")
     ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--settings", default=",".join(s[0] for s in SETTINGS),
+                    help="which settings to time, comma-separated (default: all, in order)")
     args = ap.parse_args()
     corpus = load_corpus(args.data)
-    cfg = load_config(args.config, overrides={"model.encoder": args.encoder} if args.encoder else {})
+    cfg = _config(args)
     tok = load_tokenizer(cfg.model.encoder)
-    ds = ClipDataset(corpus.split("train"), tok, max_text_len=cfg.max_text_len, use_audio=False, use_vision=False)
-    rows = [time_setting(*s, ds, args) for s in SETTINGS]
+    clips = corpus.split("train")
+    if cfg.context > 0:
+        clips = with_context(clips, cfg.context)
+    ds = ClipDataset(clips, tok, max_text_len=cfg.max_text_len, use_audio=False, use_vision=False,
+                     max_context_len=cfg.max_context_len if cfg.context > 0 else 0)
+    chosen = args.settings.split(",")
+    unknown = sorted(set(chosen) - {s[0] for s in SETTINGS})
+    if unknown:
+        ap.error(f"--settings: unknown {unknown}; choose from {[s[0] for s in SETTINGS]}")
+    rows = [time_setting(*s, ds, args) for s in SETTINGS if s[0] in chosen]
     base = rows[0]["seconds_per_epoch"]
     caps = capabilities("cpu")
     print(f"CPU: {caps.describe()}; precision auto -> {resolve_precision('auto', 'cpu', caps)}")
-    print(f"{cfg.model.encoder}, {len(ds)} training texts, batch {cfg.batch_size}, {torch.get_num_threads()} threads")
+    print(f"{cfg.model.encoder} (config {args.config}{''.join(' --set ' + s for s in args.set)}; adapter "
+          f"{cfg.model.adapter}, context {cfg.context}), {len(ds)} training texts, batch {cfg.batch_size}, "
+          f"{torch.get_num_threads()} threads; {rows[0]['trained_parameters'] / 1e6:.2f} M of "
+          f"{rows[0]['parameters'] / 1e6:.1f} M parameters trained")
     print("| setting | padded tokens/step | s/step | s/epoch | speed-up |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -39,3 +39,24 @@ def test_reusing_a_stage_that_was_not_run_is_refused(tmp_path):
     r = run("--mosi", str(SENTENCES), "--mosei", str(SENTENCES), "--out", str(tmp_path),
             "--experiments", "mpnet_mosei_pretrain_ld")
     assert r.returncode == 2 and "run mpnet_mosei_pretrain first" in r.stderr
+
+
+def test_speed_bench_times_the_recipe_it_is_given(tmp_path):
+    """bench_language_speed.py with a LoRA config and utterance context: only the adapters and the
+    head train (a small share of the parameters), every chosen setting gets a row."""
+    out = tmp_path / "speed.json"
+    cmd = [sys.executable, str(ROOT / "bench" / "bench_language_speed.py"), "--data", str(SENTENCES),
+           "--config", "quick", "--steps", "2", "--settings", "fp32,+grouped", "--json", str(out),
+           "--set", "model.variant=language_only", "--set", "model.adapter=lora", "--set", "model.lora_r=2",
+           "--set", "context=1", "--set", "context_dropout=0.3", "--set", "max_context_len=16"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "CPU:" in r.stdout and "adapter lora, context 1" in r.stdout
+    rows = json.loads(out.read_text())
+    assert [row["setting"] for row in rows] == ["fp32", "+grouped"]
+    for row in rows:
+        assert row["seconds_per_step"] > 0 and row["padded_tokens_per_step"] > 0
+        assert 0 < row["trained_parameters"] < 0.2 * row["parameters"]  # the encoder itself is frozen
+    bad = subprocess.run(cmd[:2] + ["--data", str(SENTENCES), "--settings", "fp16"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=120)
+    assert bad.returncode == 2 and "unknown ['fp16']" in bad.stderr
