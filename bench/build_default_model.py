@@ -231,8 +231,9 @@ def _context_text(context: int, max_len: int, stage: int, dropout: float = 0.0) 
                          f"segment. Never their labels. A clip given alone is read alone.{alone}\n"),
         "stage_context": f" with context {stage}" if stage else " without context",
         "main_context": f" with context {context}" + (f" (context dropout {dropout:g})" if dropout > 0 else ""),
-        "use_context": (", best\ngiven with the neighbouring utterances of the same recording (a long file that `senbert score`\n"
-                        "cuts into utterances, or a corpus of clips with their video ids and order)"),
+        "use_context": (", best\ngiven with the neighbouring utterances of the same recording "
+                        "(a long file that `senbert score`\ncuts into utterances, or a corpus of clips "
+                        "with their video ids and order)"),
     }
 
 
