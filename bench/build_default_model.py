@@ -5,9 +5,13 @@
 One command does it all, and can be stopped and started again (every stage and seed resumes):
 the recipe's preliminary MOSEI stage, one MOSI run per seed (``--work``, default
 runs/default_model), the packed model (fp16 adapters of the chosen seeds, every file's SHA-256
-in manifest.json), its figures on MOSI valid and MOSEI valid (only valid: the test splits are
-not used), and MODEL_CARD.md written from those figures. Prints the CPU, the wall time of each
-step and the size of the shipped files.
+in manifest.json), the calibration of its final score (``--calibration quantile``, fitted on
+MOSI train only: pipeline/calibration.py), its figures on MOSI valid and MOSEI valid (only
+valid: the test splits are not used), and MODEL_CARD.md written from those figures. Prints the
+CPU, the wall time of each step and the size of the shipped files.
+
+``--recalibrate`` refits the calibration of the packed model in ``--out`` (its members as they
+are, no training), measures it again and rewrites its card; ``--card-only`` only rewrites the card.
 
 The recipe (``--config``, ``--set``, ``--seeds``, ``--members``) defaults to the one the model
 card describes. ``--members`` names the seeds packed into the ensemble (default: all of
@@ -19,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -29,11 +35,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.calibration import KINDS as CALIBRATION_KINDS  # noqa: E402
+from pipeline.calibration import Calibration, calibrated, fit_quantile  # noqa: E402
 from pipeline.config import load_config, parse_overrides  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
 from pipeline.metrics import summarize_seeds  # noqa: E402
-from pipeline.packed import MANIFEST, pack_model, read_manifest  # noqa: E402
+from pipeline.packed import MANIFEST, member_dirs, pack_model, read_manifest  # noqa: E402
 from pipeline.precision import capabilities  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
 from pipeline.train import train_seeds  # noqa: E402
@@ -66,22 +74,45 @@ def _train_seconds(run: Path) -> float:
     return sum(json.loads(line).get("train_seconds", 0.0) for line in f.read_text().splitlines() if line.strip())
 
 
+def _labelled(data: str, split: str) -> list:
+    return [c for c in load_corpus(data).split(split) if c.label is not None]
+
+
 def evaluate(packed: Path, data: str, split: str = "valid", alone: bool = False) -> dict[str, Any]:
-    """The packed model's figures on ``split`` of ``data``, and each member's (from the packed,
-    fp16 files: what users get). ``alone``: every clip read without its neighbours (its own
-    video), as ``senbert score`` reads a folder of short clips."""
-    corpus = load_corpus(data)
-    clips = [c for c in corpus.split(split) if c.label is not None]
+    """The packed model's figures on ``split`` of ``data`` (``ensemble``: calibrated as shipped;
+    ``uncalibrated``: the plain mean of its members) and each member's own, uncalibrated (from
+    the packed, fp16 files: what users get). ``alone``: every clip read without its neighbours
+    (its own video), as ``senbert score`` reads a folder of short clips."""
+    clips = _labelled(data, split)
     if alone:
         clips = [replace(c, meta={**c.meta, "video_id": f"alone{i}", "clip": "0"}) for i, c in enumerate(clips)]
     model = Predictor.load(packed)
     parts = getattr(model, "members", [model])
     t0 = time.perf_counter()
-    preds = [p.predict_clips(clips) for p in parts]
+    preds = [p.predict_clips(clips, raw=True) for p in parts]
+    mean = ensemble_mean(preds)
+    shipped = calibrated(mean, model.calibration)
     seconds = time.perf_counter() - t0
     per = [metrics_of(p) for p in preds]
-    return {"n": len(clips), "ensemble": metrics_of(ensemble_mean(preds)), "members": summarize_seeds(per),
-            "seconds": seconds, "clips_per_second": len(clips) / seconds if seconds else 0.0}
+    out = {"n": len(clips), "ensemble": metrics_of(shipped), "members": summarize_seeds(per),
+           "seconds": seconds, "clips_per_second": len(clips) / seconds if seconds else 0.0}
+    if model.calibration is not None:
+        out["uncalibrated"] = metrics_of(mean)
+    return out
+
+
+def fit_calibration(packed: Path, mosi: str, kind: str = "quantile") -> Calibration:
+    """The packed model's quantile calibration, fitted on MOSI train: the distribution of the
+    mean of its members' (uncalibrated) predictions mapped onto that of the labels (on each side
+    of zero for ``quantile``)."""
+    clips = _labelled(mosi, "train")
+    t0 = time.perf_counter()
+    pred = Predictor.load(packed).predict_clips(clips, raw=True)
+    cal = fit_quantile(pred["multimodal"], pred["labels"], kind=kind,
+                       fitted_on=f"{'/'.join(Path(mosi).resolve().parts[-2:])} train, {len(clips)} clips")
+    print(f"calibration fitted on {len(clips)} MOSI train clips: {time.perf_counter() - t0:.0f} s; "
+          f"raw {cal.x[0]:.2f}..{cal.x[-1]:.2f} -> {cal.y[0]:.2f}..{cal.y[-1]:.2f}", flush=True)
+    return cal
 
 
 CARD = """# {name}: the default model of this project
@@ -111,7 +142,7 @@ deployments and `senbert demo` use it when no checkpoint is named; every output 
 - config `{config}`{overrides}: a preliminary stage of {pretrain_epochs} epoch(s) on MOSEI's train split
   (chosen on MOSEI valid){stage_context}, then MOSI's train split{main_context}, up to {epochs} epochs with
   early stopping on MOSI valid MAE (patience {patience}); adapters at lr {lr_encoder}, head at {lr_other};
-  precision `auto`.
+  precision `auto`.{calibration_line}
 - Rebuild: `python bench/build_default_model.py --mosi MOSI/label.csv --mosei MOSEI/label.csv{rebuild_args}`
   (resumable; {train_hours:.1f} h of training on {cpu} when this model was built{precision_note}).
 
@@ -134,7 +165,7 @@ research and prototypes; clips of one utterance, a few seconds to about 15 s, li
 - Its labels come from crowd workers on YouTube opinion videos: other domains, languages,
   sarcasm and long mixed-sentiment speech are out of its range.
 - Scores are a regression on [-3, 3]; the field's 7 classes are its rounded values.
-"""
+{calibration_limit}"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,8 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--members", help="seeds to pack (default: all of --seeds)")
     ap.add_argument("--stage-from", help="reuse the finished MOSEI stage of this run folder (its pretrain/)")
     ap.add_argument("--name", default=NAME)
+    ap.add_argument("--calibration", choices=CALIBRATION_KINDS, default="quantile",
+                    help="the packed model's calibration of its final score, fitted on MOSI train (default: quantile, "
+                         "signs kept; pipeline/calibration.py)")
     ap.add_argument("--card-only", action="store_true",
                     help="re-render MODEL_CARD.md from the figures in the manifest of --out (no training, no eval)")
+    ap.add_argument("--recalibrate", action="store_true",
+                    help="refit the calibration of the packed model in --out, measure it and rewrite its card "
+                         "(its members as they are: no training)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     print(f"CPU: {capabilities().describe()}", flush=True)
@@ -168,14 +205,34 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     members = [int(s) for s in (args.members or args.seeds).split(",") if s]
     ckpts = [work / f"seed_{s}" / "checkpoint" for s in members]
+    stage_dir = Path(cfg.init_from).parent if args.stage_from else work / "pretrain"
+    built: dict[str, Any] | None = None
+    if args.card_only or args.recalibrate:  # the packed model as it is: its recipe and build record
+        old = read_manifest(args.out)
+        recipe = old.get("recipe", {})
+        args.set, seeds = recipe.get("set", args.set), recipe.get("seeds", seeds)
+        members = recipe.get("members", members)
+        built = old.get("built") or _built_from_card(Path(args.out) / "MODEL_CARD.md")
     if args.card_only:
         figures = read_manifest(args.out)["figures"]
         packed = Path(args.out)
+        calibration = Predictor.load(packed).calibration
     else:
-        t0 = time.perf_counter()
-        train_seeds(load_corpus(args.mosi), cfg, work, seeds, progress=False)
-        print(f"training: {time.perf_counter() - t0:.0f} s (finished runs are reused)", flush=True)
+        if args.recalibrate:  # pack from a copy of its members: packing replaces --out
+            work.mkdir(parents=True, exist_ok=True)
+            copies = work / "members_of_packed"
+            if copies.exists():
+                shutil.rmtree(copies)
+            folders, _ = member_dirs(args.out)
+            ckpts = [shutil.copytree(f, copies / f.name) for f in folders]
+        else:
+            t0 = time.perf_counter()
+            train_seeds(load_corpus(args.mosi), cfg, work, seeds, progress=False)
+            print(f"training: {time.perf_counter() - t0:.0f} s (finished runs are reused)", flush=True)
         packed = pack_model(ckpts, args.out, args.name)
+        calibration = fit_calibration(packed, args.mosi, args.calibration) if args.calibration != "none" else None
+        if calibration is not None:
+            packed = pack_model(ckpts, args.out, args.name, calibration=calibration)
         figures = {"MOSI": evaluate(packed, args.mosi), "MOSEI": evaluate(packed, args.mosei)}
         if Predictor.load(packed).meta.context > 0:
             figures[ALONE] = evaluate(packed, args.mosi, alone=True)
@@ -184,15 +241,15 @@ def main(argv: list[str] | None = None) -> int:
         label = "ensemble" if len(members) > 1 else "model"
         where = "MOSI valid, each clip alone" if corpus == ALONE else f"{corpus} valid"
         rows.append(_row(f"{where} ({f['n']} clips), {label}", f["ensemble"]))
+        if "uncalibrated" in f:
+            rows.append(_row(f"{where}, {label} before calibration", f["uncalibrated"]))
         if len(members) > 1:
-            rows.append(_row(f"{where}, members", f["members"]))
-    stage_dir = Path(cfg.init_from).parent if args.stage_from else work / "pretrain"
-    train_hours = (_train_seconds(stage_dir) + sum(_train_seconds(work / f"seed_{s}") for s in seeds)) / 3600
+            rows.append(_row(f"{where}, members" + (" (uncalibrated)" if "uncalibrated" in f else ""), f["members"]))
+    built = built or _build_record(work, stage_dir, seeds)  # after training: its runs' seconds
     manifest = read_manifest(packed)
     sizes = {rel: (packed / rel).stat().st_size for rel in manifest["files"]}
     meta = Predictor.load(packed).meta
     m, run_cfg = meta.model, meta.train
-    precision = sorted({str(_run_config(work / f"seed_{s}").get("precision", "")) for s in seeds} - {""})
     card = CARD.format(
         rebuild_args=_rebuild_args(args), name=args.name, n_members=len(members), members=", ".join(map(str, members)),
         lora_r=m["lora_r"], lora_alpha=m["lora_alpha"], lora_targets=", ".join(adapted_modules(packed)),
@@ -201,13 +258,17 @@ def main(argv: list[str] | None = None) -> int:
         total_mib=(sum(sizes.values())) / 2**20, config=args.config,
         overrides=f" with `{' '.join(args.set)}`" if args.set else "", pretrain_epochs=run_cfg["pretrain_epochs"],
         epochs=run_cfg["epochs"], patience=run_cfg["patience"], lr_encoder=run_cfg["lr_encoder"],
-        lr_other=run_cfg["lr_other"], train_hours=train_hours, cpu=capabilities().describe(),
-        precision_note=f", precision {'/'.join(precision)}" if precision else "", rows="\n".join(rows),
+        lr_other=run_cfg["lr_other"], train_hours=built["train_hours"], cpu=built["cpu"],
+        precision_note=f", precision {built['precision']}" if built["precision"] else "", rows="\n".join(rows),
+        **_calibration_text(calibration),
         **_context_text(meta.context, meta.max_context_len, int(_run_config(stage_dir).get("context", 0)),
                         float(run_cfg.get("context_dropout", 0.0))))
     # the card goes in the manifest's file list too: pack again with it (cheap)
-    pack_model(ckpts, args.out, args.name, card=card, extra={"figures": figures, "recipe": {
-        "config": args.config, "set": args.set, "seeds": seeds, "members": members}})
+    pack_model(ckpts, args.out, args.name, card=card, calibration=calibration, extra={
+        "figures": figures, "built": built,
+        "recipe": {"config": args.config, "set": args.set, "seeds": seeds, "members": members}})
+    if args.recalibrate:
+        shutil.rmtree(work / "members_of_packed", ignore_errors=True)
     total = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
     print(card)
     print(f"packed {args.out}: {total / 2**20:.2f} MiB")
@@ -215,6 +276,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{corpus} valid: {f['clips_per_second']:.1f} clips/s for the packed model")
     print(f"wall time: {time.perf_counter() - t_all:.0f} s; manifest {Path(args.out) / MANIFEST}")
     return 0
+
+
+def _build_record(work: Path, stage_dir: Path, seeds: list[int]) -> dict[str, Any]:
+    """Hours of training (stage and seeds, from their metrics.jsonl), the CPU and the precision."""
+    hours = (_train_seconds(stage_dir) + sum(_train_seconds(work / f"seed_{s}") for s in seeds)) / 3600
+    precision = sorted({str(_run_config(work / f"seed_{s}").get("precision", "")) for s in seeds} - {""})
+    return {"train_hours": hours, "cpu": capabilities().describe(), "precision": "/".join(precision)}
+
+
+def _built_from_card(card: Path) -> dict[str, Any] | None:
+    """The build record a card of a model packed before manifests kept one states (its Rebuild line)."""
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    found = re.search(r"resumable; ([0-9.]+) h of training on (.+?) when this model was built(?:, precision (\w+))?\)",
+                      text, re.S)
+    if not found:
+        return None
+    return {"train_hours": float(found.group(1)), "cpu": " ".join(found.group(2).split()),
+            "precision": found.group(3) or ""}
+
+
+def _calibration_text(cal: Calibration | None) -> dict[str, str]:
+    """The model card's lines on the calibration of the final score (empty without one)."""
+    if cal is None:
+        return {"calibration_line": "", "calibration_limit": ""}
+    return {
+        "calibration_line": (
+            f"\n- Calibration (`calibration.json`, `{cal.kind}`): the mean of the members' scores goes through a\n"
+            f"  monotone map fitted on {cal.fitted_on} (quantile mapping: the distribution of the model's\n"
+            f"  scores there onto that of the labels{', on each side of zero' if cal.kind == 'quantile' else ''}; "
+            f"never valid or test). Trained with\n"
+            f"  an L1 loss, the members predict a median and almost never reach +-2.5, so classes -3 and +3\n"
+            f"  were out of reach; the map restores them and keeps the order of the scores"
+            f"{' and their signs' if cal.kind == 'quantile' else ''}.\n"
+            f"  `score_raw` in the output is the score before it."),
+        "calibration_limit": ("- The calibration restores MOSI's label distribution; a corpus whose labels are "
+                              "distributed otherwise\n  (MOSEI: more neutral clips) gains less from it; compare "
+                              "the MOSEI rows before and after it.\n"),
+    }
 
 
 def _context_text(context: int, max_len: int, stage: int, dropout: float = 0.0) -> dict[str, str]:

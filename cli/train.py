@@ -20,7 +20,7 @@ from common.io import atomic_open
 
 METRIC_KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 PREDICTION_FIELDS = ["id", "split", "label", "score", "polarity", "class7", "class7_name", "score_language",
-                     "score_sense", "text", "model", "modalities"]
+                     "score_sense", "score_raw", "text", "model", "modalities", "calibration"]
 
 
 def register(sub: Any) -> None:

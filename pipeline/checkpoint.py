@@ -4,7 +4,8 @@ Layout of a checkpoint directory::
 
     model.safetensors   SenBERT weights (encoder included)
     senbert.json        model and run config, encoder name, feature names and dimensions,
-                        normalisation statistics, loss sigmas, metrics, versions
+                        normalisation statistics, loss sigmas, metrics, versions, and the
+                        final score's calibration when the run fitted one
     encoder/            the encoder's transformers config and tokenizer files, so that a
                         checkpoint loads without the original encoder asset
 
@@ -55,6 +56,7 @@ class CheckpointMeta:
     data_source: str = ""
     feature_info: dict[str, Any] = field(default_factory=dict)  # extract config and frame rates
     base_encoder: dict[str, Any] | None = None  # adapter checkpoints: the frozen encoder they need (name, sha256)
+    calibration: dict[str, Any] | None = None  # the final score's map fitted on the train split (calibration.py)
     versions: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 

@@ -23,6 +23,7 @@ import yaml
 
 from common.errors import ConfigError
 from model.config import ModelConfig
+from pipeline.calibration import KINDS as CALIBRATION_KINDS
 
 
 def config_dir() -> Path:
@@ -132,6 +133,8 @@ class TrainConfig:
     max_context_len: int = 96  # tokens of that second segment (the clip's own text keeps max_text_len)
     context_dropout: float = 0.0  # training only: the probability that a clip is read without its context
     #                               (drawn per clip each epoch), so the model also serves clips given alone
+    calibration: str = "none"  # "quantile": after training, map the final score's distribution on the train
+    #                            split onto its labels' (pipeline/calibration.py; reaches the extreme classes)
     seed: int = 1
     num_threads: int = 0  # torch intra-op threads (0 = torch's default)
     extra_train: list[str] = field(default_factory=list)  # extra training corpora (label.csv/pkl): their
@@ -154,6 +157,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {self.precision!r}")
+        if self.calibration not in CALIBRATION_KINDS:
+            raise ValueError(f"calibration must be one of {', '.join(CALIBRATION_KINDS)}, not {self.calibration!r}")
         if self.context < 0 or self.max_context_len < 0:
             raise ValueError("context and max_context_len must be >= 0")
         if isinstance(self.context_dropout, bool) or not isinstance(self.context_dropout, (int, float)) \

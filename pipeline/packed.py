@@ -25,9 +25,12 @@ from safetensors.torch import load_file, save_file
 
 from common.errors import CheckpointMismatchError, InputError
 from common.io import atomic_write_json, sha256_file
+from pipeline.calibration import Calibration
 from pipeline.checkpoint import META_FILE, WEIGHTS_FILE, read_meta, resolve_checkpoint_dir
 
 MANIFEST = "manifest.json"
+#: a packed model's own calibration of its final score (an ensemble's: fitted on the members' mean)
+CALIBRATION_FILE = "calibration.json"
 #: what a user may write instead of a path to mean the shipped model
 DEFAULT_NAMES = ("default", "")
 MAX_FILE_BYTES = 5 * 1024 * 1024  # no shipped file over 5 MiB, at most 10 MiB in all
@@ -91,6 +94,19 @@ def member_dirs(folder: str | os.PathLike[str], verify: bool = True) -> tuple[li
     return [root / m for m in manifest["members"]], manifest
 
 
+def read_calibration(folder: str | os.PathLike[str], manifest: dict[str, Any]) -> Calibration | None:
+    """The packed model's ``calibration.json`` (hash-checked with the rest when the manifest
+    lists it), or None when it has none."""
+    if CALIBRATION_FILE not in manifest["files"]:
+        return None
+    f = Path(folder) / CALIBRATION_FILE
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{f}: unreadable calibration ({exc})") from None
+    return Calibration.from_dict(data, str(f))
+
+
 def _pack_member(checkpoint: Path, dest: Path, dtype: torch.dtype) -> None:
     src = resolve_checkpoint_dir(checkpoint)
     meta = read_meta(src)
@@ -114,10 +130,12 @@ def _short(path: str) -> str:
 
 
 def pack_model(checkpoints: list[str | os.PathLike[str]], out: str | os.PathLike[str], name: str,
-               card: str = "", dtype: torch.dtype = torch.float16, extra: dict[str, Any] | None = None) -> Path:
+               card: str = "", dtype: torch.dtype = torch.float16, extra: dict[str, Any] | None = None,
+               calibration: Calibration | None = None) -> Path:
     """Write the packed model ``out`` from ``checkpoints`` (members ``member_1`` ...): fp16
-    weights, the manifest with every file's SHA-256 and ``MODEL_CARD.md`` when ``card`` is
-    given. Refuses files over 5 MiB and packs over 10 MiB (what the repository can hold)."""
+    weights, the manifest with every file's SHA-256, ``MODEL_CARD.md`` when ``card`` is given and
+    ``calibration.json`` when ``calibration`` is (the packed model's own map of its final
+    score). Refuses files over 5 MiB and packs over 10 MiB (what the repository can hold)."""
     root = Path(out)
     tmp = root.with_name(root.name + ".tmp")
     if tmp.exists():
@@ -129,6 +147,8 @@ def pack_model(checkpoints: list[str | os.PathLike[str]], out: str | os.PathLike
         members.append(f"member_{i}")
     if card:
         (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    if calibration is not None:
+        atomic_write_json(tmp / CALIBRATION_FILE, calibration.to_dict(), indent=1)
     files = {f.relative_to(tmp).as_posix(): sha256_file(f) for f in sorted(tmp.rglob("*")) if f.is_file()}
     sizes = {rel: (tmp / rel).stat().st_size for rel in files}
     big = {rel: n for rel, n in sizes.items() if n > MAX_FILE_BYTES}

@@ -23,11 +23,19 @@ import torch
 
 from common.errors import CheckpointMismatchError, InputError
 from model.senbert import SenBERT
-from pipeline.checkpoint import WEIGHTS_FILE, CheckpointMeta, check_corpus, load_checkpoint, resolve_checkpoint_dir
+from pipeline.calibration import Calibration, calibrated
+from pipeline.checkpoint import (
+    META_FILE,
+    WEIGHTS_FILE,
+    CheckpointMeta,
+    check_corpus,
+    load_checkpoint,
+    resolve_checkpoint_dir,
+)
 from pipeline.data import Clip, Corpus
 from pipeline.inference import ensemble_mean, make_dataset, metrics_of, predict_dataset
 from pipeline.metrics import polarity, seven_class
-from pipeline.packed import DEFAULT_NAMES, default_model_dir, is_packed, member_dirs
+from pipeline.packed import DEFAULT_NAMES, default_model_dir, is_packed, member_dirs, read_calibration
 
 
 def modalities_of(meta: CheckpointMeta) -> str:
@@ -52,11 +60,15 @@ class _Scoring:
     meta: CheckpointMeta
     path: Path
     name: str
+    calibration: Calibration | None
 
     def check(self, corpus: Corpus) -> None:
         check_corpus(self.meta, corpus, self.path)
 
-    def predict_clips(self, clips: Sequence[Clip], progress: bool = False) -> dict[str, Any]:
+    def predict_clips(self, clips: Sequence[Clip], progress: bool = False, raw: bool = False) -> dict[str, Any]:
+        """Every head's predictions for ``clips``, in their order; the final score (``multimodal``)
+        calibrated when the model has a calibration (the raw one in ``multimodal_raw``), unless
+        ``raw``."""
         raise NotImplementedError
 
     @property
@@ -71,21 +83,24 @@ class _Scoring:
         if is_packed(path):
             return Predictor._load_packed(path, device)
         model, tok, meta = load_checkpoint(path, device=device)
-        return Predictor(model.to(device), tok, meta, path, device)
+        return Predictor(model.to(device), tok, meta, path, device, calibration=_own_calibration(meta, path))
 
     @staticmethod
     def _load_packed(folder: Path, device: str) -> "Predictor | Ensemble":
         members, manifest = member_dirs(folder)  # every file's SHA-256 checked first
         name, fingerprint = manifest.get("name", folder.name), _manifest_fingerprint(manifest)
+        packed_cal = read_calibration(folder, manifest)  # the packed model's own (an ensemble's: of its mean)
         loaded = []
         for m in members:
             model, tok, meta = load_checkpoint(m, device=device)
             loaded.append(Predictor(model.to(device), tok, meta, m, device, name=name,
-                                    fingerprint_override=fingerprint))
+                                    fingerprint_override=fingerprint, calibration=_own_calibration(meta, m)))
         if len(loaded) == 1:
             loaded[0].path = folder
+            if packed_cal is not None:
+                loaded[0].calibration = packed_cal
             return loaded[0]
-        return Ensemble(loaded, folder, name, fingerprint)
+        return Ensemble(loaded, folder, name, fingerprint, calibration=packed_cal)
 
     def predict_corpus(self, corpus: Corpus, split: str | None = None, progress: bool = False) -> list[dict[str, Any]]:
         """One row per clip: id, split, label, score in [-3, 3], polarity, 7-class label and the
@@ -107,9 +122,11 @@ class _Scoring:
                 "class7_name": cls_name,
                 "score_language": float(np.clip(raw["language"][i], -3, 3)) if "language" in raw else None,
                 "score_sense": float(np.clip(raw["sense"][i], -3, 3)) if "sense" in raw else None,
+                "score_raw": float(np.clip(raw.get("multimodal_raw", raw["multimodal"])[i], -3.0, 3.0)),
                 "text": c.text,
                 "model": self.name,
                 "modalities": self.modalities,
+                "calibration": self.calibration.describe() if self.calibration else "none",
             })
         return rows
 
@@ -123,6 +140,10 @@ class _Scoring:
         m = metrics_of(self.predict_clips(clips, progress=progress))
         m["n"] = len(clips)
         return m
+
+
+def _own_calibration(meta: CheckpointMeta, path: Path) -> Calibration | None:
+    return Calibration.from_dict(meta.calibration, str(path / META_FILE)) if meta.calibration else None
 
 
 def _manifest_fingerprint(manifest: dict[str, Any]) -> str:
@@ -142,6 +163,7 @@ class Predictor(_Scoring):
     batch_size: int = 32
     name: str = ""
     fingerprint_override: str = ""
+    calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         if not self.name:  # a run's name: the folder `senbert train --out` made
@@ -159,14 +181,16 @@ class Predictor(_Scoring):
             h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
         return h.hexdigest()[:16]
 
-    def predict_clips(self, clips: Sequence[Clip], progress: bool = False) -> dict[str, Any]:
-        """Every head's predictions for ``clips``, in their order (batched by length)."""
+    def predict_clips(self, clips: Sequence[Clip], progress: bool = False, raw: bool = False) -> dict[str, Any]:
+        """Every head's predictions for ``clips``, in their order (batched by length); see
+        :meth:`_Scoring.predict_clips`."""
         if not clips:
             return {"ids": [], "labels": [], "multimodal": []}
         cfg = self.meta.model_config
         ds = make_dataset(list(clips), self.tokenizer, cfg.uses_sense, self.meta)
         with torch.inference_mode():
-            return predict_dataset(self.model, ds, self.batch_size, self.tokenizer, self.device, progress=progress)
+            pred = predict_dataset(self.model, ds, self.batch_size, self.tokenizer, self.device, progress=progress)
+        return pred if raw else calibrated(pred, self.calibration)
 
 
 @dataclass
@@ -177,6 +201,7 @@ class Ensemble(_Scoring):
     path: Path
     name: str
     fingerprint: str
+    calibration: Calibration | None = None  # fitted on the members' mean (the members' own are not used)
 
     def __post_init__(self) -> None:
         first = self.members[0].meta
@@ -191,5 +216,6 @@ class Ensemble(_Scoring):
     def device(self) -> str:
         return self.members[0].device
 
-    def predict_clips(self, clips: Sequence[Clip], progress: bool = False) -> dict[str, Any]:
-        return ensemble_mean([m.predict_clips(clips, progress=progress) for m in self.members])
+    def predict_clips(self, clips: Sequence[Clip], progress: bool = False, raw: bool = False) -> dict[str, Any]:
+        mean = ensemble_mean([m.predict_clips(clips, progress=progress, raw=True) for m in self.members])
+        return mean if raw else calibrated(mean, self.calibration)

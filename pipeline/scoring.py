@@ -64,7 +64,7 @@ ERRORS_NAME = "score-errors.json"
 #: Columns of ``scores.csv`` (and keys of every ``scores.jsonl`` line), in order: one row per file.
 FIELDS = [
     "path", "clip_id", "status", "score", "polarity", "class7", "class7_name", "score_language",
-    "score_sense", "transcript", "face_share", "warnings", "error", "feature_key", "checkpoint",
+    "score_sense", "score_raw", "transcript", "face_share", "warnings", "error", "feature_key", "checkpoint",
     "checkpoint_fingerprint", "model", "model_variant", "modalities", "scored_at",
     "duration", "n_utterances", "share_positive", "share_negative", "share_neutral",
     "most_negative_score", "most_negative_start", "most_negative_end", "most_negative_text",
@@ -75,7 +75,7 @@ FIELDS = [
 #: Columns of ``utterances.csv`` (and keys of ``utterances.jsonl``): one row per utterance.
 UTTERANCE_FIELDS = [
     "path", "clip_id", "index", "start", "end", "duration", "status", "score", "polarity", "class7",
-    "class7_name", "score_language", "score_sense", "transcript", "face_share", "modalities", "notes",
+    "class7_name", "score_language", "score_sense", "score_raw", "transcript", "face_share", "modalities", "notes",
     "error", "feature_key", "model", "checkpoint_fingerprint", "segmentation", "scored_at",
 ]
 
@@ -328,7 +328,7 @@ def _utterance_row(item: ClipFeatures, p: _Piece, variant: str) -> dict[str, Any
     }
     if pred is None:
         row.update({"status": "failed", "error": p.error, "score": None, "polarity": None, "class7": None,
-                    "class7_name": None, "score_language": None, "score_sense": None})
+                    "class7_name": None, "score_language": None, "score_sense": None, "score_raw": None})
         return row
     lang, sense = pred.get("score_language"), pred.get("score_sense")
     # A unimodal checkpoint's only score *is* that modality's score.
@@ -338,7 +338,8 @@ def _utterance_row(item: ClipFeatures, p: _Piece, variant: str) -> dict[str, Any
         sense = pred["score"]
     row.update({"status": "ok", "error": None, "score": _r(pred["score"]), "polarity": pred["polarity"],
                 "class7": int(pred["class7"]), "class7_name": pred["class7_name"],
-                "score_language": _r(lang), "score_sense": _r(sense)})
+                "score_language": _r(lang), "score_sense": _r(sense),
+                "score_raw": _r(pred.get("score_raw", pred["score"]))})
     return row
 
 
@@ -374,7 +375,8 @@ def _file_row(item: ClipFeatures, entry: CacheEntry, utts: list[dict[str, Any]])
     row.update({
         "status": "ok", "error": None, "score": _r(score), "polarity": polarity(score), "class7": cls,
         "class7_name": cls_name, "score_language": _r(_weighted(ok, "score_language")),
-        "score_sense": _r(_weighted(ok, "score_sense")), "modalities": "+".join(used),
+        "score_sense": _r(_weighted(ok, "score_sense")), "score_raw": _r(_weighted(ok, "score_raw")),
+        "modalities": "+".join(used),
         "share_positive": round(share["positive"], 4), "share_negative": round(share["negative"], 4),
         "share_neutral": round(share["neutral"], 4),
         **{f"most_{name}_{k}": u[src] for name, u in (("negative", lo), ("positive", hi))
@@ -431,8 +433,9 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
         old = previous.get((it.key, fp, seg))
         old_utts = previous_utts.get((it.key, fp, seg))
         if old is not None and old_utts is not None:
-            rows[i] = {**old, "path": it.path, "clip_id": it.clip_id}
-            utt_rows[i] = [{**u, "path": it.path, "clip_id": it.clip_id}
+            # rows of an earlier version may lack newer columns (score_raw): they are None
+            rows[i] = {**dict.fromkeys(FIELDS), **old, "path": it.path, "clip_id": it.clip_id}
+            utt_rows[i] = [{**dict.fromkeys(UTTERANCE_FIELDS), **u, "path": it.path, "clip_id": it.clip_id}
                            for u in sorted(old_utts, key=lambda u: u["index"])]
             e = cache.get(it.key) if report else None  # only its report's timeline needs the features
             if e is not None:

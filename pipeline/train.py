@@ -10,7 +10,8 @@ early stopping on the valid split, and writes into ``out_dir``::
                          removed when the run finishes unless ``keep_state: true``
     metrics.jsonl        one JSON line per epoch: losses, valid metrics, sigmas, seconds
     plots/loss.png       loss curves;  plots/pred_vs_true.png  valid predictions vs labels
-    result.json          final metrics of the chosen checkpoint on valid (and test when labelled)
+    result.json          final metrics of the chosen checkpoint on valid (and test when labelled);
+                         with ``calibration``, also its valid metrics before calibration
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from common.errors import ConfigError, InputError
 from common.io import atomic_open, atomic_write
 from model.loss import UncertaintyWeightedLoss, tasks_for
 from model.senbert import SenBERT
+from pipeline.calibration import Calibration, fit_quantile
 from pipeline.checkpoint import CheckpointMeta, resolve_checkpoint_dir, save_checkpoint, update_meta, versions
 from pipeline.config import TrainConfig
 from pipeline.corpora import load_corpus
@@ -563,18 +565,45 @@ def finish(out: Path, corpus: Corpus, history: list[dict[str, Any]], progress: b
     """Evaluate the chosen checkpoint on valid (and test when labelled), write result.json and plots."""
     pred = Predictor.load(out / "checkpoint", device=device)
     valid_clips = corpus.split("valid") or corpus.split("train")
+    raw_valid, cal_error = None, ""
+    if pred.meta.train.get("calibration", "none") != "none":
+        try:
+            pred.calibration = _fit_calibration(pred, corpus, out, progress)
+        except InputError as exc:  # e.g. a model that predicts one sign only: keep the run, say why
+            cal_error = str(exc)
+            log.warning("no calibration: %s; the checkpoint scores uncalibrated", exc)
+        else:
+            raw_valid = metrics_of(pred.predict_clips(valid_clips, progress=progress, raw=True))
     vp = pred.predict_clips(valid_clips, progress=progress)
     valid = metrics_of(vp)
+    if raw_valid is not None:
+        log.info("calibration (%s): valid MAE %.4f -> %.4f, Acc-7 %.4f -> %.4f", pred.calibration.describe(),
+                 raw_valid["mae"], valid["mae"], raw_valid["acc7"], valid["acc7"])
     test_clips = [c for c in corpus.split("test") if c.label is not None]
     test = metrics_of(pred.predict_clips(test_clips, progress=progress)) if test_clips else None
     secs = [h["train_seconds"] for h in history]
     best_epoch = int(pred.meta.metrics.get("epoch", 0))
     result = {"valid": valid, "test": test, "best_epoch": best_epoch, "epochs_run": len(history),
               "seconds_per_epoch": float(np.mean(secs)) if secs else 0.0, "config": pred.meta.train}
+    if raw_valid is not None:
+        result["valid_uncalibrated"] = raw_valid
+    if cal_error:
+        result["calibration_error"] = cal_error
     update_meta(out / "checkpoint", metrics={"valid": valid, "test": test, "epoch": best_epoch})
     atomic_write(out / "result.json", json.dumps(result, indent=2))
     _plots(out, history, vp)
     return TrainResult(out, out / "checkpoint", best_epoch, valid, test, result["seconds_per_epoch"])
+
+
+def _fit_calibration(pred: Predictor, corpus: Corpus, out: Path, progress: bool) -> Calibration:
+    """Fit the final score's calibration on the labelled clips of ``corpus``'s train split (the
+    main corpus only, not ``extra_train``) and store it in the checkpoint."""
+    clips = [c for c in corpus.split("train") if c.label is not None]
+    raw = pred.predict_clips(clips, progress=progress, raw=True)
+    cal = fit_quantile(raw["multimodal"], raw["labels"], kind=pred.meta.train["calibration"],
+                       fitted_on=f"{'/'.join(Path(corpus.source).parts[-2:])} train, {len(clips)} clips")
+    update_meta(out / "checkpoint", calibration=cal.to_dict())
+    return cal
 
 
 def run_pretrain(cfg: TrainConfig, stage_dir: str | os.PathLike[str], progress: bool = True,
@@ -589,7 +618,8 @@ def run_pretrain(cfg: TrainConfig, stage_dir: str | os.PathLike[str], progress: 
         stage_cfg = replace(cfg, name=f"{cfg.name}-pretrain", pretrain=[], init_from="", extra_train=list(more),
                             epochs=cfg.pretrain_epochs, patience=cfg.pretrain_epochs, model=replace(cfg.model),
                             context=context, pretrain_context=None,
-                            context_dropout=cfg.context_dropout if context > 0 else 0.0)
+                            context_dropout=cfg.context_dropout if context > 0 else 0.0,
+                            calibration="none")  # the main stage starts from its weights only
         log.info("preliminary stage: %d epoch(s) on %s -> %s", cfg.pretrain_epochs, ", ".join(cfg.pretrain), stage)
         train(load_corpus(first), stage_cfg, stage, resume=state_path(stage).exists(),
               progress=progress, device=device)
