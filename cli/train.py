@@ -125,6 +125,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     corpus = open_corpus(args)
     m = pred.evaluate(corpus, split=args.split, progress=not args.quiet)
     print(f"{pred.name} ({pred.modalities}) on {args.split} ({m['n']} clips): " + fmt_metrics(m))
+    if "uncalibrated" in m:
+        print(f"  before its calibration ({pred.calibration.describe()}): " + fmt_metrics(m["uncalibrated"]))
     if args.json:
         Path(args.json).write_text(json.dumps({"split": args.split, "metrics": m}, indent=2), encoding="utf-8")
     return 0

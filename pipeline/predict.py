@@ -131,14 +131,18 @@ class _Scoring:
         return rows
 
     def evaluate(self, corpus: Corpus, split: str = "test", progress: bool = False) -> dict[str, float]:
-        """The field's metrics of the multimodal score on ``split`` (labelled clips only)."""
+        """The field's metrics of the multimodal score on ``split`` (labelled clips only); for a
+        calibrated model also those before its calibration (``uncalibrated``)."""
         self.check(corpus)
         clips = [c for c in corpus.split(split) if c.label is not None]
         if not clips:
             sizes = corpus.split_sizes()
             raise InputError(f"{corpus.source}: no labelled clips in split {split!r} (splits: {sizes})")
-        m = metrics_of(self.predict_clips(clips, progress=progress))
+        pred = self.predict_clips(clips, progress=progress)
+        m = metrics_of(pred)
         m["n"] = len(clips)
+        if "multimodal_raw" in pred:  # a calibrated model: the figures before its calibration too
+            m["uncalibrated"] = metrics_of({**pred, "multimodal": pred["multimodal_raw"]})
         return m
 
 

@@ -116,6 +116,9 @@ def test_a_run_fits_its_calibration_on_train_and_reports_both(calibrated_run):
     assert rows[0]["calibration"].startswith("quantile (") and rows[0]["score_raw"] == pytest.approx(
         float(np.clip(out["multimodal_raw"][0], -3, 3)))
     assert rows[0]["score"] == pytest.approx(float(np.clip(out["multimodal"][0], -3, 3)))
+    m = pred.evaluate(corpus, "valid")  # the figures with and without it
+    assert m["mae"] == pytest.approx(result["valid"]["mae"]) and m["uncalibrated"] == pytest.approx(
+        {k: v for k, v in result["valid_uncalibrated"].items()})
 
 
 def test_a_run_whose_calibration_cannot_be_fitted_keeps_its_checkpoint_and_says_why(tmp_path, caplog):
@@ -164,3 +167,25 @@ def test_a_packed_ensemble_applies_its_own_calibration_to_the_mean(tmp_path):
     f.write_text(f.read_text().replace("3.0", "2.0"))
     with pytest.raises(CheckpointMismatchError, match="calibration.json"):
         Predictor.load(out)
+
+
+def test_bench_calibration_measures_every_kind(calibrated_run, tmp_path, capsys):
+    import importlib.util
+
+    data = SENTENCES
+    _, _, res = calibrated_run
+    spec = importlib.util.spec_from_file_location("bench_calibration", SENTENCES.parents[2] / "bench" /
+                                                  "bench_calibration.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "cal.json"
+    assert bench.main(["--fit", str(data), "--data", str(data), "--checkpoints", str(res.checkpoint),
+                       str(res.checkpoint), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "CPU:" in text and "| quantile_global, ensemble | sample_corpus |" in text
+    figures = json.loads(out.read_text())["figures"]
+    assert set(figures) == {f"{k} {data}" for k in ("none", "quantile", "quantile_global")}
+    # the checkpoint's own calibration (fitted the same way, on the same train split) is what the bench refits
+    own = Predictor.load(res.checkpoint).evaluate(load_corpus(data), "valid")
+    assert figures[f"quantile {data}"]["members"][0]["mae"] == pytest.approx(own["mae"])
+    assert figures[f"none {data}"]["members"][0]["mae"] == pytest.approx(own["uncalibrated"]["mae"])

@@ -46,8 +46,25 @@ def test_it_loads_offline_and_reads_text(default_model):
     from pipeline.data import Clip
 
     clips = [Clip("a", "i loved it, a wonderful and moving film"), Clip("b", "awful, boring, a waste of my time")]
-    scores = default_model.predict_clips(clips)["multimodal"]
+    out = default_model.predict_clips(clips)
+    scores = out["multimodal"]
     assert scores[0] > 1.0 and scores[1] < -1.0
+
+
+def test_it_carries_its_calibration_fitted_on_mosi_train(default_model):
+    cal = default_model.calibration
+    assert cal is not None and cal.kind == "quantile" and "mosi/label.csv train" in cal.fitted_on
+    assert "calibration.json" in read_manifest(default_model_dir())["files"]
+    assert cal.y[0] == -3.0 and cal.y[-1] == 3.0 and 0.0 in cal.x  # reaches both ends; zero stays zero
+    import numpy as np
+
+    raw = np.linspace(-2.6, 2.6, 53)
+    mapped = cal(raw)
+    assert np.all(np.diff(mapped) >= 0) and np.array_equal(np.sign(mapped), np.sign(raw))
+    assert mapped.max() >= 2.5 and mapped.min() <= -2.5  # the extreme classes, out of reach raw
+    assert cal(np.array([2.4]))[0] > 2.4  # a strong raw score grows
+    figures = read_manifest(default_model_dir())["figures"]["MOSI"]
+    assert figures["ensemble"]["mae"] < figures["uncalibrated"]["mae"]
 
 
 def test_a_changed_byte_or_an_extra_file_is_refused(tmp_path):
@@ -83,6 +100,8 @@ def test_predict_without_a_checkpoint_uses_it(tmp_path):
     name = read_manifest(default_model_dir())["name"]
     assert [row["model"] for row in rows] == [name, name] and {row["modalities"] for row in rows} == {"text"}
     assert float(rows[0]["score"]) > 0 > float(rows[1]["score"])
+    assert all(row["calibration"].startswith("quantile (mosi/label.csv train") for row in rows)
+    assert float(rows[0]["score_raw"]) > 0 > float(rows[1]["score_raw"])
 
 
 def test_spoken_sentences_get_scores_whose_signs_follow_their_sentiment(tmp_path, default_model):
