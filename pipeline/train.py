@@ -565,17 +565,16 @@ def finish(out: Path, corpus: Corpus, history: list[dict[str, Any]], progress: b
     """Evaluate the chosen checkpoint on valid (and test when labelled), write result.json and plots."""
     pred = Predictor.load(out / "checkpoint", device=device)
     valid_clips = corpus.split("valid") or corpus.split("train")
-    raw_valid, cal_error = None, ""
+    cal_error = ""
     if pred.meta.train.get("calibration", "none") != "none":
         try:
             pred.calibration = _fit_calibration(pred, corpus, out, progress)
         except InputError as exc:  # e.g. a model that predicts one sign only: keep the run, say why
             cal_error = str(exc)
             log.warning("no calibration: %s; the checkpoint scores uncalibrated", exc)
-        else:
-            raw_valid = metrics_of(pred.predict_clips(valid_clips, progress=progress, raw=True))
     vp = pred.predict_clips(valid_clips, progress=progress)
     valid = metrics_of(vp)
+    raw_valid = metrics_of({**vp, "multimodal": vp["multimodal_raw"]}) if "multimodal_raw" in vp else None
     if raw_valid is not None:
         log.info("calibration (%s): valid MAE %.4f -> %.4f, Acc-7 %.4f -> %.4f", pred.calibration.describe(),
                  raw_valid["mae"], valid["mae"], raw_valid["acc7"], valid["acc7"])
