@@ -25,6 +25,11 @@ class ModelConfig:
     ``adapter``: ``none`` (full fine-tuning of the encoder) or ``lora``: the pretrained encoder stays
     fixed and low-rank adapters (rank ``lora_r``, scale ``lora_alpha / lora_r``) on ``lora_targets``
     are trained with everything that is not the encoder (parameter-efficient fine-tuning).
+    ``ordinal_weight``: when > 0, an auxiliary ordinal head reads the same representation as the
+    final score's head and learns the six boundaries of the 7 sentiment classes (is the label above
+    -2.5, -1.5, ..., 2.5?), one shared direction and six thresholds; its binary cross-entropy, times
+    this weight, is added to the objective. It is a training signal only: the score stays the
+    regression head's, and inference never reads the ordinal head. 0 (default) = no such head.
     """
 
     encoder: str = "all-MiniLM-L6-v2"
@@ -54,6 +59,7 @@ class ModelConfig:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.1
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    ordinal_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -64,6 +70,8 @@ class ModelConfig:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
         if self.conv_stride < 1:
             raise ValueError("conv_stride must be >= 1")
+        if not self.ordinal_weight >= 0:  # also refuses NaN
+            raise ValueError(f"ordinal_weight must be >= 0, got {self.ordinal_weight}")
         if self.adapter not in ADAPTERS:
             raise ValueError(f"adapter must be one of {ADAPTERS}, got {self.adapter!r}")
         if self.adapter != "none":

@@ -12,7 +12,8 @@ Read next to section III of the paper. Names follow the paper:
   High-level Cross-Attention Layer with progressive reinforcement, eq. (7), and the final
   representation ``[CLS_HCA, VCLS_HCA, ACLS_HCA, CLS, SCLS]``.
 * :class:`SenBERT` -- the three blocks, the three regression heads, and the ablations of
-  Table II (see :class:`model.config.ModelConfig`).
+  Table II (see :class:`model.config.ModelConfig`); optionally an auxiliary :class:`OrdinalHead`
+  (not in the paper; a training signal only).
 
 Masks are boolean with ``True`` on real steps. Padded steps never receive attention (they are
 masked as keys), never enter a mean, and are zeroed before every convolution, so adding padding
@@ -251,12 +252,35 @@ class MultimodalBlock(nn.Module):
 
 
 # ----------------------------------------------------------------------------- the model
+#: The boundaries between the 7 sentiment classes (labels rounded to -3..3): -2.5, -1.5, ..., 2.5.
+ORDINAL_THRESHOLDS = (-2.5, -1.5, -0.5, 0.5, 1.5, 2.5)
+
+
+class OrdinalHead(nn.Module):
+    """Cumulative-link head over the class boundaries: logit_k = w . h + b_k for each threshold.
+
+    One shared direction ``w`` and one bias per boundary, so the six binary problems ("is the label
+    above t_k?") share a single sentiment axis; the biases start ordered (from +2.5 down to -2.5) as
+    a model scoring ``w . h`` on the label scale would need them."""
+
+    def __init__(self, d_in: int, dropout: float) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(dropout)
+        self.proj = nn.Linear(d_in, 1, bias=False)
+        self.bias = nn.Parameter(-torch.tensor(ORDINAL_THRESHOLDS))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.proj(self.drop(h)) + self.bias  # (B, 6)
+
+
 class SenBERT(nn.Module):
     """Sense-aware BERT with multimodal, language and sense regression heads.
 
     ``forward`` returns a dict with ``multimodal`` (B,) always, plus ``language`` (B,) and
     ``sense`` (B,) when the variant has those blocks. For ``language_only`` the multimodal
-    score is the language head's, for ``sense_only`` the sense head's (Table II).
+    score is the language head's, for ``sense_only`` the sense head's (Table II). With
+    ``cfg.ordinal_weight > 0`` and in training mode, it also returns ``ordinal`` (B, 6): the
+    logits of the auxiliary ordinal head on the final score's representation.
     """
 
     def __init__(self, cfg: ModelConfig, encoder: nn.Module | None = None, encoder_hidden: int = 0) -> None:
@@ -277,6 +301,9 @@ class SenBERT(nn.Module):
             self.multimodal = MultimodalBlock(cfg)
             final_dim = 3 * d + encoder_hidden + 2 * d  # [CLS_HCA, VCLS_HCA, ACLS_HCA, CLS, SCLS]
             self.multimodal_head = nn.Sequential(nn.Dropout(cfg.head_dropout), nn.Linear(final_dim, 1))
+        if cfg.ordinal_weight > 0:
+            final_in = {"full": 3 * d + encoder_hidden + 2 * d, "language_only": encoder_hidden, "sense_only": 2 * d}
+            self.ordinal_head = OrdinalHead(final_in[cfg.variant], cfg.head_dropout)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         if not self.cfg.uses_language:
@@ -314,7 +341,11 @@ class SenBERT(nn.Module):
             final = torch.cat([hca, lang["cls"], sense["scls"]], dim=-1)  # [CLS_final]
             out["multimodal"] = self.multimodal_head(final).squeeze(-1)
         elif self.cfg.variant == "language_only":
+            final = lang["cls"]
             out["multimodal"] = out["language"]
         else:
+            final = sense["scls"]
             out["multimodal"] = out["sense"]
+        if self.training and self.cfg.ordinal_weight > 0:
+            out["ordinal"] = self.ordinal_head(final)
         return out

@@ -435,7 +435,8 @@ def _train_epoch(model: SenBERT, loss_fn: UncertaintyWeightedLoss, opt: torch.op
         l1_final = float(torch.nn.functional.l1_loss(outputs["multimodal"].detach(), labels))
         sums["l1_multimodal"] = sums.get("l1_multimodal", 0.0) + l1_final * bs
         for t, v in parts.items():
-            sums[f"l1_{t}"] = sums.get(f"l1_{t}", 0.0) + float(v) * bs
+            key = "bce_ordinal" if t == "ordinal" else f"l1_{t}"
+            sums[key] = sums.get(key, 0.0) + float(v) * bs
         bar.set_postfix(loss=f"{sums['loss'] / n_seen:.3f}")
     return {k: v / n_seen for k, v in sums.items()}, n_seen, time.perf_counter() - t0
 
@@ -469,7 +470,7 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
     if m.uses_language:
         encoder, tok, hidden = load_encoder(m.encoder, m.encoder_mode, lora_settings(m))
     model = SenBERT(m, encoder, hidden).to(dev)
-    loss_fn = UncertaintyWeightedLoss(tasks_for(m)).to(dev)
+    loss_fn = UncertaintyWeightedLoss(tasks_for(m), m.ordinal_weight).to(dev)
     if cfg.init_from:
         init_weights(model, cfg.init_from)
 
@@ -615,7 +616,9 @@ def run_pretrain(cfg: TrainConfig, stage_dir: str | os.PathLike[str], progress: 
         first, *more = cfg.pretrain
         context = cfg.context if cfg.pretrain_context is None else cfg.pretrain_context
         stage_cfg = replace(cfg, name=f"{cfg.name}-pretrain", pretrain=[], init_from="", extra_train=list(more),
-                            epochs=cfg.pretrain_epochs, patience=cfg.pretrain_epochs, model=replace(cfg.model),
+                            epochs=cfg.pretrain_epochs, patience=cfg.pretrain_epochs,
+                            # the stage is shared by main-stage variants: no auxiliary ordinal term
+                            model=replace(cfg.model, ordinal_weight=0.0),
                             context=context, pretrain_context=None,
                             context_dropout=cfg.context_dropout if context > 0 else 0.0,
                             calibration="none")  # the main stage starts from its weights only
