@@ -35,6 +35,27 @@ def test_five_seed_protocol_tables_and_resume(tmp_path):
     assert (out / "minilm" / "seed_1" / "result.json").stat().st_mtime == before
 
 
+def test_every_experiment_resolves_to_a_valid_config():
+    """Each named experiment's config, ablation and overrides load (a typo in a key is refused by the
+    config loader), and an experiment that reuses a MOSEI stage names one that builds it."""
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_language as bl
+
+    args = argparse.Namespace(epochs=None, encoder=None)
+    for name, spec in bl.EXPERIMENTS.items():
+        cfg, needs = bl.experiment_config(name, args)
+        assert cfg.name == name
+        for key, value in spec.get("set", {}).items():
+            target = cfg.model if key.startswith("model.") else cfg
+            assert getattr(target, key.removeprefix("model.")) == value, (name, key)
+        donor = spec.get("stage_from")
+        if donor:
+            assert needs == "mosei_pretrain" and bl.EXPERIMENTS[donor].get("needs") == "mosei_pretrain"
+            assert not bl.EXPERIMENTS[donor].get("stage_from"), (name, donor)
+
+
 def test_reusing_a_stage_that_was_not_run_is_refused(tmp_path):
     r = run("--mosi", str(SENTENCES), "--mosei", str(SENTENCES), "--out", str(tmp_path),
             "--experiments", "mpnet_mosei_pretrain_ld")
