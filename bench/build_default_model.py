@@ -49,7 +49,7 @@ from pipeline.train import train_seeds  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "senbert-text-mpnet-lora-ctx1"
 DEFAULT_CONFIG = "language_lora"
-DEFAULT_SET: list[str] = ["context=1", "pretrain_context=0", "context_dropout=0.3"]
+DEFAULT_SET: list[str] = ["context=1", "pretrain_context=0", "context_dropout=0.3", "epochs=15"]
 DEFAULT_SEEDS = "1,2,3"
 ALONE = "MOSI alone"  # figures key: MOSI valid with every clip read without neighbours (context models)
 KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
