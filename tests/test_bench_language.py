@@ -35,13 +35,14 @@ def test_five_seed_protocol_tables_and_resume(tmp_path):
     assert (out / "minilm" / "seed_1" / "result.json").stat().st_mtime == before
 
 
-def test_every_experiment_resolves_to_a_valid_config():
+def test_every_experiment_resolves_to_a_valid_config(monkeypatch):
     """Each named experiment's config, ablation and overrides load (a typo in a key is refused by the
     config loader), and an experiment that reuses a MOSEI stage names one that builds it."""
     import argparse
+    import importlib
 
-    sys.path.insert(0, str(ROOT / "bench"))
-    import bench_language as bl
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    bl = importlib.import_module("bench_language")
 
     args = argparse.Namespace(epochs=None, encoder=None)
     for name, spec in bl.EXPERIMENTS.items():
