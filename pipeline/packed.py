@@ -8,7 +8,9 @@ refused with the file's name. The default model is the packed model in ``pipelin
 
 :func:`pack_model` writes a packed model from trained checkpoints: each member keeps only what
 was trained (for a LoRA checkpoint: the adapters and the heads, not the pretrained encoder)
-in fp16, and no tokenizer copy (an adapter checkpoint takes it from its verified base encoder).
+in fp16, or with ``weights="int8"`` its adapter matrices in int8 with one scale per rank line
+(half the size: more members fit the repository's 10 MiB), and no tokenizer copy (an
+adapter checkpoint takes it from its verified base encoder).
 ``bench/build_default_model.py`` rebuilds the shipped one from the MOSI and MOSEI label files.
 """
 
@@ -26,7 +28,8 @@ from safetensors.torch import load_file, save_file
 from common.errors import CheckpointMismatchError, InputError
 from common.io import atomic_write_json, sha256_file
 from pipeline.calibration import Calibration
-from pipeline.checkpoint import META_FILE, WEIGHTS_FILE, read_meta, resolve_checkpoint_dir
+from pipeline.checkpoint import META_FILE, QSCALE, WEIGHTS_FILE, quantize_int8, read_meta, resolve_checkpoint_dir
+from pipeline.encoders import is_adapter_weight
 
 MANIFEST = "manifest.json"
 #: a packed model's own calibration of its final score (an ensemble's: fitted on the members' mean)
@@ -35,6 +38,12 @@ CALIBRATION_FILE = "calibration.json"
 DEFAULT_NAMES = ("default", "")
 MAX_FILE_BYTES = 5 * 1024 * 1024  # no shipped file over 5 MiB, at most 10 MiB in all
 MAX_TOTAL_BYTES = 10 * 1024 * 1024
+#: how a packed model may store its members' weights
+WEIGHT_FORMATS = ("fp16", "int8")
+
+
+class PackTooLarge(InputError):
+    """A packed model would exceed the repository's limits (5 MiB a file, 10 MiB in all)."""
 
 
 def default_model_dir(verify: bool = True) -> Path:
@@ -107,7 +116,7 @@ def read_calibration(folder: str | os.PathLike[str], manifest: dict[str, Any]) -
     return Calibration.from_dict(data, str(f))
 
 
-def _pack_member(checkpoint: Path, dest: Path, dtype: torch.dtype) -> None:
+def _pack_member(checkpoint: Path, dest: Path, weights: str) -> None:
     src = resolve_checkpoint_dir(checkpoint)
     meta = read_meta(src)
     if meta.model_config.adapter == "none":
@@ -115,7 +124,13 @@ def _pack_member(checkpoint: Path, dest: Path, dtype: torch.dtype) -> None:
                          "one would be hundreds of MB")
     dest.mkdir(parents=True)
     state = load_file(str(src / WEIGHTS_FILE))
-    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    stored = {k[: -len(QSCALE)] for k in state if k.endswith(QSCALE)}  # a packed int8 member: kept as it is
+    if stored and weights != "int8":
+        raise InputError(f"{src}: its adapters are stored in int8; they are packed as they are (weights='int8')")
+    state = {k: (v.to(torch.float16) if v.is_floating_point() and k not in stored and not k.endswith(QSCALE)
+                 else v).contiguous() for k, v in state.items()}
+    if weights == "int8" and not stored:
+        state = quantize_int8(state, {k for k in state if is_adapter_weight(k)})
     save_file(state, str(dest / WEIGHTS_FILE))
     # the training machine's folders mean nothing elsewhere: keep the last two parts (mosi/label.csv)
     meta.data_source = _short(meta.data_source)
@@ -130,12 +145,16 @@ def _short(path: str) -> str:
 
 
 def pack_model(checkpoints: list[str | os.PathLike[str]], out: str | os.PathLike[str], name: str,
-               card: str = "", dtype: torch.dtype = torch.float16, extra: dict[str, Any] | None = None,
-               calibration: Calibration | None = None) -> Path:
+               card: str = "", extra: dict[str, Any] | None = None, calibration: Calibration | None = None,
+               weights: str = "fp16") -> Path:
     """Write the packed model ``out`` from ``checkpoints`` (members ``member_1`` ...): fp16
-    weights, the manifest with every file's SHA-256, ``MODEL_CARD.md`` when ``card`` is given and
-    ``calibration.json`` when ``calibration`` is (the packed model's own map of its final
-    score). Refuses files over 5 MiB and packs over 10 MiB (what the repository can hold)."""
+    weights (``weights="int8"``: the adapter matrices in int8, a few fp32 scales each
+    (``checkpoint.quantize_int8``); the heads in fp16), the manifest with every file's
+    SHA-256, ``MODEL_CARD.md`` when ``card`` is given and ``calibration.json`` when
+    ``calibration`` is (the packed model's own map of its final score). Refuses files over
+    5 MiB and packs over 10 MiB (what the repository can hold): :class:`PackTooLarge`."""
+    if weights not in WEIGHT_FORMATS:
+        raise InputError(f"weights={weights!r}: expected one of {', '.join(WEIGHT_FORMATS)}")
     root = Path(out)
     tmp = root.with_name(root.name + ".tmp")
     if tmp.exists():
@@ -143,7 +162,7 @@ def pack_model(checkpoints: list[str | os.PathLike[str]], out: str | os.PathLike
     tmp.mkdir(parents=True)
     members = []
     for i, ck in enumerate(checkpoints, 1):
-        _pack_member(Path(ck), tmp / f"member_{i}", dtype)
+        _pack_member(Path(ck), tmp / f"member_{i}", weights)
         members.append(f"member_{i}")
     if card:
         (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
@@ -154,9 +173,11 @@ def pack_model(checkpoints: list[str | os.PathLike[str]], out: str | os.PathLike
     big = {rel: n for rel, n in sizes.items() if n > MAX_FILE_BYTES}
     if big or sum(sizes.values()) > MAX_TOTAL_BYTES:
         shutil.rmtree(tmp)
-        raise InputError(f"packed model too large: {sum(sizes.values()) / 2**20:.1f} MiB in all, files over 5 MiB: "
-                         f"{big or 'none'} (limits: 5 MiB a file, 10 MiB in all); use fewer members or a lower rank")
-    atomic_write_json(tmp / MANIFEST, {"name": name, "members": members, "files": files, **(extra or {})})
+        raise PackTooLarge(f"packed model too large: {sum(sizes.values()) / 2**20:.1f} MiB in all, files over 5 MiB: "
+                         f"{big or 'none'} (limits: 5 MiB a file, 10 MiB in all); use fewer members, a lower rank"
+                         + (" or int8 weights" if weights == "fp16" else ""))
+    atomic_write_json(tmp / MANIFEST, {"name": name, "members": members, "weights": weights, "files": files,
+                                     **(extra or {})})
     if root.exists():
         shutil.rmtree(root)
     tmp.rename(root)

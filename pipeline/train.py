@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from common.errors import ConfigError, InputError
@@ -39,7 +38,14 @@ from common.io import atomic_open, atomic_write
 from model.loss import UncertaintyWeightedLoss, tasks_for
 from model.senbert import SenBERT
 from pipeline.calibration import Calibration, fit_quantile
-from pipeline.checkpoint import CheckpointMeta, resolve_checkpoint_dir, save_checkpoint, update_meta, versions
+from pipeline.checkpoint import (
+    CheckpointMeta,
+    read_weights,
+    resolve_checkpoint_dir,
+    save_checkpoint,
+    update_meta,
+    versions,
+)
 from pipeline.config import TrainConfig
 from pipeline.corpora import load_corpus
 from pipeline.data import Clip, Corpus, Normalizer
@@ -238,7 +244,7 @@ def init_weights(model: SenBERT, checkpoint: str | os.PathLike[str]) -> None:
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise InputError(f"init_from: {path} is not a SenBERT checkpoint (no model.safetensors)")
-    src = load_file(str(weights))
+    src = read_weights(weights)
     own = model.state_dict()
     usable = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
     if not usable:

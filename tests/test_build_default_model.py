@@ -67,3 +67,24 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     card2 = (out / "MODEL_CARD.md").read_text()
     assert "--set context_dropout=0.25" in card2 and "- Calibration" in card2
     assert not (work / "members_of_packed").exists()
+
+    # --members-from: a third seed added to the packed model without training the two it has; --weights int8
+    out3 = tmp_path / "model3"
+    cmd3 = cmd[:] + ["--members-from", str(out), "--weights", "int8"]
+    cmd3[cmd3.index("--seeds") + 1] = "1,2,3"
+    cmd3[cmd3.index("--out") + 1] = str(out3)
+    r = subprocess.run(cmd3, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "seeds [1, 2] are its members (not trained again)" in r.stdout
+    assert (work / "seed_3" / "result.json").is_file() and not (work / "seed_1").exists()
+    assert not (work / "members_of_packed").exists()
+    third = verify_packed(out3)
+    assert third["members"] == ["member_1", "member_2", "member_3"] and third["weights"] == "int8"
+    assert third["recipe"]["seeds"] == [1, 2, 3] and third["built"]["train_hours"] > manifest["built"]["train_hours"]
+    card3 = (out3 / "MODEL_CARD.md").read_text()
+    assert "3 member(s) (seeds 1, 2, 3)" in card3 and "in int8 with one fp32 scale per rank line" in card3
+    assert "--weights int8" in card3 and "--members-from" not in card3  # seeds 1,2,3: the default
+    # the members of a model of another recipe cannot stand for seeds of this one
+    r = subprocess.run(cmd3[:-4] + ["--members-from", str(out), "--set", "epochs=2"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=900)
+    assert r.returncode != 0 and "cannot stand for seeds" in r.stderr

@@ -1,0 +1,112 @@
+"""Packed models with int8 adapters: the quantisation's error bound, a tiny LoRA ensemble packed
+in int8 that predicts what its fp16 pack predicts (within the bound's effect) at about half the
+size, a packed int8 member packed again byte for byte, and damaged scales refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from common.errors import CheckpointMismatchError, InputError
+from pipeline.checkpoint import QSCALE, quantize_int8, read_weights
+from pipeline.config import load_config
+from pipeline.packed import member_dirs, pack_model, read_manifest
+from pipeline.predict import Predictor
+from pipeline.train import train
+from tests.conftest import SENTENCES, TINY, make_corpus
+
+
+def test_int8_rounds_each_weight_to_within_half_a_step_of_its_line(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4, 96, generator=g)  # a LoRA A: rank x in, one scale per row
+    b = torch.randn(64, 4, generator=g) * 1e-3  # a LoRA B: out x rank, one scale per column
+    b[:, 2] = 0.0  # an all-zero line stays zero
+    head = torch.randn(3, 5, generator=g)
+    q = quantize_int8({"a": a, "b": b, "head": head}, {"a", "b"})
+    assert q["a"].dtype == torch.int8 and q["a" + QSCALE].shape == (4, 1)
+    assert q["b"].dtype == torch.int8 and q["b" + QSCALE].shape == (1, 4)
+    assert q["head"] is head  # not named: unchanged
+    save_file(q, str(tmp_path / "w.safetensors"))
+    back = read_weights(tmp_path / "w.safetensors")
+    assert set(back) == {"a", "b", "head"} and back["a"].dtype == torch.float32
+    for name, w in (("a", a), ("b", b)):
+        step = q[name + QSCALE]
+        assert torch.all((back[name] - w).abs() <= step / 2 + 1e-7)
+        peak = w.abs().amax(dim=1 if name == "a" else 0, keepdim=True)
+        assert torch.allclose(step[peak > 0], peak[peak > 0] / 127)  # the line's largest weight is +-127
+    assert torch.all(back["b"][:, 2] == 0) and torch.all(q["b"][:, 2] == 0)
+    assert torch.equal(back["head"], head)
+
+
+@pytest.fixture(scope="module")
+def lora_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("int8")
+    corpus = make_corpus(32, text_only=True, seed=7)
+    over = {**TINY, "epochs": 1, "model.adapter": "lora", "model.lora_r": 4, "model.variant": "language_only"}
+    ckpts = [train(corpus, load_config("quick", overrides={**over, "seed": s}), root / f"seed_{s}",
+                   progress=False).checkpoint for s in (1, 2)]
+    return root, corpus, ckpts
+
+
+def test_an_int8_pack_predicts_what_the_fp16_pack_does_at_a_smaller_size(lora_runs):
+    root, corpus, ckpts = lora_runs
+    fp16 = pack_model(ckpts, root / "fp16", "tiny")
+    int8 = pack_model(ckpts, root / "int8", "tiny", weights="int8")
+    assert read_manifest(fp16)["weights"] == "fp16" and read_manifest(int8)["weights"] == "int8"
+    stored = load_file(str(int8 / "member_1" / "model.safetensors"))
+    adapters = [k for k in stored if (".lora_A." in k or ".lora_B." in k) and not k.endswith(QSCALE)]
+    assert adapters and all(stored[k].dtype == torch.int8 for k in adapters)
+    assert all(v.dtype == torch.float16 for k, v in stored.items() if k not in adapters and not k.endswith(QSCALE))
+
+    def size(folder):
+        return sum(f.stat().st_size for f in folder.rglob("*.safetensors"))
+
+    assert size(int8) < size(fp16)
+    clips = corpus.split("valid")
+    a = np.array(Predictor.load(fp16).predict_clips(clips)["multimodal"])
+    b = np.array(Predictor.load(int8).predict_clips(clips)["multimodal"])
+    assert np.abs(a - b).max() < 0.02 and not np.array_equal(a, np.zeros_like(a))
+
+    # an int8 member packed again is kept byte for byte (no second rounding), and not as fp16
+    folders, _ = member_dirs(int8)
+    again = pack_model(folders, root / "again", "tiny", weights="int8")
+    assert read_manifest(again)["files"]["member_1/model.safetensors"] == \
+        read_manifest(int8)["files"]["member_1/model.safetensors"]
+    with pytest.raises(InputError, match="stored in int8"):
+        pack_model(folders, root / "as_fp16", "tiny", weights="fp16")
+    with pytest.raises(InputError, match="weights='int4'"):
+        pack_model(ckpts, root / "int4", "tiny", weights="int4")
+
+
+def test_a_damaged_scale_is_refused_with_the_file_named(lora_runs, tmp_path):
+    root, _, ckpts = lora_runs
+    out = pack_model(ckpts[:1], tmp_path / "packed", "tiny", weights="int8")
+    member = out / "member_1"
+    f = member / "model.safetensors"
+    state = load_file(str(f))
+    key = next(k for k in state if k.endswith(QSCALE))
+    state[key] = torch.ones(3, 3)  # fits no line of its tensor
+    save_file(state, str(f))
+    with pytest.raises(CheckpointMismatchError, match=r"model\.safetensors.*qscale.*one scale per row or per column"):
+        Predictor.load(member)  # the member alone: the pack's hash check would refuse it earlier
+
+
+def test_bench_int8_measures_both_packs_on_the_same_clips(lora_runs, tmp_path, capsys):
+    import importlib.util
+
+    _, _, ckpts = lora_runs
+    spec = importlib.util.spec_from_file_location("bench_int8", SENTENCES.parents[2] / "bench" / "bench_int8.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    fp16 = pack_model(ckpts, tmp_path / "fp16", "tiny")
+    assert bench.main(["--data", str(SENTENCES), "--model", str(fp16), "--limit", "24"]) == 0
+    out = capsys.readouterr().out
+    assert "CPU:" in out and "fp16: 2 member(s)" in out and "int8: 2 member(s)" in out and "clips/s" in out
+    assert "member 2: |int8 - fp16| of the raw score: max" in out
+    assert "| fp16, uncalibrated |" in out and "| int8, uncalibrated |" in out
+    int8 = pack_model(ckpts, tmp_path / "int8", "tiny", weights="int8")
+    with pytest.raises(SystemExit):
+        bench.main(["--data", str(SENTENCES), "--model", str(int8)])
+    assert "stored in int8; give a pack in fp16" in capsys.readouterr().err
