@@ -318,7 +318,8 @@ def _members_of(packed: Path, args: argparse.Namespace, work: Path) -> tuple[dic
     unless its recipe (config and settings) is this build's."""
     folders, manifest = member_dirs(packed)
     recipe = manifest.get("recipe") or {}
-    if recipe.get("config") != args.config or sorted(recipe.get("set", [])) != sorted(args.set):
+    if (recipe.get("config") != args.config or sorted(recipe.get("set", [])) != sorted(args.set)
+            or len(recipe.get("members", [])) != len(folders)):
         raise SystemExit(f"--members-from {packed}: its recipe ({recipe.get('config')} with {recipe.get('set')}) "
                          f"is not this build's ({args.config} with {args.set}); its members cannot stand for seeds")
     copies = work / "members_of_packed"

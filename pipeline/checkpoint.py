@@ -37,7 +37,7 @@ from pipeline.encoders import encoder_from_saved, encoder_identity, is_adapter_w
 FORMAT_VERSION = 1
 META_FILE = "senbert.json"
 WEIGHTS_FILE = "model.safetensors"
-#: suffix of the per-row scales of a weight stored in int8 (packed models: ``quantize_int8``)
+#: suffix of the scales (one per row or column) of a weight stored in int8 (packed models: ``quantize_int8``)
 QSCALE = ".qscale"
 
 
