@@ -185,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a packed model of the same recipe whose members stand for the seeds it has (not trained "
                          "again); the other seeds are trained")
     ap.add_argument("--weights", choices=("auto", *WEIGHT_FORMATS), default="auto",
-                    help="how members are stored: fp16, or int8 adapters (about half the size, predictions within "
-                         "0.01); auto: fp16 when the pack fits in 10 MiB, int8 otherwise")
+                    help="how members are stored: fp16, or int8 adapters (about half the size, raw scores within "
+                         "about 0.01); auto: fp16 when the pack fits in 10 MiB, int8 otherwise")
     ap.add_argument("--name", default=NAME)
     ap.add_argument("--calibration", choices=CALIBRATION_KINDS, default="quantile",
                     help="the packed model's calibration of its final score, fitted on MOSI train (default: quantile, "
