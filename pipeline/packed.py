@@ -127,10 +127,11 @@ def _pack_member(checkpoint: Path, dest: Path, weights: str) -> None:
     stored = {k[: -len(QSCALE)] for k in state if k.endswith(QSCALE)}  # a packed int8 member: kept as it is
     if stored and weights != "int8":
         raise InputError(f"{src}: its adapters are stored in int8; they are packed as they are (weights='int8')")
-    state = {k: (v.to(torch.float16) if v.is_floating_point() and k not in stored and not k.endswith(QSCALE)
-                 else v).contiguous() for k, v in state.items()}
-    if weights == "int8" and not stored:
+    if weights == "int8" and not stored:  # from the checkpoint's own precision, not from an fp16 copy of it
         state = quantize_int8(state, {k for k in state if is_adapter_weight(k)})
+    # int8 tensors are not floating point; their scales stay fp32
+    state = {k: (v.to(torch.float16) if v.is_floating_point() and not k.endswith(QSCALE) else v).contiguous()
+             for k, v in state.items()}
     save_file(state, str(dest / WEIGHTS_FILE))
     # the training machine's folders mean nothing elsewhere: keep the last two parts (mosi/label.csv)
     meta.data_source = _short(meta.data_source)
