@@ -254,6 +254,28 @@ def _adapter_base(directory: Path, meta: CheckpointMeta) -> tuple[Any, Any, int]
     return load_encoder(name, "finetune", lora_settings(cfg))
 
 
+def share_frozen_base(model: SenBERT, first: SenBERT) -> int:
+    """Let ``model`` use ``first``'s tensors for the frozen base-encoder weights the two hold
+    equal (members of one packed model, adapters trained on one verified base encoder), so an
+    ensemble holds the base once instead of once per member. Only the weights that are equal
+    element for element are shared: predictions are unchanged. Call it once both are on their
+    device (moving a module copies its tensors). Returns the bytes no longer held twice."""
+    if model.cfg.adapter == "none" or first.cfg.adapter == "none":
+        return 0  # fully fine-tuned encoders differ from seed to seed
+    ref = dict(first.named_parameters())
+    shared = 0
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            q = ref.get(name)
+            if (not name.startswith("language.encoder.") or is_adapter_weight(name) or q is None
+                    or p.data_ptr() == q.data_ptr() or p.shape != q.shape or p.dtype != q.dtype
+                    or p.device != q.device or not torch.equal(p, q)):
+                continue
+            p.data = q.data
+            shared += p.numel() * p.element_size()
+    return shared
+
+
 def check_corpus(meta: CheckpointMeta, corpus: Corpus, checkpoint: Path | str = "") -> None:
     """Refuse a corpus whose feature names or dimensions differ from the checkpoint's."""
     cfg = meta.model_config

@@ -31,6 +31,7 @@ from pipeline.checkpoint import (
     check_corpus,
     load_checkpoint,
     resolve_checkpoint_dir,
+    share_frozen_base,
 )
 from pipeline.data import Clip, Corpus
 from pipeline.inference import ensemble_mean, make_dataset, metrics_of, predict_dataset
@@ -93,7 +94,10 @@ class _Scoring:
         loaded = []
         for m in members:
             model, tok, meta = load_checkpoint(m, device=device)
-            loaded.append(Predictor(model.to(device), tok, meta, m, device, name=name,
+            model = model.to(device)
+            if loaded:  # the members' frozen base encoder is held once, not once per member
+                share_frozen_base(model, loaded[0].model)
+            loaded.append(Predictor(model, tok, meta, m, device, name=name,
                                     fingerprint_override=fingerprint, calibration=_own_calibration(meta, m)))
         if len(loaded) == 1:
             loaded[0].path = folder

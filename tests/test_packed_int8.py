@@ -110,3 +110,22 @@ def test_bench_int8_measures_both_packs_on_the_same_clips(lora_runs, tmp_path, c
     with pytest.raises(SystemExit):
         bench.main(["--data", str(SENTENCES), "--model", str(int8)])
     assert "stored in int8; give a pack in fp16" in capsys.readouterr().err
+
+
+def test_an_ensemble_holds_its_frozen_base_encoder_once_and_predicts_the_same(lora_runs):
+    root, corpus, ckpts = lora_runs
+    folder = root / "shared_base"
+    pack_model(ckpts, folder, "tiny")
+    ens = Predictor.load(folder)
+    first, second = (dict(m.model.named_parameters()) for m in ens.members)
+    base = [k for k in first if k.startswith("language.encoder.") and ".lora_" not in k]
+    own = [k for k in first if k not in base]
+    assert base and own
+    assert all(first[k].data_ptr() == second[k].data_ptr() for k in base)  # one copy of the base
+    assert all(first[k].data_ptr() != second[k].data_ptr() for k in own)  # adapters and heads per member
+    assert any(not torch.equal(first[k], second[k]) for k in own)
+    # the members loaded alone, nothing shared, predict exactly what the ensemble's members predict
+    clips = corpus.split("valid")
+    for member, m in zip(member_dirs(folder)[0], ens.members):
+        alone = Predictor.load(member).predict_clips(clips, raw=True)["multimodal"]
+        assert np.array_equal(np.array(alone), np.array(m.predict_clips(clips, raw=True)["multimodal"]))
