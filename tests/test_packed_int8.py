@@ -129,3 +129,12 @@ def test_an_ensemble_holds_its_frozen_base_encoder_once_and_predicts_the_same(lo
     for member, m in zip(member_dirs(folder)[0], ens.members):
         alone = Predictor.load(member).predict_clips(clips, raw=True)["multimodal"]
         assert np.array_equal(np.array(alone), np.array(m.predict_clips(clips, raw=True)["multimodal"]))
+    # bench_load_memory loads it both ways in fresh processes and prints both rows
+    import subprocess
+    import sys
+
+    bench = SENTENCES.parents[2] / "bench" / "bench_load_memory.py"
+    done = subprocess.run([sys.executable, str(bench), "--checkpoint", str(folder), "--data", str(SENTENCES)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "CPU:" in done.stdout and "| one copy each | 2 |" in done.stdout and "| shared | 2 |" in done.stdout
