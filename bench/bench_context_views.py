@@ -1,0 +1,107 @@
+"""A context model's two readings of a clip, and their mean: does averaging them help?
+
+A model trained with ``context`` and ``context_dropout`` (the shipped default) can read a clip
+with its neighbouring transcripts or alone. This bench scores every clip both ways with one
+checkpoint (a packed ensemble or a single run; raw scores, before any calibration), fits the
+issue's calibration (``quantile``, on the first ``--data`` file's ``--fit-split``) separately
+for each reading, and prints the field's metrics on ``--split`` of every ``--data`` file for:
+
+- ``context``: the clip with its neighbours (what ``senbert evaluate`` does on a corpus);
+- ``alone``: the clip read on its own (what ``senbert score`` does on a folder of short clips);
+- ``mean``: the mean of the two raw scores (test-time averaging over the two readings).
+
+    python bench/bench_context_views.py --data mosi/label.csv --data mosei/label.csv --out views.json
+
+Prints the CPU, the seconds and clips per second of each scoring pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.calibration import calibrated, fit_quantile  # noqa: E402
+from pipeline.corpora import load_corpus  # noqa: E402
+from pipeline.inference import metrics_of  # noqa: E402
+from pipeline.precision import capabilities  # noqa: E402
+from pipeline.predict import Predictor  # noqa: E402
+
+KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
+VIEWS = ("context", "alone", "mean")
+
+
+def alone(clips: list) -> list:
+    """Each clip as the only clip of a video of its own: no neighbours to read."""
+    return [replace(c, context="", meta={**c.meta, "video_id": f"alone{i}", "clip": "0"}) for i, c in enumerate(clips)]
+
+
+def views_of(predictor: Any, clips: list, label: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for view, cl in (("context", clips), ("alone", alone(clips))):
+        t0 = time.perf_counter()
+        out[view] = predictor.predict_clips(cl, raw=True)
+        dt = time.perf_counter() - t0
+        print(f"{label} {view}: {len(cl)} clips in {dt:.1f} s ({len(cl) / dt:.2f} clips/s)", flush=True)
+    out["mean"] = {**out["context"],
+                   "multimodal": ((np.asarray(out["context"]["multimodal"])
+                                   + np.asarray(out["alone"]["multimodal"])) / 2).tolist()}
+    return out
+
+
+def fmt(m: dict[str, float]) -> str:
+    return " | ".join(f"{m[k]:.3f}" if k in ("mae", "corr") else f"{100 * m[k]:.2f}" for k in KEYS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, action="append", help="label.csv or .pkl (repeatable); "
+                    "the first one's --fit-split fits the calibrations")
+    ap.add_argument("--checkpoint", help="a run or packed model (default: the shipped default model)")
+    ap.add_argument("--split", default="valid")
+    ap.add_argument("--fit-split", default="train")
+    ap.add_argument("--limit", type=int, default=0, help="at most this many clips per split (a smoke run)")
+    ap.add_argument("--out", help="write the figures to this JSON file")
+    args = ap.parse_args(argv)
+    print(f"CPU: {capabilities().describe()} ({torch.get_num_threads()} threads); torch {torch.__version__}")
+    pr = Predictor.load(args.checkpoint)
+
+    def labelled(corpus: Any, split: str) -> list:
+        clips = [c for c in corpus.split(split) if c.label is not None]
+        return clips[: args.limit] if args.limit else clips
+
+    corpora = [load_corpus(d) for d in args.data]
+    for c in corpora:
+        pr.check(c)
+    fit = views_of(pr, labelled(corpora[0], args.fit_split), f"{args.data[0]} {args.fit_split}")
+    cals = {v: fit_quantile(fit[v]["multimodal"], fit[v]["labels"], fitted_on=f"{args.data[0]} {args.fit_split}")
+            for v in VIEWS}
+    report: dict[str, Any] = {"cpu": capabilities().describe(), "checkpoint": str(pr.path), "split": args.split,
+                              "fit_split": args.fit_split, "data": {}}
+    for data, corpus in zip(args.data, corpora):
+        clips = labelled(corpus, args.split)
+        pred = views_of(pr, clips, f"{data} {args.split}")
+        rows = {}
+        for v in VIEWS:
+            rows[v] = {"uncalibrated": metrics_of(pred[v]), "calibrated": metrics_of(calibrated(pred[v], cals[v]))}
+        print(f"\n{data} {args.split} ({len(clips)} clips) | reading | " + " | ".join(KEYS) + " |")
+        for v in VIEWS:
+            for kind in ("uncalibrated", "calibrated"):
+                print(f"| {v}, {kind} | {fmt(rows[v][kind])} |")
+        report["data"][data] = {"n": len(clips), "views": rows}
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
