@@ -21,7 +21,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.calibration import calibrated, fit_quantile  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
+from pipeline.data import read_alone  # noqa: E402
 from pipeline.inference import metrics_of  # noqa: E402
 from pipeline.precision import capabilities  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
@@ -40,14 +40,9 @@ KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_
 VIEWS = ("context", "alone", "mean")
 
 
-def alone(clips: list) -> list:
-    """Each clip as the only clip of a video of its own: no neighbours to read."""
-    return [replace(c, context="", meta={**c.meta, "video_id": f"alone{i}", "clip": "0"}) for i, c in enumerate(clips)]
-
-
 def views_of(predictor: Any, clips: list, label: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for view, cl in (("context", clips), ("alone", alone(clips))):
+    for view, cl in (("context", clips), ("alone", read_alone(clips))):
         t0 = time.perf_counter()
         out[view] = predictor.predict_clips(cl, raw=True)
         dt = time.perf_counter() - t0

@@ -16,7 +16,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.corpora import load_corpus  # noqa: E402
+from pipeline.data import read_alone  # noqa: E402
 from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
 from pipeline.precision import capabilities  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus = load_corpus(data)
         clips = [c for c in corpus.split(args.split) if c.label is not None]
         if args.alone:  # a video of its own: no neighbours to read
-            clips = [replace(c, context="", meta={**c.meta, "video_id": f"alone{i}", "clip": "0"})
-                     for i, c in enumerate(clips)]
+            clips = read_alone(clips)
         preds, members = [], []
         for ck in args.checkpoints:
             pr = Predictor.load(ck)

@@ -126,6 +126,30 @@ class Normalizer:
 
 CONTEXT_BEFORE, CONTEXT_AFTER = "before:", "after:"
 
+#: How a model reads transcripts: ``as_given``, or ``plain``, the style of CMU-MOSI's transcripts
+#: (lower case, no punctuation, apostrophes dropped: "didnt"), into which speech recognition's
+#: cased, punctuated text ("They didn't.") is turned before tokenising.
+TEXT_STYLES = ("as_given", "plain")
+_APOSTROPHES = re.compile(r"['\u2019\u02bc\u2018`]")
+_NOT_WORD = re.compile(r"[^\w\s]|_")
+
+
+def styled(text: str, style: str) -> str:
+    """``text`` in a model's transcript ``style`` (:data:`TEXT_STYLES`). ``plain`` leaves a MOSI
+    transcript unchanged: its only characters are lower-case letters, digits and spaces."""
+    if style == "as_given" or not text:
+        return text
+    if style != "plain":
+        raise ConfigError(f"unknown text style {style!r}: one of {', '.join(TEXT_STYLES)}")
+    t = _NOT_WORD.sub(" ", _APOSTROPHES.sub("", text.lower()))
+    return " ".join(t.split())
+
+
+def read_alone(clips: Sequence[Clip]) -> list[Clip]:
+    """Copies of ``clips`` each as the only clip of a video of its own: a context model reads
+    every one without neighbours (how it reads a folder of short clips)."""
+    return [replace(c, context="", meta={**c.meta, "video_id": f"alone{i}", "clip": "0"}) for i, c in enumerate(clips)]
+
 
 def _video_and_order(c: Clip, position: int) -> tuple[str, tuple[int, Any]]:
     """A clip's video and its place in it: MMSA ids are ``<video_id>$_$<clip_id>`` with numeric
