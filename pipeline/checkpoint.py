@@ -31,7 +31,7 @@ from common.errors import CheckpointMismatchError, InputError
 from common.io import atomic_write
 from model.config import ModelConfig
 from model.senbert import SenBERT
-from pipeline.data import Corpus, Normalizer
+from pipeline.data import TEXT_STYLES, Corpus, Normalizer
 from pipeline.encoders import encoder_from_saved, encoder_identity, is_adapter_weight, load_encoder, lora_settings
 
 FORMAT_VERSION = 1
@@ -53,6 +53,7 @@ class CheckpointMeta:
     max_seq_len: int = 0
     context: int = 0  # neighbouring clips on each side whose transcripts are a second text segment
     max_context_len: int = 0
+    text_style: str = "as_given"  # how transcripts are read before tokenising (pipeline/data.py: styled)
     sigmas: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     data_source: str = ""
@@ -182,9 +183,13 @@ def read_meta(directory: Path) -> CheckpointMeta:
         raise InputError(f"{directory}: not a SenBERT checkpoint (no {META_FILE})")
     try:
         raw = json.loads(f.read_text(encoding="utf-8"))
-        return CheckpointMeta(**raw)
+        meta = CheckpointMeta(**raw)
     except (json.JSONDecodeError, TypeError) as exc:
         raise InputError(f"{f}: unreadable checkpoint description ({exc})") from None
+    if meta.text_style not in TEXT_STYLES:
+        raise InputError(f"{f}: text_style {meta.text_style!r} is not one this version reads "
+                         f"({', '.join(TEXT_STYLES)})")
+    return meta
 
 
 def update_meta(directory: Path, **changes: Any) -> CheckpointMeta:

@@ -24,6 +24,7 @@ import yaml
 from common.errors import ConfigError
 from model.config import ModelConfig
 from pipeline.calibration import KINDS as CALIBRATION_KINDS
+from pipeline.data import TEXT_STYLES
 
 
 def config_dir() -> Path:
@@ -133,6 +134,8 @@ class TrainConfig:
     max_context_len: int = 96  # tokens of that second segment (the clip's own text keeps max_text_len)
     context_dropout: float = 0.0  # training only: the probability that a clip is read without its context
     #                               (drawn per clip each epoch), so the model also serves clips given alone
+    text_style: str = "as_given"  # how transcripts are read, in training and at scoring: "as_given", or "plain"
+    #                               (lower case, no punctuation: CMU-MOSI's style; pipeline/data.py: styled)
     calibration: str = "none"  # "quantile": after training, map the final score's distribution on the train
     #                            split onto its labels' (pipeline/calibration.py; reaches the extreme classes)
     seed: int = 1
@@ -157,6 +160,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {self.precision!r}")
+        if self.text_style not in TEXT_STYLES:
+            raise ValueError(f"text_style must be one of {', '.join(TEXT_STYLES)}, not {self.text_style!r}")
         if self.calibration not in CALIBRATION_KINDS:
             raise ValueError(f"calibration must be one of {', '.join(CALIBRATION_KINDS)}, not {self.calibration!r}")
         if self.context < 0 or self.max_context_len < 0:

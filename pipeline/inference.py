@@ -8,6 +8,7 @@ returns them in the order they were given.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 
 from model.senbert import SenBERT
 from pipeline.checkpoint import CheckpointMeta
-from pipeline.data import Clip, ClipDataset, LengthGroupedBatches, collate, with_context
+from pipeline.data import Clip, ClipDataset, LengthGroupedBatches, collate, styled, with_context
 from pipeline.metrics import regression_metrics
 
 INPUT_KEYS = ("input_ids", "attention_mask", "audio", "audio_mask", "vision", "vision_mask")
@@ -31,6 +32,8 @@ def make_dataset(clips: list[Clip], tokenizer: Any, uses_sense: bool, meta: Chec
     """The dataset of ``clips`` as ``meta`` (a checkpoint's) prepares them: normalisers, limits
     and, for a model that takes context, each clip's neighbours among ``clips``."""
     a_norm, v_norm = meta.normalizers()
+    if meta.text_style != "as_given":  # before the context: the neighbours' transcripts are read in it too
+        clips = [replace(c, text=styled(c.text, meta.text_style)) for c in clips]
     if meta.context > 0:
         clips = with_context(clips, meta.context)
     return ClipDataset(

@@ -29,6 +29,7 @@ from common.errors import CheckpointMismatchError, InputError
 from common.io import atomic_write_json, sha256_file
 from pipeline.calibration import Calibration
 from pipeline.checkpoint import META_FILE, QSCALE, WEIGHTS_FILE, quantize_int8, read_meta, resolve_checkpoint_dir
+from pipeline.data import TEXT_STYLES
 from pipeline.encoders import is_adapter_weight
 
 MANIFEST = "manifest.json"
@@ -116,7 +117,7 @@ def read_calibration(folder: str | os.PathLike[str], manifest: dict[str, Any]) -
     return Calibration.from_dict(data, str(f))
 
 
-def _pack_member(checkpoint: Path, dest: Path, weights: str) -> None:
+def _pack_member(checkpoint: Path, dest: Path, weights: str, text_style: str | None = None) -> None:
     src = resolve_checkpoint_dir(checkpoint)
     meta = read_meta(src)
     if meta.model_config.adapter == "none":
@@ -138,6 +139,8 @@ def _pack_member(checkpoint: Path, dest: Path, weights: str) -> None:
     for key in ("pretrain", "extra_train"):
         meta.train[key] = [_short(x) for x in meta.train.get(key, [])]
     meta.train["init_from"] = _short(meta.train.get("init_from", ""))
+    if text_style is not None:  # how it reads transcripts from now on (meta.train keeps how it was trained)
+        meta.text_style = text_style
     atomic_write_json(dest / META_FILE, meta.__dict__, indent=2)
 
 
@@ -147,15 +150,19 @@ def _short(path: str) -> str:
 
 def pack_model(checkpoints: list[str | os.PathLike[str]], out: str | os.PathLike[str], name: str,
                card: str = "", extra: dict[str, Any] | None = None, calibration: Calibration | None = None,
-               weights: str = "fp16") -> Path:
+               weights: str = "fp16", text_style: str | None = None) -> Path:
     """Write the packed model ``out`` from ``checkpoints`` (members ``member_1`` ...): fp16
     weights (``weights="int8"``: the adapter matrices in int8, a few fp32 scales each
     (``checkpoint.quantize_int8``); the heads in fp16), the manifest with every file's
     SHA-256, ``MODEL_CARD.md`` when ``card`` is given and ``calibration.json`` when
     ``calibration`` is (the packed model's own map of its final score). Refuses files over
-    5 MiB and packs over 10 MiB (what the repository can hold): :class:`PackTooLarge`."""
+    5 MiB and packs over 10 MiB (what the repository can hold): :class:`PackTooLarge`.
+    ``text_style`` sets how every member reads transcripts (``pipeline.data.TEXT_STYLES``;
+    None: as each was trained to)."""
     if weights not in WEIGHT_FORMATS:
         raise InputError(f"weights={weights!r}: expected one of {', '.join(WEIGHT_FORMATS)}")
+    if text_style is not None and text_style not in TEXT_STYLES:
+        raise InputError(f"text_style={text_style!r}: expected one of {', '.join(TEXT_STYLES)}")
     root = Path(out)
     tmp = root.with_name(root.name + ".tmp")
     if tmp.exists():
@@ -163,7 +170,7 @@ def pack_model(checkpoints: list[str | os.PathLike[str]], out: str | os.PathLike
     tmp.mkdir(parents=True)
     members = []
     for i, ck in enumerate(checkpoints, 1):
-        _pack_member(Path(ck), tmp / f"member_{i}", weights)
+        _pack_member(Path(ck), tmp / f"member_{i}", weights, text_style)
         members.append(f"member_{i}")
     if card:
         (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")

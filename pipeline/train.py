@@ -360,7 +360,7 @@ def _checkpoint_meta(corpus: Corpus, cfg: TrainConfig, train_clips: list[Clip]) 
         audio_norm=a_norm.to_dict() if a_norm else None, vision_norm=v_norm.to_dict() if v_norm else None,
         max_text_len=cfg.max_text_len, max_seq_len=cfg.max_seq_len, data_source=corpus.source, versions=versions(),
         context=cfg.context, max_context_len=cfg.max_context_len if cfg.context > 0 else 0,
-        feature_info=dict(corpus.feature_info) if m.uses_sense else {},
+        text_style=cfg.text_style, feature_info=dict(corpus.feature_info) if m.uses_sense else {},
         base_encoder=encoder_identity(m.encoder) if m.adapter != "none" else None,
     )
 

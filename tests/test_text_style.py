@@ -1,0 +1,95 @@
+"""Transcript styles: speech recognition's cased, punctuated text read in CMU-MOSI's plain style.
+
+The style function itself (MOSI's transcripts unchanged, ASR text turned into them), a model
+trained with ``text_style: plain`` that scores the two spellings of a sentence identically and
+records the style, a packed model whose members are set to read plain text, and a checkpoint
+with a style this version does not know refused with its file named."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from common.errors import ConfigError, InputError
+from pipeline.checkpoint import read_meta
+from pipeline.config import load_config
+from pipeline.data import Clip, styled
+from pipeline.packed import member_dirs, pack_model, read_manifest
+from pipeline.predict import Predictor
+from pipeline.train import train
+from tests.conftest import TINY, make_corpus
+
+ASR = ["They didn't LIKE it, honestly!", "It’s a well-known film... (2019) – 10/10 “great”.", "Okay?  Fine: snake_case"]
+PLAIN = ["they didnt like it honestly", "its a well known film 2019 10 10 great", "okay fine snake case"]
+
+
+def test_plain_style_is_mosis_and_leaves_mosi_transcripts_alone():
+    assert [styled(t, "plain") for t in ASR] == PLAIN
+    mosi = ["anyhow it was really good", "they didnt really do a whole bunch of background info", "i mean 2 of them"]
+    assert [styled(t, "plain") for t in mosi] == mosi  # lower case, digits and spaces only: unchanged
+    assert [styled(t, "plain") for t in PLAIN] == PLAIN  # idempotent
+    assert styled(ASR[0], "as_given") == ASR[0] and styled("", "plain") == ""
+    with pytest.raises(ConfigError, match="unknown text style 'lower'"):
+        styled("x", "lower")
+    with pytest.raises(ConfigError, match="text_style"):
+        load_config("quick", overrides={"text_style": "lower"})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("style")
+    corpus = make_corpus(32, text_only=True, seed=3)
+    over = {**TINY, "epochs": 1, "model.adapter": "lora", "model.lora_r": 4, "model.variant": "language_only"}
+    plain = train(corpus, load_config("quick", overrides={**over, "text_style": "plain"}), root / "plain",
+                  progress=False).checkpoint
+    given = train(corpus, load_config("quick", overrides=over), root / "given", progress=False).checkpoint
+    return root, plain, given
+
+
+def _scores(predictor, texts):
+    clips = [Clip(f"c{i}", text=t, split="test") for i, t in enumerate(texts)]
+    return np.array(predictor.predict_clips(clips)["multimodal"])
+
+
+def test_a_plain_model_scores_both_spellings_alike_and_records_its_style(runs):
+    _, plain, given = runs
+    meta = read_meta(plain)
+    assert meta.text_style == "plain" and meta.train["text_style"] == "plain"
+    pr = Predictor.load(plain)
+    a, b = _scores(pr, ASR), _scores(pr, PLAIN)
+    assert np.array_equal(a, b)
+    assert read_meta(given).text_style == "as_given"  # the default: read as given
+    g = Predictor.load(given)
+    assert not np.array_equal(_scores(g, ASR), _scores(g, PLAIN))  # punctuation and case are tokens there
+
+
+def test_a_pack_can_set_how_its_members_read_transcripts(runs):
+    root, _, given = runs
+    as_trained = pack_model([given], root / "as_trained", "tiny")
+    restyled = pack_model([given], root / "restyled", "tiny", text_style="plain")
+    folders, _ = member_dirs(restyled)
+    meta = read_meta(folders[0])
+    assert meta.text_style == "plain" and meta.train["text_style"] == "as_given"  # reads plain, trained as given
+    assert read_meta(member_dirs(as_trained)[0][0]).text_style == "as_given"
+    p, q = Predictor.load(restyled), Predictor.load(as_trained)
+    assert p.fingerprint != q.fingerprint  # earlier scores of the other pack are not reused for it
+    assert np.array_equal(_scores(p, ASR), _scores(q, PLAIN))  # what the model reads: the plain spelling
+    assert read_manifest(restyled)["files"]["member_1/model.safetensors"] == \
+        read_manifest(as_trained)["files"]["member_1/model.safetensors"]  # the weights themselves unchanged
+    with pytest.raises(InputError, match="text_style='lower'"):
+        pack_model([given], root / "bad", "tiny", text_style="lower")
+
+
+def test_a_checkpoint_with_an_unknown_style_is_refused_naming_its_file(runs, tmp_path):
+    import shutil
+
+    _, _, given = runs
+    copy = shutil.copytree(given, tmp_path / "ck")
+    f = copy / "senbert.json"
+    raw = json.loads(f.read_text())
+    raw["text_style"] = "shouting"
+    f.write_text(json.dumps(raw))
+    with pytest.raises(InputError, match=r"senbert\.json: text_style 'shouting'"):
+        Predictor.load(copy)
