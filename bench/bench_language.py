@@ -90,6 +90,13 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     "mpnet_lora_ctx1_drop30_ep15_mosei3": {"config": "language_lora", "needs": "mosei_pretrain",
                                            "set": {**CTX1_DROP30, "epochs": 15, "pretrain_epochs": 3},
                                            "stage_from": "mpnet_lora_mosei3_pretrain"},
+    # the MOSEI stage and the shipped MOSI recipe with every transcript in MOSI's plain style (MOSEI's are
+    # cased and punctuated, MOSI's not): both stages read the same style, and so does scoring
+    "mpnet_lora_plain_mosei_pretrain": {"config": "language_lora", "needs": "mosei_pretrain",
+                                        "set": {"text_style": "plain"}},
+    "mpnet_lora_ctx1_drop30_ep15_plain": {"config": "language_lora", "needs": "mosei_pretrain",
+                                          "set": {**CTX1_DROP30, "epochs": 15, "text_style": "plain"},
+                                          "stage_from": "mpnet_lora_plain_mosei_pretrain"},
     # mpnet_lora_ctx1_drop30 (10 epochs) plus the auxiliary ordinal head on the class boundaries
     "mpnet_lora_ctx1_drop30_ord": {"config": "language_lora", "needs": "mosei_pretrain",
                                    "set": {**CTX1_DROP30, "model.ordinal_weight": 1.0},

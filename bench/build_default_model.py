@@ -41,6 +41,7 @@ from pipeline.calibration import KINDS as CALIBRATION_KINDS  # noqa: E402
 from pipeline.calibration import Calibration, calibrated, fit_quantile  # noqa: E402
 from pipeline.config import load_config, parse_overrides  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
+from pipeline.data import TEXT_STYLES  # noqa: E402
 from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
 from pipeline.metrics import summarize_seeds  # noqa: E402
 from pipeline.packed import MANIFEST, WEIGHT_FORMATS, PackTooLarge, member_dirs, pack_model, read_manifest  # noqa: E402
@@ -53,6 +54,8 @@ NAME = "senbert-text-mpnet-lora-ctx1"
 DEFAULT_CONFIG = "language_lora"
 DEFAULT_SET: list[str] = ["context=1", "pretrain_context=0", "context_dropout=0.3", "epochs=15"]
 DEFAULT_SEEDS = "1,2,3"
+#: how the packed members read transcripts (pipeline/data.py: styled)
+DEFAULT_TEXT_STYLE = "as_given"
 ALONE = "MOSI alone"  # figures key: MOSI valid with every clip read without neighbours (context models)
 KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 
@@ -131,7 +134,7 @@ deployments and `senbert demo` use it when no checkpoint is named; every output 
   with LoRA adapters r={lora_r}, alpha {lora_alpha}, on {lora_targets}) and its regression head.
   The pretrained encoder is not stored here: it is the packaged offline copy
   (`senbert assets install`), checked against the SHA-256 `{base_sha}` recorded in each member.
-{context_line}- Files: {files}; {total_mib:.1f} MiB in all, {weights_text}, every file's SHA-256 in
+{context_line}{style_line}- Files: {files}; {total_mib:.1f} MiB in all, {weights_text}, every file's SHA-256 in
   `manifest.json` (checked at every load; a changed byte is refused).
 
 ## Training data and their terms
@@ -191,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration", choices=CALIBRATION_KINDS, default="quantile",
                     help="the packed model's calibration of its final score, fitted on MOSI train (default: quantile, "
                          "signs kept; pipeline/calibration.py)")
+    ap.add_argument("--text-style", choices=TEXT_STYLES,
+                    help=f"how the packed members read transcripts (default: {DEFAULT_TEXT_STYLE}; with --recalibrate "
+                         "or --card-only, the packed model's own)")
     ap.add_argument("--card-only", action="store_true",
                     help="re-render MODEL_CARD.md from the figures in the manifest of --out (no training, no eval)")
     ap.add_argument("--recalibrate", action="store_true",
@@ -221,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         recipe = old.get("recipe", {})
         args.set, seeds = recipe.get("set", args.set), recipe.get("seeds", seeds)
         members = recipe.get("members", members)
+        args.text_style = args.text_style or recipe.get("text_style", "as_given")
         built = old.get("built") or _built_from_card(Path(args.out) / "MODEL_CARD.md")
         weights = old.get("weights", "fp16")
+    args.text_style = args.text_style or DEFAULT_TEXT_STYLE
     reused: dict[int, Path] = {}  # seed -> a member of --members-from standing for it
     if args.members_from and not (args.card_only or args.recalibrate):
         reused, earlier = _members_of(Path(args.members_from), args, work)
@@ -243,10 +251,11 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             train_seeds(load_corpus(args.mosi), cfg, work, [s for s in seeds if s not in reused], progress=False)
             print(f"training: {time.perf_counter() - t0:.0f} s (finished runs are reused)", flush=True)
-        packed, weights = _pack(ckpts, args.out, args.name, weights)
+        packed, weights = _pack(ckpts, args.out, args.name, weights, args.text_style)
         calibration = fit_calibration(packed, args.mosi, args.calibration) if args.calibration != "none" else None
         if calibration is not None:
-            packed = pack_model(ckpts, args.out, args.name, calibration=calibration, weights=weights)
+            packed = pack_model(ckpts, args.out, args.name, calibration=calibration, weights=weights,
+                                text_style=args.text_style)
         figures = {"MOSI": evaluate(packed, args.mosi), "MOSEI": evaluate(packed, args.mosei)}
         if Predictor.load(packed).meta.context > 0:
             figures[ALONE] = evaluate(packed, args.mosi, alone=True)
@@ -279,13 +288,15 @@ def main(argv: list[str] | None = None) -> int:
         epochs=run_cfg["epochs"], patience=run_cfg["patience"], lr_encoder=run_cfg["lr_encoder"],
         lr_other=run_cfg["lr_other"], train_hours=built["train_hours"], cpu=built["cpu"],
         precision_note=f", precision {built['precision']}" if built["precision"] else "", rows="\n".join(rows),
-        **_calibration_text(calibration),
+        style_line=STYLE_LINE.get(args.text_style, ""), **_calibration_text(calibration),
         **_context_text(meta.context, meta.max_context_len, int(_run_config(stage_dir).get("context", 0)),
                         float(run_cfg.get("context_dropout", 0.0))))
     # the card goes in the manifest's file list too: pack again with it (cheap)
-    pack_model(ckpts, args.out, args.name, card=card, calibration=calibration, weights=weights, extra={
-        "figures": figures, "built": built,
-        "recipe": {"config": args.config, "set": args.set, "seeds": seeds, "members": members}})
+    pack_model(ckpts, args.out, args.name, card=card, calibration=calibration, weights=weights,
+               text_style=args.text_style, extra={
+                   "figures": figures, "built": built,
+                   "recipe": {"config": args.config, "set": args.set, "seeds": seeds, "members": members,
+                              "text_style": args.text_style}})
     if args.recalibrate or reused:
         shutil.rmtree(work / "members_of_packed", ignore_errors=True)
     total = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
@@ -297,19 +308,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: the card's line on how the members read transcripts, by text style
+STYLE_LINE = {"plain": (
+    "- Transcripts are read in plain style, CMU-MOSI's (lower case, no punctuation, apostrophes dropped:\n"
+    "  \"They didn't!\" is read as \"they didnt\"; `pipeline/data.py: styled`), the style of its last training\n"
+    "  stage: speech recognition's cased, punctuated text and MOSEI's are turned into it before tokenising.\n")}
+
 WEIGHTS_TEXT = {"fp16": "fp16",
                 "int8": "the adapter matrices in int8 with one fp32 scale per rank line, the heads in fp16"}
 
 
-def _pack(ckpts: list[Path], out: str, name: str, weights: str) -> tuple[Path, str]:
+def _pack(ckpts: list[Path], out: str, name: str, weights: str, text_style: str) -> tuple[Path, str]:
     """Pack in ``weights`` (``auto``: fp16 when it fits the repository's limits, int8 otherwise)."""
     if weights != "auto":
-        return pack_model(ckpts, out, name, weights=weights), weights
+        return pack_model(ckpts, out, name, weights=weights, text_style=text_style), weights
     try:
-        return pack_model(ckpts, out, name, weights="fp16"), "fp16"
+        return pack_model(ckpts, out, name, weights="fp16", text_style=text_style), "fp16"
     except PackTooLarge as exc:
         print(f"{exc}: packing the adapters in int8 instead", flush=True)
-        return pack_model(ckpts, out, name, weights="int8"), "int8"
+        return pack_model(ckpts, out, name, weights="int8", text_style=text_style), "int8"
 
 
 def _members_of(packed: Path, args: argparse.Namespace, work: Path) -> tuple[dict[int, Path], dict[str, Any]]:
@@ -413,6 +430,8 @@ def _rebuild_args(args: argparse.Namespace) -> str:
         out.append(f"--weights {args.weights}")
     if args.name != NAME:
         out.append(f"--name {args.name}")
+    if args.text_style != DEFAULT_TEXT_STYLE:
+        out.append(f"--text-style {args.text_style}")
     return "".join(" " + o for o in out)
 
 
