@@ -53,19 +53,26 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     assert "- Calibration (`calibration.json`, `quantile`)" in card and "ensemble before calibration" in card
     assert manifest["built"]["train_hours"] > 0 and manifest["built"]["cpu"]
 
-    # --recalibrate: the packed members as they are (no training), the calibration refitted, the card rewritten
+    # --recalibrate: the packed members as they are (no training), the calibration refitted, the card rewritten;
+    # --text-style plain: the members now read transcripts in MOSI's style (the sample's are in it already,
+    # but for the case of "I", which the uncased encoder does not see: the same figures)
     weights = {k: v for k, v in manifest["files"].items() if k.endswith(".safetensors")}
     shutil.rmtree(work)  # it needs no training runs; the build record comes from the manifest
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "build_default_model.py"), "--mosi", str(SENTENCES),
                         "--mosei", str(SENTENCES), "--config", "quick", "--work", str(work), "--out", str(out),
-                        "--name", "tiny-ctx", "--recalibrate"], capture_output=True, text=True, cwd=ROOT, timeout=900)
+                        "--name", "tiny-ctx", "--recalibrate", "--text-style", "plain"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     again = verify_packed(out)
     assert {k: v for k, v in again["files"].items() if k.endswith(".safetensors")} == weights
-    assert again["built"] == manifest["built"] and again["recipe"] == manifest["recipe"]
+    assert again["built"] == manifest["built"] and again["recipe"]["text_style"] == "plain"
+    assert {k: v for k, v in again["recipe"].items() if k != "text_style"} == \
+        {k: v for k, v in manifest["recipe"].items() if k != "text_style"}
+    assert Predictor.load(out).meta.text_style == "plain"
     assert again["figures"]["MOSI"]["ensemble"] == manifest["figures"]["MOSI"]["ensemble"]  # the same map again
     card2 = (out / "MODEL_CARD.md").read_text()
     assert "--set context_dropout=0.25" in card2 and "- Calibration" in card2
+    assert "Transcripts are read in plain style" in card2 and "Transcripts are read in plain style" not in card
     assert not (work / "members_of_packed").exists()
 
     # --members-from: a third seed added to the packed model without training the two it has; --weights int8
