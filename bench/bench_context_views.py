@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.errors import InputError  # noqa: E402
 from pipeline.calibration import calibrated, fit_quantile  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.data import read_alone  # noqa: E402
@@ -78,8 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     for c in corpora:
         pr.check(c)
     fit = views_of(pr, labelled(corpora[0], args.fit_split), f"{args.data[0]} {args.fit_split}")
-    cals = {v: fit_quantile(fit[v]["multimodal"], fit[v]["labels"], fitted_on=f"{args.data[0]} {args.fit_split}")
-            for v in VIEWS}
+    cals: dict[str, Any] = {}
+    for v in VIEWS:
+        try:
+            cals[v] = fit_quantile(fit[v]["multimodal"], fit[v]["labels"], fitted_on=f"{args.data[0]} {args.fit_split}")
+        except InputError as exc:  # e.g. a model whose scores there all have one sign: its rows stay uncalibrated
+            print(f"{v}: no calibration ({exc})", flush=True)
     report: dict[str, Any] = {"cpu": capabilities().describe(), "checkpoint": str(pr.path), "split": args.split,
                               "fit_split": args.fit_split, "data": {}}
     for data, corpus in zip(args.data, corpora):
@@ -87,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         pred = views_of(pr, clips, f"{data} {args.split}")
         rows = {}
         for v in VIEWS:
-            rows[v] = {"uncalibrated": metrics_of(pred[v]), "calibrated": metrics_of(calibrated(pred[v], cals[v]))}
+            rows[v] = {"uncalibrated": metrics_of(pred[v])}
+            if v in cals:
+                rows[v]["calibrated"] = metrics_of(calibrated(pred[v], cals[v]))
         print(f"\n{data} {args.split} ({len(clips)} clips) | reading | " + " | ".join(KEYS) + " |")
         for v in VIEWS:
-            for kind in ("uncalibrated", "calibrated"):
-                print(f"| {v}, {kind} | {fmt(rows[v][kind])} |")
+            for kind, m in rows[v].items():
+                print(f"| {v}, {kind} | {fmt(m)} |")
         report["data"][data] = {"n": len(clips), "views": rows}
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))

@@ -44,7 +44,8 @@ def runs(tmp_path_factory):
     over = {**TINY, "epochs": 1, "model.adapter": "lora", "model.lora_r": 4, "model.variant": "language_only"}
     plain = train(corpus, load_config("quick", overrides={**over, "text_style": "plain"}), root / "plain",
                   progress=False).checkpoint
-    given = train(corpus, load_config("quick", overrides=over), root / "given", progress=False).checkpoint
+    given = train(corpus, load_config("quick", overrides={**over, "context": 1, "max_context_len": 8}), root / "given",
+                  progress=False).checkpoint  # with utterance context: the readings bench has two readings to compare
     return root, plain, given
 
 
@@ -93,3 +94,33 @@ def test_a_checkpoint_with_an_unknown_style_is_refused_naming_its_file(runs, tmp
     f.write_text(json.dumps(raw))
     with pytest.raises(InputError, match=r"senbert\.json: text_style 'shouting'"):
         Predictor.load(copy)
+
+
+def test_the_style_and_readings_benches_print_their_tables(runs, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import SENTENCES
+
+    root, _, given = runs
+    packed = pack_model([given], root / "bench_pack", "tiny")
+    bench = SENTENCES.parents[2] / "bench"
+    r = subprocess.run([sys.executable, str(bench / "bench_text_style.py"), "--data", str(SENTENCES), "--checkpoint",
+                        str(packed), "--limit", "8", "--alone", "--out", str(tmp_path / "style.json")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "CPU:" in r.stdout and "| alone, plain, calibrated |" in r.stdout  # (no calibration: the raw figures)
+    report = json.loads((tmp_path / "style.json").read_text())
+    rows = report["data"][str(SENTENCES)]["rows"]
+    assert set(rows) == {"context, as_given", "context, plain", "alone, as_given", "alone, plain"}
+    assert report["data"][str(SENTENCES)]["n"] == 8
+    r = subprocess.run([sys.executable, str(bench / "bench_context_views.py"), "--data", str(SENTENCES),
+                        "--checkpoint", str(packed), "--limit", "40", "--out", str(tmp_path / "views.json")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    views = json.loads((tmp_path / "views.json").read_text())["data"][str(SENTENCES)]["views"]
+    assert set(views) == {"context", "alone", "mean"} and "| mean, uncalibrated |" in r.stdout
+    for v in views.values():  # calibrated too where the tiny model's scores on train have both signs
+        assert set(v) <= {"uncalibrated", "calibrated"} and 0.0 <= v["uncalibrated"]["mae"] <= 6.0
+    mae = {k: v["uncalibrated"]["mae"] for k, v in views.items()}  # |(a + b) / 2 - y| <= (|a - y| + |b - y|) / 2
+    assert mae["mean"] <= (mae["context"] + mae["alone"]) / 2 + 1e-9
