@@ -28,15 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.calibration import KINDS, fit_quantile  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.inference import metrics_of  # noqa: E402
-from pipeline.metrics import summarize_seeds  # noqa: E402
+from pipeline.metrics import metric_cells, summarize_seeds  # noqa: E402
 from pipeline.precision import capabilities  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
 
 KEYS = ("mae", "corr", "acc7", "acc2_non0", "f1_non0")
-
-
-def _fmt(k: str, v: float) -> str:
-    return f"{v:.3f}" if k in ("mae", "corr") else f"{100 * v:.2f}"
 
 
 def _scores(predictor: Predictor, data: str, split: str) -> tuple[np.ndarray, np.ndarray, float]:
@@ -91,10 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             report["figures"][f"{kind} {d}"] = {"members": per, "seeds": seeds, "ensemble": ens}
             name = Path(d).parent.name or d
             if len(per) > 1:
-                lines.append(f"| {kind}, {len(per)} checkpoints | {name} | " + " | ".join(
-                    f"{_fmt(k, seeds[k]['mean'])} ± {_fmt(k, seeds[k]['std'])}" for k in KEYS) + " |")
+                lines.append(f"| {kind}, {len(per)} checkpoints | {name} | " + metric_cells(seeds, KEYS) + " |")
             lines.append(f"| {kind}, {'ensemble' if len(per) > 1 else 'model'} | {name} | "
-                         + " | ".join(_fmt(k, ens[k]) for k in KEYS) + " |")
+                         + metric_cells(ens, KEYS) + " |")
             counts.append(f"{kind:16s} {name:8s} predicted classes -3..+3 {class_counts(shipped)}  "
                           f"labels {class_counts(labels)}")
     print("\n" + "\n".join(lines) + "\n")

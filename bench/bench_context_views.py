@@ -34,10 +34,10 @@ from pipeline.calibration import calibrated, fit_quantile  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.data import read_alone  # noqa: E402
 from pipeline.inference import metrics_of  # noqa: E402
+from pipeline.metrics import METRIC_NAMES, metric_cells  # noqa: E402
 from pipeline.precision import capabilities  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
 
-KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 VIEWS = ("context", "alone", "mean")
 
 
@@ -52,10 +52,6 @@ def views_of(predictor: Any, clips: list, label: str) -> dict[str, dict[str, Any
                    "multimodal": ((np.asarray(out["context"]["multimodal"])
                                    + np.asarray(out["alone"]["multimodal"])) / 2).tolist()}
     return out
-
-
-def fmt(m: dict[str, float]) -> str:
-    return " | ".join(f"{m[k]:.3f}" if k in ("mae", "corr") else f"{100 * m[k]:.2f}" for k in KEYS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
             rows[v] = {"uncalibrated": metrics_of(pred[v])}
             if v in cals:
                 rows[v]["calibrated"] = metrics_of(calibrated(pred[v], cals[v]))
-        print(f"\n{data} {args.split} ({len(clips)} clips) | reading | " + " | ".join(KEYS) + " |")
+        print(f"\n{data} {args.split} ({len(clips)} clips) | reading | " + " | ".join(METRIC_NAMES) + " |")
         for v in VIEWS:
             for kind, m in rows[v].items():
-                print(f"| {v}, {kind} | {fmt(m)} |")
+                print(f"| {v}, {kind} | {metric_cells(m)} |")
         report["data"][data] = {"n": len(clips), "views": rows}
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))

@@ -26,10 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.data import read_alone  # noqa: E402
 from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
+from pipeline.metrics import METRIC_NAMES, metric_cells  # noqa: E402
 from pipeline.precision import capabilities  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
-
-KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 
 
 def cpu_name() -> str:
@@ -44,14 +43,6 @@ def round_to(predictor: Predictor, dtype: str) -> None:
         for p in predictor.model.parameters():
             if p.dtype == torch.float32:
                 p.copy_(p.to(dt).to(torch.float32))
-
-
-def shown(k: str, v: float) -> float:
-    return v if k in ("mae", "corr") else 100.0 * v  # accuracies and F1 in percent
-
-
-def fmt(m: dict[str, float]) -> str:
-    return " | ".join(f"{shown(k, m[k]):.3f}" if k in ("mae", "corr") else f"{shown(k, m[k]):.2f}" for k in KEYS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,20 +74,18 @@ def main(argv: list[str] | None = None) -> int:
             m = metrics_of(p)
             preds.append(p)
             members.append(m)
-            print(f"{data} {args.split} ({len(clips)} clips) member {ck}: {fmt(m)}  "
+            print(f"{data} {args.split} ({len(clips)} clips) member {ck}: {metric_cells(m)}  "
                   f"[{dt:.1f} s, {len(clips) / dt:.1f} clips/s]", flush=True)
-        mean = {k: float(np.mean([m[k] for m in members])) for k in KEYS}
-        std = {k: float(np.std([m[k] for m in members], ddof=1)) if len(members) > 1 else 0.0 for k in KEYS}
-        print(f"\n{data} {args.split}: | members | " + " | ".join(KEYS) + " |")
-        print("| mean ± std of members | " + " | ".join(
-            f"{mean[k]:.3f} ± {std[k]:.3f}" if k in ("mae", "corr")
-            else f"{shown(k, mean[k]):.2f} ± {shown(k, std[k]):.2f}"
-            for k in KEYS) + " |")
+        mean = {k: float(np.mean([m[k] for m in members])) for k in METRIC_NAMES}
+        std = {k: float(np.std([m[k] for m in members], ddof=1)) if len(members) > 1 else 0.0 for k in METRIC_NAMES}
+        print(f"\n{data} {args.split}: | members | " + " | ".join(METRIC_NAMES) + " |")
+        spread = {k: {"mean": mean[k], "std": std[k]} for k in METRIC_NAMES}
+        print(f"| mean ± std of members | {metric_cells(spread)} |")
         ens = {}
         for k in range(2, len(preds) + 1):
             e = metrics_of(ensemble_mean(preds[:k]))
             ens[k] = e
-            print(f"| ensemble of first {k} | {fmt(e)} |")
+            print(f"| ensemble of first {k} | {metric_cells(e)} |")
         report["data"][data] = {"n": len(clips), "members": members, "mean": mean, "std": std,
                                 "ensembles": {str(k): v for k, v in ens.items()},
                                 "checkpoints": args.checkpoints}

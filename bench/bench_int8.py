@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.calibration import calibrated  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
+from pipeline.metrics import metric_cells  # noqa: E402
 from pipeline.packed import default_model_dir, member_dirs, pack_model, read_manifest  # noqa: E402
 from pipeline.precision import capabilities  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
@@ -78,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             ways = [("uncalibrated", mean)] + ([("calibrated", calibrated(mean, cal))] if cal is not None else [])
             for how, p in ways:
                 m = metrics_of(p)
-                cells = [f"{m[k]:.3f}" if k in ("mae", "corr") else f"{100 * m[k]:.2f}" for k in KEYS]
-                print(f"| {label}, {how} | " + " | ".join(cells) + " |")
+                print(f"| {label}, {how} | {metric_cells(m, KEYS)} |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

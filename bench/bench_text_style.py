@@ -30,14 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.data import read_alone, styled  # noqa: E402
 from pipeline.inference import metrics_of  # noqa: E402
+from pipeline.metrics import METRIC_NAMES, metric_cells  # noqa: E402
 from pipeline.precision import capabilities  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
-
-KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
-
-
-def fmt(m: dict[str, float]) -> str:
-    return " | ".join(f"{m[k]:.3f}" if k in ("mae", "corr") else f"{100 * m[k]:.2f}" for k in KEYS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows[f"{reading}, {style}"] = {"calibrated": metrics_of(pred), "uncalibrated": metrics_of(raw),
                                                "seconds": dt}
                 print(f"  {reading}, {style}: {dt:.1f} s ({len(cl) / dt:.2f} clips/s)", flush=True)
-        print(f"\n{data} {args.split} ({len(clips)} clips) | reading, style | " + " | ".join(KEYS) + " |")
+        print(f"\n{data} {args.split} ({len(clips)} clips) | reading, style | " + " | ".join(METRIC_NAMES) + " |")
         for name, r in rows.items():
             for kind in ("calibrated", "uncalibrated"):
-                print(f"| {name}, {kind} | {fmt(r[kind])} |")
+                print(f"| {name}, {kind} | {metric_cells(r[kind])} |")
         print(flush=True)
         report["data"][data] = {"n": len(clips), "changed": changed, "rows": rows}
     if args.out:

@@ -43,7 +43,7 @@ from pipeline.config import load_config, parse_overrides  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.data import TEXT_STYLES  # noqa: E402
 from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
-from pipeline.metrics import summarize_seeds  # noqa: E402
+from pipeline.metrics import metric_cells, summarize_seeds  # noqa: E402
 from pipeline.packed import MANIFEST, WEIGHT_FORMATS, PackTooLarge, member_dirs, pack_model, read_manifest  # noqa: E402
 from pipeline.precision import capabilities  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
@@ -57,19 +57,8 @@ DEFAULT_SEEDS = "1,2,3"
 #: how the packed members read transcripts (pipeline/data.py: styled)
 DEFAULT_TEXT_STYLE = "as_given"
 ALONE = "MOSI alone"  # figures key: MOSI valid with every clip read without neighbours (context models)
-KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
-
-
-def _fmt(k: str, v: float) -> str:
-    return f"{v:.3f}" if k in ("mae", "corr") else f"{100 * v:.2f}"
-
-
 def _row(label: str, m: dict[str, Any]) -> str:
-    cells = []
-    for k in KEYS:
-        v = m[k]
-        cells.append(f"{_fmt(k, v['mean'])} ± {_fmt(k, v['std'])}" if isinstance(v, dict) else _fmt(k, v))
-    return f"| {label} | " + " | ".join(cells) + " |"
+    return f"| {label} | {metric_cells(m)} |"
 
 
 def _train_seconds(run: Path) -> float:

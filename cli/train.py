@@ -18,7 +18,6 @@ from typing import Any
 from cli.options import CACHE_HELP, add_model_options
 from common.io import atomic_open
 
-METRIC_KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 PREDICTION_FIELDS = ["id", "split", "label", "score", "polarity", "class7", "class7_name", "score_language",
                      "score_sense", "score_raw", "text", "model", "modalities", "calibration"]
 
@@ -115,7 +114,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def fmt_metrics(m: dict[str, float]) -> str:
-    return "  ".join(f"{k} {m[k]:.4f}" for k in METRIC_KEYS if k in m)
+    from pipeline.metrics import METRIC_NAMES
+
+    return "  ".join(f"{k} {m[k]:.4f}" for k in METRIC_NAMES if k in m)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -92,21 +93,27 @@ def summarize_seeds(runs: Iterable[dict[str, float]]) -> dict[str, dict[str, flo
     return out
 
 
+def metric_cell(name: str, value: Any) -> str:
+    """One metric as the tables of this project show it: MAE and Corr with 3 decimals, accuracies
+    and F1 in % with 2; a seed summary (``{"mean", "std"}``) as ``mean ± std``."""
+    if isinstance(value, dict):
+        return f"{metric_cell(name, value['mean'])} ± {metric_cell(name, value['std'])}"
+    if name in ("mae", "corr"):
+        return "nan" if math.isnan(value) else f"{value:.3f}"
+    return "nan" if math.isnan(value) else f"{100 * value:.2f}"
+
+
+def metric_cells(m: dict[str, Any], metrics: Sequence[str] = METRIC_NAMES) -> str:
+    """The cells of one Markdown table row (``-`` for a metric ``m`` lacks), joined by `` | ``."""
+    return " | ".join(metric_cell(k, m[k]) if k in m else "-" for k in metrics)
+
+
 def format_table(rows: dict[str, dict[str, dict[str, float]]], metrics: Sequence[str] = METRIC_NAMES) -> str:
     """A Markdown table: one row per configuration, ``mean ± std`` per metric (accuracies in %)."""
-    head = "| config | " + " | ".join(metrics) + " |"
-    sep = "|---|" + "---|" * len(metrics)
-    lines = [head, sep]
+    lines = ["| config | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
     for name, summ in rows.items():
-        cells = []
-        for m in metrics:
-            if m not in summ:
-                cells.append("-")
-                continue
-            scale = 1.0 if m in ("mae", "corr") else 100.0
-            mean, std = summ[m]["mean"] * scale, summ[m]["std"] * scale
-            digits = 3 if m in ("mae", "corr") else 2
-            cells.append("nan" if math.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}")
+        cells = [("nan" if math.isnan(summ[m]["mean"]) else metric_cell(m, summ[m])) if m in summ else "-"
+                 for m in metrics]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from model.loss import UncertaintyWeightedLoss
-from pipeline.metrics import format_table, regression_metrics, seven_class, summarize_seeds, weighted_f1
+from pipeline.metrics import (
+    format_table,
+    metric_cell,
+    metric_cells,
+    regression_metrics,
+    seven_class,
+    summarize_seeds,
+    weighted_f1,
+)
 
 
 def test_eq8_matches_hand_computation():
@@ -94,6 +102,14 @@ def test_seed_summary_mean_and_std():
     assert s["mae"]["n"] == 3
     table = format_table({"x": s}, metrics=["mae"])
     assert "0.800 ± 0.100" in table
+
+
+def test_metric_cells_scale_accuracies_to_percent_and_show_seed_spread():
+    assert metric_cell("mae", 0.53151) == "0.532"
+    assert metric_cell("acc2_non0", 0.898148) == "89.81"
+    assert metric_cell("corr", {"mean": 0.9, "std": 0.0041, "n": 3}) == "0.900 ± 0.004"
+    assert metric_cell("acc7", float("nan")) == "nan"
+    assert metric_cells({"mae": 0.5, "acc7": 0.55}, ["mae", "acc7", "corr"]) == "0.500 | 55.00 | -"
 
 
 def test_seven_class():
