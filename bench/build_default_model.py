@@ -57,6 +57,8 @@ DEFAULT_SEEDS = "1,2,3"
 #: how the packed members read transcripts (pipeline/data.py: styled)
 DEFAULT_TEXT_STYLE = "as_given"
 ALONE = "MOSI alone"  # figures key: MOSI valid with every clip read without neighbours (context models)
+
+
 def _row(label: str, m: dict[str, Any]) -> str:
     return f"| {label} | {metric_cells(m)} |"
 

@@ -95,8 +95,10 @@ def summarize_seeds(runs: Iterable[dict[str, float]]) -> dict[str, dict[str, flo
 
 def metric_cell(name: str, value: Any) -> str:
     """One metric as the tables of this project show it: MAE and Corr with 3 decimals, accuracies
-    and F1 in % with 2; a seed summary (``{"mean", "std"}``) as ``mean ± std``."""
+    and F1 in % with 2; a seed summary (``{"mean", "std"}``) as ``mean ± std``; NaN as ``nan``."""
     if isinstance(value, dict):
+        if math.isnan(value["mean"]):
+            return "nan"
         return f"{metric_cell(name, value['mean'])} ± {metric_cell(name, value['std'])}"
     if name in ("mae", "corr"):
         return "nan" if math.isnan(value) else f"{value:.3f}"
@@ -111,10 +113,7 @@ def metric_cells(m: dict[str, Any], metrics: Sequence[str] = METRIC_NAMES) -> st
 def format_table(rows: dict[str, dict[str, dict[str, float]]], metrics: Sequence[str] = METRIC_NAMES) -> str:
     """A Markdown table: one row per configuration, ``mean ± std`` per metric (accuracies in %)."""
     lines = ["| config | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
-    for name, summ in rows.items():
-        cells = [("nan" if math.isnan(summ[m]["mean"]) else metric_cell(m, summ[m])) if m in summ else "-"
-                 for m in metrics]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [f"| {name} | {metric_cells(summ, metrics)} |" for name, summ in rows.items()]
     return "\n".join(lines)
 
 

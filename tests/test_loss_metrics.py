@@ -109,6 +109,7 @@ def test_metric_cells_scale_accuracies_to_percent_and_show_seed_spread():
     assert metric_cell("acc2_non0", 0.898148) == "89.81"
     assert metric_cell("corr", {"mean": 0.9, "std": 0.0041, "n": 3}) == "0.900 ± 0.004"
     assert metric_cell("acc7", float("nan")) == "nan"
+    assert metric_cell("mae", {"mean": float("nan"), "std": 0.0}) == "nan"  # a seed summary without a value
     assert metric_cells({"mae": 0.5, "acc7": 0.55}, ["mae", "acc7", "corr"]) == "0.500 | 55.00 | -"
 
 
