@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.data import read_alone  # noqa: E402
 from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
-from pipeline.metrics import METRIC_NAMES, metric_cells  # noqa: E402
+from pipeline.metrics import METRIC_NAMES, metric_cells, summarize_seeds  # noqa: E402
 from pipeline.precision import capabilities  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
 
@@ -76,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             members.append(m)
             print(f"{data} {args.split} ({len(clips)} clips) member {ck}: {metric_cells(m)}  "
                   f"[{dt:.1f} s, {len(clips) / dt:.1f} clips/s]", flush=True)
-        mean = {k: float(np.mean([m[k] for m in members])) for k in METRIC_NAMES}
-        std = {k: float(np.std([m[k] for m in members], ddof=1)) if len(members) > 1 else 0.0 for k in METRIC_NAMES}
+        spread = summarize_seeds(members)
+        mean = {k: spread[k]["mean"] for k in METRIC_NAMES}
+        std = {k: spread[k]["std"] for k in METRIC_NAMES}
         print(f"\n{data} {args.split}: | members | " + " | ".join(METRIC_NAMES) + " |")
-        spread = {k: {"mean": mean[k], "std": std[k]} for k in METRIC_NAMES}
         print(f"| mean ± std of members | {metric_cells(spread)} |")
         ens = {}
         for k in range(2, len(preds) + 1):

@@ -100,9 +100,9 @@ def metric_cell(name: str, value: Any) -> str:
         if math.isnan(value["mean"]):
             return "nan"
         return f"{metric_cell(name, value['mean'])} ± {metric_cell(name, value['std'])}"
-    if name in ("mae", "corr"):
-        return "nan" if math.isnan(value) else f"{value:.3f}"
-    return "nan" if math.isnan(value) else f"{100 * value:.2f}"
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.3f}" if name in ("mae", "corr") else f"{100 * value:.2f}"
 
 
 def metric_cells(m: dict[str, Any], metrics: Sequence[str] = METRIC_NAMES) -> str:
