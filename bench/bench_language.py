@@ -97,6 +97,10 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     "mpnet_lora_ctx1_drop30_ep15_plain": {"config": "language_lora", "needs": "mosei_pretrain",
                                           "set": {**CTX1_DROP30, "epochs": 15, "text_style": "plain"},
                                           "stage_from": "mpnet_lora_plain_mosei_pretrain"},
+    # MOSEI as extra data instead of a preliminary stage: one run on MOSI's and MOSEI's train splits
+    # together (17,558 clips, context 1 for every clip), 3 epochs, selected on MOSI valid
+    "mpnet_lora_ctx1_drop30_extra": {"config": "language_lora", "needs": "mosei_extra",
+                                     "set": {"context": 1, "context_dropout": 0.3, "epochs": 3}},
     # mpnet_lora_ctx1_drop30 (10 epochs) plus the auxiliary ordinal head on the class boundaries
     "mpnet_lora_ctx1_drop30_ord": {"config": "language_lora", "needs": "mosei_pretrain",
                                    "set": {**CTX1_DROP30, "model.ordinal_weight": 1.0},
