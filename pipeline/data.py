@@ -151,6 +151,17 @@ def read_alone(clips: Sequence[Clip]) -> list[Clip]:
     return [replace(c, context="", meta={**c.meta, "video_id": f"alone{i}", "clip": "0"}) for i, c in enumerate(clips)]
 
 
+def in_corpus(clips: Sequence[Clip], tag: str) -> list[Clip]:
+    """Copies of ``clips`` whose video ids are prefixed with ``tag``, so that :func:`with_context`
+    never takes the clips of another corpus for neighbours when two corpora trained together use
+    the same video id. Their order within a video is kept."""
+    out = []
+    for i, c in enumerate(clips):
+        video, _ = _video_and_order(c, i)
+        out.append(replace(c, meta={**c.meta, "video_id": f"{tag}{video}"}))
+    return out
+
+
 def _video_and_order(c: Clip, position: int) -> tuple[str, tuple[int, Any]]:
     """A clip's video and its place in it: MMSA ids are ``<video_id>$_$<clip_id>`` with numeric
     clip ids in MOSI and MOSEI (ordered as numbers); otherwise the order given."""

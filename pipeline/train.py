@@ -48,7 +48,7 @@ from pipeline.checkpoint import (
 )
 from pipeline.config import TrainConfig
 from pipeline.corpora import load_corpus
-from pipeline.data import Clip, Corpus, Normalizer
+from pipeline.data import Clip, Corpus, Normalizer, in_corpus
 from pipeline.encoders import encoder_identity, load_encoder, lora_settings
 from pipeline.inference import batch_to_inputs, make_dataset, make_loader, metrics_of, run_inference
 from pipeline.metrics import HIGHER_IS_BETTER, format_table, summarize_seeds
@@ -341,7 +341,8 @@ def _training_clips(corpus: Corpus, cfg: TrainConfig) -> list[Clip]:
         more = load_corpus(extra)
         if m.uses_sense and (more.audio_names != corpus.audio_names or more.vision_names != corpus.vision_names):
             raise ConfigError(f"extra corpus {extra} has other feature columns than {corpus.source}")
-        added = [c for c in more.split("train") if c.label is not None]
+        # a video id of its own per corpus: a clip's neighbours (context) come from its corpus only
+        added = in_corpus([c for c in more.split("train") if c.label is not None], f"{extra}#")
         log.info("adding %d training clips from %s", len(added), extra)
         clips = clips + added
     return clips

@@ -136,3 +136,24 @@ def test_context_dropout_trains_resumes_and_is_checked(tmp_path, monkeypatch):
     for bad in (-0.1, 1.0, True, "half"):
         with pytest.raises(Exception, match="context_dropout"):
             load_config("quick", overrides={"context_dropout": bad})
+
+
+def test_an_extra_corpus_gives_no_neighbours_to_the_main_one(tmp_path):
+    """Two corpora trained together (``extra_train``) that use the same video id: each clip's
+    context comes from its own corpus only."""
+    from pipeline.corpora import load_corpus
+    from pipeline.train import _training_clips
+
+    rows = {"main": ["good one", "good two", "good three"], "extra": ["bad one", "bad two"]}
+    paths = {}
+    for name, texts in rows.items():
+        paths[name] = tmp_path / f"{name}.csv"
+        paths[name].write_text("video_id,clip_id,text,label,mode\n"
+                               + "".join(f"shared,{i + 1},{t},0.5,train\n" for i, t in enumerate(texts))
+                               + "v,1,held out,0.0,valid\n")
+    cfg = load_config("quick", ablation="language_only", overrides={"context": 1})
+    cfg.extra_train = [str(paths["extra"])]
+    clips = _training_clips(load_corpus(paths["main"]), cfg)
+    ctx = {c.text: c.context for c in with_context(clips, 1)}
+    assert ctx == {"good one": "after: good two", "good two": "before: good one after: good three",
+                   "good three": "before: good two", "bad one": "after: bad two", "bad two": "before: bad one"}
