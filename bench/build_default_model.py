@@ -29,7 +29,6 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from pipeline.calibration import KINDS as CALIBRATION_KINDS  # noqa: E402
 from pipeline.calibration import Calibration, calibrated, fit_quantile  # noqa: E402
 from pipeline.config import load_config, parse_overrides  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
-from pipeline.data import TEXT_STYLES  # noqa: E402
+from pipeline.data import TEXT_STYLES, read_alone  # noqa: E402
 from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
 from pipeline.metrics import metric_cells, summarize_seeds  # noqa: E402
 from pipeline.packed import MANIFEST, WEIGHT_FORMATS, PackTooLarge, member_dirs, pack_model, read_manifest  # noqa: E402
@@ -57,6 +56,8 @@ DEFAULT_SEEDS = "1,2,3"
 #: how the packed members read transcripts (pipeline/data.py: styled)
 DEFAULT_TEXT_STYLE = "as_given"
 ALONE = "MOSI alone"  # figures key: MOSI valid with every clip read without neighbours (context models)
+#: how a recipe trains on MOSEI: a preliminary stage before MOSI, or MOSEI's train split added to MOSI's
+MOSEI_USES = ("pretrain", "extra")
 
 
 def _row(label: str, m: dict[str, Any]) -> str:
@@ -81,7 +82,7 @@ def evaluate(packed: Path, data: str, split: str = "valid", alone: bool = False)
     (its own video), as ``senbert score`` reads a folder of short clips."""
     clips = _labelled(data, split)
     if alone:
-        clips = [replace(c, meta={**c.meta, "video_id": f"alone{i}", "clip": "0"}) for i, c in enumerate(clips)]
+        clips = read_alone(clips)
     model = Predictor.load(packed)
     parts = getattr(model, "members", [model])
     t0 = time.perf_counter()
@@ -135,8 +136,7 @@ deployments and `senbert demo` use it when no checkpoint is named; every output 
   chose epochs and seeds; the test splits were not used.
 
 ## Recipe
-- config `{config}`{overrides}: a preliminary stage of {pretrain_epochs} epoch(s) on MOSEI's train split
-  (chosen on MOSEI valid){stage_context}, then MOSI's train split{main_context}, up to {epochs} epochs with
+- config `{config}`{overrides}: {data_line}, up to {epochs} epochs with
   early stopping on MOSI valid MAE (patience {patience}); adapters at lr {lr_encoder}, head at {lr_other};
   precision `auto`.{calibration_line}
 - Rebuild: `python bench/build_default_model.py --mosi MOSI/label.csv --mosei MOSEI/label.csv{rebuild_args}`
@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=list(DEFAULT_SET), metavar="KEY=VALUE")
     ap.add_argument("--seeds", default=DEFAULT_SEEDS)
     ap.add_argument("--members", help="seeds to pack (default: all of --seeds)")
+    ap.add_argument("--mosei-as", choices=MOSEI_USES, default="pretrain",
+                    help="how the recipe trains on MOSEI: a preliminary stage, then MOSI (pretrain, the default), "
+                         "or its train split added to MOSI's in one run (extra)")
     ap.add_argument("--stage-from", help="reuse the finished MOSEI stage of this run folder (its pretrain/)")
     ap.add_argument("--members-from", metavar="PACKED",
                     help="a packed model of the same recipe whose members stand for the seeds it has (not trained "
@@ -200,8 +203,15 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config(args.config, overrides=parse_overrides(args.set))
     cfg.name = args.name
-    cfg.pretrain = [str(Path(args.mosei).resolve())]
     work = Path(args.work)
+    if args.card_only or args.recalibrate:  # the recipe the packed model was built with
+        args.mosei_as = read_manifest(args.out).get("recipe", {}).get("mosei_as", "pretrain")
+    if args.mosei_as == "extra":
+        if args.stage_from:
+            ap.error("--stage-from reuses a MOSEI stage; --mosei-as extra has none")
+        cfg.extra_train = [str(Path(args.mosei).resolve())]
+    else:
+        cfg.pretrain = [str(Path(args.mosei).resolve())]
     if args.stage_from:
         stage = Path(args.stage_from) / "pretrain"
         if not (stage / "result.json").is_file():
@@ -211,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     members = [int(s) for s in (args.members or args.seeds).split(",") if s]
     ckpts = [work / f"seed_{s}" / "checkpoint" for s in members]
     stage_dir = Path(cfg.init_from).parent if args.stage_from else work / "pretrain"
+    if args.mosei_as == "extra":  # no preliminary stage
+        stage_dir = None
     built: dict[str, Any] | None = None
     weights = args.weights
     if args.card_only or args.recalibrate:  # the packed model as it is: its recipe and build record
@@ -226,19 +238,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.members_from and not (args.card_only or args.recalibrate):
         reused, earlier = _members_of(Path(args.members_from), args, work)
         ckpts = [reused.get(s, ck) for s, ck in zip(members, ckpts)]
+    if args.card_only or args.recalibrate:  # pack from a copy of its members: packing replaces --out
+        work.mkdir(parents=True, exist_ok=True)
+        copies = work / "members_of_packed"
+        if copies.exists():
+            shutil.rmtree(copies)
+        folders, _ = member_dirs(args.out)
+        ckpts = [shutil.copytree(f, copies / f.name) for f in folders]
     if args.card_only:
         figures = read_manifest(args.out)["figures"]
         packed = Path(args.out)
         calibration = Predictor.load(packed).calibration
     else:
-        if args.recalibrate:  # pack from a copy of its members: packing replaces --out
-            work.mkdir(parents=True, exist_ok=True)
-            copies = work / "members_of_packed"
-            if copies.exists():
-                shutil.rmtree(copies)
-            folders, _ = member_dirs(args.out)
-            ckpts = [shutil.copytree(f, copies / f.name) for f in folders]
-        else:
+        if not args.recalibrate:
             t0 = time.perf_counter()
             train_seeds(load_corpus(args.mosi), cfg, work, [s for s in seeds if s not in reused], progress=False)
             print(f"training: {time.perf_counter() - t0:.0f} s (finished runs are reused)", flush=True)
@@ -275,20 +287,21 @@ def main(argv: list[str] | None = None) -> int:
         base_sha=(meta.base_encoder or {}).get("sha256", "?"),
         files=", ".join(f"`{rel}` {n / 2**20:.2f} MiB" for rel, n in sizes.items() if rel.endswith(".safetensors")),
         total_mib=(sum(sizes.values())) / 2**20, config=args.config, weights_text=WEIGHTS_TEXT[weights],
-        overrides=f" with `{' '.join(args.set)}`" if args.set else "", pretrain_epochs=run_cfg["pretrain_epochs"],
-        epochs=run_cfg["epochs"], patience=run_cfg["patience"], lr_encoder=run_cfg["lr_encoder"],
+        overrides=f" with `{' '.join(args.set)}`" if args.set else "", epochs=run_cfg["epochs"],
+        patience=run_cfg["patience"], lr_encoder=run_cfg["lr_encoder"],
         lr_other=run_cfg["lr_other"], train_hours=built["train_hours"], cpu=built["cpu"],
         precision_note=f", precision {built['precision']}" if built["precision"] else "", rows="\n".join(rows),
         style_line=STYLE_LINE.get(args.text_style, ""), **_calibration_text(calibration),
-        **_context_text(meta.context, meta.max_context_len, int(_run_config(stage_dir).get("context", 0)),
-                        float(run_cfg.get("context_dropout", 0.0))))
+        **_data_text(args.mosei_as, run_cfg["pretrain_epochs"], meta.context, meta.max_context_len,
+                     int(_run_config(stage_dir).get("context", 0)) if stage_dir else 0,
+                     float(run_cfg.get("context_dropout", 0.0))))
     # the card goes in the manifest's file list too: pack again with it (cheap)
     pack_model(ckpts, args.out, args.name, card=card, calibration=calibration, weights=weights,
                text_style=args.text_style, extra={
                    "figures": figures, "built": built,
                    "recipe": {"config": args.config, "set": args.set, "seeds": seeds, "members": members,
-                              "text_style": args.text_style}})
-    if args.recalibrate or reused:
+                              "text_style": args.text_style, "mosei_as": args.mosei_as}})
+    if args.recalibrate or args.card_only or reused:
         shutil.rmtree(work / "members_of_packed", ignore_errors=True)
     total = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
     print(card)
@@ -327,9 +340,10 @@ def _members_of(packed: Path, args: argparse.Namespace, work: Path) -> tuple[dic
     folders, manifest = member_dirs(packed)
     recipe = manifest.get("recipe") or {}
     if (recipe.get("config") != args.config or sorted(recipe.get("set", [])) != sorted(args.set)
-            or len(recipe.get("members", [])) != len(folders)):
-        raise SystemExit(f"--members-from {packed}: its recipe ({recipe.get('config')} with {recipe.get('set')}) "
-                         f"is not this build's ({args.config} with {args.set}); its members cannot stand for seeds")
+            or recipe.get("mosei_as", "pretrain") != args.mosei_as or len(recipe.get("members", [])) != len(folders)):
+        raise SystemExit(f"--members-from {packed}: its recipe ({recipe.get('config')} with {recipe.get('set')}, MOSEI "
+                         f"as {recipe.get('mosei_as', 'pretrain')}) is not this build's ({args.config} with "
+                         f"{args.set}, MOSEI as {args.mosei_as}); its members cannot stand for seeds")
     copies = work / "members_of_packed"
     if copies.exists():
         shutil.rmtree(copies)
@@ -387,6 +401,19 @@ def _calibration_text(cal: Calibration | None) -> dict[str, str]:
     }
 
 
+def _data_text(mosei_as: str, pretrain_epochs: int, context: int, max_len: int, stage: int,
+               dropout: float = 0.0) -> dict[str, str]:
+    """The model card's lines on what the recipe trained on, in which order and with which context."""
+    lines = _context_text(context, max_len, stage, dropout)
+    stage_context, main_context = lines.pop("stage_context"), lines.pop("main_context")
+    if mosei_as == "extra":
+        data = f"one run on MOSI's and MOSEI's train splits together{main_context}"
+    else:
+        data = (f"a preliminary stage of {pretrain_epochs} epoch(s) on MOSEI's train split\n  (chosen on MOSEI "
+                f"valid){stage_context}, then MOSI's train split{main_context}")
+    return {**lines, "data_line": data}
+
+
 def _context_text(context: int, max_len: int, stage: int, dropout: float = 0.0) -> dict[str, str]:
     """The model card's lines on utterance context (empty for a model without it)."""
     if context <= 0:
@@ -423,6 +450,8 @@ def _rebuild_args(args: argparse.Namespace) -> str:
         out.append(f"--name {args.name}")
     if args.text_style != DEFAULT_TEXT_STYLE:
         out.append(f"--text-style {args.text_style}")
+    if args.mosei_as != "pretrain":
+        out.append(f"--mosei-as {args.mosei_as}")
     return "".join(" " + o for o in out)
 
 

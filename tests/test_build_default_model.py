@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 
+import yaml
+
 from pipeline.packed import read_manifest, verify_packed
 from pipeline.predict import Predictor
 from tests.conftest import SENTENCES, TINY
@@ -95,3 +97,44 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     r = subprocess.run(cmd3[:-4] + ["--members-from", str(out), "--set", "epochs=2"], capture_output=True,
                        text=True, cwd=ROOT, timeout=900)
     assert r.returncode != 0 and "cannot stand for seeds" in r.stderr
+
+
+def test_rebuild_with_mosei_as_extra_data_then_the_card_alone(tmp_path):
+    """``--mosei-as extra``: no preliminary stage, one run per seed on both train splits, said so in
+    the card and its rebuild command; ``--card-only`` re-renders that card from the packed model
+    alone (no training runs), its weights untouched."""
+    sets = [f"{k}={v}" for k, v in {**TINY, "epochs": 1}.items()]
+    sets += ["model.variant=language_only", "model.adapter=lora", "model.lora_r=2", "context=1", "max_context_len=8"]
+    out, work = tmp_path / "model", tmp_path / "work"
+    cmd = [sys.executable, str(ROOT / "bench" / "build_default_model.py"), "--mosi", str(SENTENCES),
+           "--mosei", str(SENTENCES), "--config", "quick", "--seeds", "1", "--work", str(work), "--out", str(out),
+           "--name", "tiny-extra", "--mosei-as", "extra"]
+    for s in sets:
+        cmd += ["--set", s]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not (work / "pretrain").exists()
+    run_cfg = yaml.safe_load((work / "seed_1" / "config.yaml").read_text())
+    assert run_cfg["extra_train"] == [str(SENTENCES.resolve())] and run_cfg["pretrain"] == []
+    manifest = verify_packed(out)
+    assert manifest["recipe"]["mosei_as"] == "extra"
+    card = (out / "MODEL_CARD.md").read_text()
+    assert ("one run on MOSI's and MOSEI's train splits together with context 1 (context dropout 0.3), "
+            "up to 1 epochs") in card
+    assert "preliminary stage" not in card and "--mosei-as extra" in card
+
+    shutil.rmtree(work)  # --card-only packs from the packed model's own members
+    (out / "MODEL_CARD.md").unlink()
+    manifest["files"].pop("MODEL_CARD.md")
+    (out / "manifest.json").write_text(json.dumps(manifest))  # a pack without its card
+    r = subprocess.run(cmd[:cmd.index("--set")] + ["--card-only"], capture_output=True, text=True, cwd=ROOT,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "MODEL_CARD.md").read_text() == card
+    again = verify_packed(out)
+    assert {k: v for k, v in again["files"].items() if k.endswith(".safetensors")} == \
+        {k: v for k, v in manifest["files"].items() if k.endswith(".safetensors")}
+    assert not (work / "members_of_packed").exists()
+
+    r = subprocess.run(cmd + ["--stage-from", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode != 0 and "--mosei-as extra has none" in r.stderr
