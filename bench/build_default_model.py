@@ -17,7 +17,8 @@ are, no training), measures it again and rewrites its card; ``--card-only`` only
 The recipe (``--config``, ``--set``, ``--seeds``, ``--members``) defaults to the one the model
 card describes. ``--members`` names the seeds packed into the ensemble (default: all of
 ``--seeds``). ``--members-from PACKED`` adds seeds to a packed model of the same recipe without
-training again the seeds it already has: its members stand for them.
+training again the seeds it already has: its members stand for them. ``--mosei-as extra`` trains
+on MOSEI's train split together with MOSI's in each seed's run instead of in a preliminary stage.
 """
 
 from __future__ import annotations
