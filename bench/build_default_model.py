@@ -205,8 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, overrides=parse_overrides(args.set))
     cfg.name = args.name
     work = Path(args.work)
-    if args.card_only or args.recalibrate:  # the recipe the packed model was built with
-        args.mosei_as = read_manifest(args.out).get("recipe", {}).get("mosei_as", "pretrain")
+    as_packed = args.card_only or args.recalibrate  # the packed model in --out as it is: no training
+    old = read_manifest(args.out) if as_packed else {}
+    if as_packed:  # the recipe the packed model was built with
+        args.mosei_as = old.get("recipe", {}).get("mosei_as", "pretrain")
     if args.mosei_as == "extra":
         if args.stage_from:
             ap.error("--stage-from reuses a MOSEI stage; --mosei-as extra has none")
@@ -221,13 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     members = [int(s) for s in (args.members or args.seeds).split(",") if s]
     ckpts = [work / f"seed_{s}" / "checkpoint" for s in members]
-    stage_dir = Path(cfg.init_from).parent if args.stage_from else work / "pretrain"
-    if args.mosei_as == "extra":  # no preliminary stage
-        stage_dir = None
+    stage_dir = (None if args.mosei_as == "extra"  # no preliminary stage
+                 else Path(cfg.init_from).parent if args.stage_from else work / "pretrain")
     built: dict[str, Any] | None = None
     weights = args.weights
-    if args.card_only or args.recalibrate:  # the packed model as it is: its recipe and build record
-        old = read_manifest(args.out)
+    if as_packed:  # its recipe and build record
         recipe = old.get("recipe", {})
         args.set, seeds = recipe.get("set", args.set), recipe.get("seeds", seeds)
         members = recipe.get("members", members)
@@ -236,18 +236,14 @@ def main(argv: list[str] | None = None) -> int:
         weights = old.get("weights", "fp16")
     args.text_style = args.text_style or DEFAULT_TEXT_STYLE
     reused: dict[int, Path] = {}  # seed -> a member of --members-from standing for it
-    if args.members_from and not (args.card_only or args.recalibrate):
+    if args.members_from and not as_packed:
         reused, earlier = _members_of(Path(args.members_from), args, work)
         ckpts = [reused.get(s, ck) for s, ck in zip(members, ckpts)]
-    if args.card_only or args.recalibrate:  # pack from a copy of its members: packing replaces --out
-        work.mkdir(parents=True, exist_ok=True)
-        copies = work / "members_of_packed"
-        if copies.exists():
-            shutil.rmtree(copies)
+    if as_packed:  # pack from a copy of its members: packing replaces --out
         folders, _ = member_dirs(args.out)
-        ckpts = [shutil.copytree(f, copies / f.name) for f in folders]
+        ckpts = _copy_members(folders, [f.name for f in folders], work)
     if args.card_only:
-        figures = read_manifest(args.out)["figures"]
+        figures = old["figures"]
         packed = Path(args.out)
         calibration = Predictor.load(packed).calibration
     else:
@@ -294,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         precision_note=f", precision {built['precision']}" if built["precision"] else "", rows="\n".join(rows),
         style_line=STYLE_LINE.get(args.text_style, ""), **_calibration_text(calibration),
         **_data_text(args.mosei_as, run_cfg["pretrain_epochs"], meta.context, meta.max_context_len,
-                     int(_run_config(stage_dir).get("context", 0)) if stage_dir else 0,
+                     _stage_context(stage_dir, run_cfg, meta.context),
                      float(run_cfg.get("context_dropout", 0.0))))
     # the card goes in the manifest's file list too: pack again with it (cheap)
     pack_model(ckpts, args.out, args.name, card=card, calibration=calibration, weights=weights,
@@ -302,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                    "figures": figures, "built": built,
                    "recipe": {"config": args.config, "set": args.set, "seeds": seeds, "members": members,
                               "text_style": args.text_style, "mosei_as": args.mosei_as}})
-    if args.recalibrate or args.card_only or reused:
-        shutil.rmtree(work / "members_of_packed", ignore_errors=True)
+    if as_packed or reused:
+        shutil.rmtree(work / COPIES, ignore_errors=True)
     total = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
     print(card)
     print(f"packed {args.out}: {total / 2**20:.2f} MiB")
@@ -345,13 +341,37 @@ def _members_of(packed: Path, args: argparse.Namespace, work: Path) -> tuple[dic
         raise SystemExit(f"--members-from {packed}: its recipe ({recipe.get('config')} with {recipe.get('set')}, MOSEI "
                          f"as {recipe.get('mosei_as', 'pretrain')}) is not this build's ({args.config} with "
                          f"{args.set}, MOSEI as {args.mosei_as}); its members cannot stand for seeds")
-    copies = work / "members_of_packed"
+    seeds = [int(s) for s in recipe["members"]]
+    out = dict(zip(seeds, _copy_members(folders, [f"seed_{s}" for s in seeds], work)))
+    print(f"--members-from {packed}: seeds {sorted(out)} are its members (not trained again)", flush=True)
+    return out, manifest
+
+
+#: the folder under ``--work`` that holds copies of a packed model's members while they are packed again
+COPIES = "members_of_packed"
+
+
+def _copy_members(folders: list[Path], names: list[str], work: Path) -> list[Path]:
+    """Copies of a packed model's member folders under ``work`` (as ``names``, an earlier copy
+    replaced): packing replaces the packed model's folder, which may be where they came from."""
+    copies = work / COPIES
     if copies.exists():
         shutil.rmtree(copies)
     copies.mkdir(parents=True)
-    out = {int(s): Path(shutil.copytree(f, copies / f"seed_{s}")) for s, f in zip(recipe["members"], folders)}
-    print(f"--members-from {packed}: seeds {sorted(out)} are its members (not trained again)", flush=True)
-    return out, manifest
+    return [Path(shutil.copytree(f, copies / name)) for f, name in zip(folders, names)]
+
+
+def _stage_context(stage_dir: Path | None, run_cfg: dict[str, Any], context: int) -> int:
+    """The context the preliminary stage read with: its run's config.yaml where the run is at
+    hand, else what the members' own training config gave it (``pretrain_context``; unset, their
+    ``context``). 0 for a recipe without a stage."""
+    if stage_dir is None:
+        return 0
+    ran = _run_config(stage_dir)
+    if "context" in ran:
+        return int(ran["context"])
+    given = run_cfg.get("pretrain_context")
+    return int(context if given is None else given)
 
 
 def _merged_record(built: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:

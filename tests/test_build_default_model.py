@@ -138,3 +138,25 @@ def test_rebuild_with_mosei_as_extra_data_then_the_card_alone(tmp_path):
 
     r = subprocess.run(cmd + ["--stage-from", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode != 0 and "--mosei-as extra has none" in r.stderr
+
+
+def test_the_cards_stage_context_comes_from_the_stage_run_or_else_the_members_recipe(tmp_path):
+    """Under ``--card-only`` / ``--recalibrate`` the training runs may be gone: the card's "stage
+    with/without context" then follows what the members' own training config gave the stage, not
+    a default."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_default_model", ROOT / "bench" / "build_default_model.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    gone = tmp_path / "pretrain"  # no stage run at hand
+    assert build._stage_context(gone, {"pretrain_context": 2}, 1) == 2
+    assert build._stage_context(gone, {"pretrain_context": None}, 1) == 1  # unset: the members' context
+    assert build._stage_context(gone, {"pretrain_context": 0}, 1) == 0
+    assert build._stage_context(None, {"pretrain_context": 2}, 1) == 0  # MOSEI as extra data: no stage
+    gone.mkdir()
+    (gone / "config.yaml").write_text("context: 3\n")  # the stage's own run wins (a reused --stage-from)
+    assert build._stage_context(gone, {"pretrain_context": 0}, 1) == 3
+    # and the card says it
+    text = build._data_text("pretrain", 2, 1, 64, build._stage_context(gone, {}, 1))
+    assert "with context 3, then MOSI's train split with context 1" in text["data_line"]
