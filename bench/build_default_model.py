@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the packed model's calibration of its final score, fitted on MOSI train (default: quantile, "
                          "signs kept; pipeline/calibration.py)")
     ap.add_argument("--text-style", choices=TEXT_STYLES,
-                    help=f"how the packed members read transcripts (default: {DEFAULT_TEXT_STYLE}; with --recalibrate "
+                    help="how the packed members read transcripts (default: the style they were trained in, the "
+                         f"recipe's text_style, {DEFAULT_TEXT_STYLE} unless --set says otherwise; with --recalibrate "
                          "or --card-only, the packed model's own)")
     ap.add_argument("--card-only", action="store_true",
                     help="re-render MODEL_CARD.md from the figures in the manifest of --out (no training, no eval)")
@@ -234,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         args.text_style = args.text_style or recipe.get("text_style", "as_given")
         built = old.get("built") or _built_from_card(Path(args.out) / "MODEL_CARD.md")
         weights = old.get("weights", "fp16")
-    args.text_style = args.text_style or DEFAULT_TEXT_STYLE
+    # the style the members were trained in (the recipe's text_style): they read in it unless told otherwise
+    args.trained_style = load_config(args.config, overrides=parse_overrides(args.set)).text_style
+    args.text_style = args.text_style or args.trained_style
     reused: dict[int, Path] = {}  # seed -> a member of --members-from standing for it
     if args.members_from and not as_packed:
         reused, earlier = _members_of(Path(args.members_from), args, work)
@@ -469,7 +472,7 @@ def _rebuild_args(args: argparse.Namespace) -> str:
         out.append(f"--weights {args.weights}")
     if args.name != NAME:
         out.append(f"--name {args.name}")
-    if args.text_style != DEFAULT_TEXT_STYLE:
+    if args.text_style != args.trained_style:  # packed to read in another style than it was trained in
         out.append(f"--text-style {args.text_style}")
     if args.mosei_as != "pretrain":
         out.append(f"--mosei-as {args.mosei_as}")

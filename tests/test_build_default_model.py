@@ -101,10 +101,12 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
 
 def test_rebuild_with_mosei_as_extra_data_then_the_card_alone(tmp_path):
     """``--mosei-as extra``: no preliminary stage, one run per seed on both train splits, said so in
-    the card and its rebuild command; ``--card-only`` re-renders that card from the packed model
-    alone (no training runs), its weights untouched."""
+    the card and its rebuild command; members trained in plain style (``--set text_style=plain``)
+    are packed to read in it; ``--card-only`` re-renders that card from the packed model alone (no
+    training runs), its weights untouched."""
     sets = [f"{k}={v}" for k, v in {**TINY, "epochs": 1}.items()]
-    sets += ["model.variant=language_only", "model.adapter=lora", "model.lora_r=2", "context=1", "max_context_len=8"]
+    sets += ["model.variant=language_only", "model.adapter=lora", "model.lora_r=2", "context=1", "max_context_len=8",
+             "text_style=plain"]
     out, work = tmp_path / "model", tmp_path / "work"
     cmd = [sys.executable, str(ROOT / "bench" / "build_default_model.py"), "--mosi", str(SENTENCES),
            "--mosei", str(SENTENCES), "--config", "quick", "--seeds", "1", "--work", str(work), "--out", str(out),
@@ -122,6 +124,10 @@ def test_rebuild_with_mosei_as_extra_data_then_the_card_alone(tmp_path):
     assert ("one run on MOSI's and MOSEI's train splits together with context 1 (context dropout 0.3), "
             "up to 1 epochs") in card
     assert "preliminary stage" not in card and "--mosei-as extra" in card
+    # trained plain, read plain: no --text-style needed to say so, and the card tells how it reads
+    assert Predictor.load(out).meta.text_style == "plain" and manifest["recipe"]["text_style"] == "plain"
+    assert "Transcripts are read in plain style" in card and "--set text_style=plain" in card
+    assert "--text-style" not in card
 
     shutil.rmtree(work)  # --card-only packs from the packed model's own members
     (out / "MODEL_CARD.md").unlink()
