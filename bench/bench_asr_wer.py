@@ -78,6 +78,9 @@ def main() -> None:
     sets = load_sets(args.speech, args.grid)
     if not sets:
         sys.exit(f"error: no clips with references under {args.speech} or {args.grid}")
+    from pipeline.precision import capabilities
+
+    print(f"CPU: {capabilities().describe()}", flush=True)
     print(f"cores: {os.cpu_count()}  load average: {os.getloadavg()[0]:.2f}  engine: {args.engine}")
     variants = [("config " + " ".join([args.config, *args.set]), args.set)]
     if args.sweep and args.engine == "faster_whisper":

@@ -171,6 +171,9 @@ def main() -> None:
         args.workers = int(args.workers)
         child(args)
         return
+    from pipeline.precision import capabilities
+
+    print(f"CPU: {capabilities().describe()}", flush=True)
     print(f"clips: {args.data}  config: {args.config} {args.set}  cores: {os.cpu_count()}  "
           f"load average: {os.getloadavg()[0]:.2f}")
     results = []

@@ -57,6 +57,9 @@ def main() -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from pipeline.corpora import list_videos
+    from pipeline.precision import capabilities
+
+    print(f"CPU: {capabilities().describe()}", flush=True)
 
     clips = list_videos(args.data)
     if not clips:

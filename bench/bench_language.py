@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipeline.config import load_config  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.metrics import format_table  # noqa: E402
+from pipeline.precision import capabilities  # noqa: E402
 from pipeline.predict import Predictor  # noqa: E402
 from pipeline.train import run_pretrain, train_seeds  # noqa: E402
 
@@ -156,6 +157,7 @@ def main() -> int:
         return 0
     if not args.mosi:
         ap.error("--mosi is required")
+    print(f"CPU: {capabilities().describe()}", flush=True)
     corpus = load_corpus(args.mosi)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     out = Path(args.out)

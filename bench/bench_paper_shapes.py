@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import load_config  # noqa: E402
 from pipeline.corpora import read_mmsa_pkl  # noqa: E402
+from pipeline.precision import capabilities  # noqa: E402
 from pipeline.train import train  # noqa: E402
 
 SHAPES = {  # (acoustic T, d), (visual T, d), real train-split size
@@ -69,6 +70,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=64, help="generated training clips")
     ap.add_argument("--json")
     args = ap.parse_args()
+    print(f"CPU: {capabilities().describe()}", flush=True)
     over = {"epochs": 1, "patience": 1}
     if args.encoder:
         over["model.encoder"] = args.encoder

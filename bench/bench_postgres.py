@@ -150,6 +150,9 @@ def main() -> int:
     ap.add_argument("--no-sqlite", action="store_true", help="skip the SQLite comparison")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from pipeline.precision import capabilities
+
+    print(f"CPU: {capabilities().describe()}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench_pg_"))
     try:
         print("training a tiny language-only checkpoint ...", flush=True)

@@ -29,6 +29,7 @@ from model.senbert import SenBERT  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.data import Clip, ClipDataset, collate  # noqa: E402
 from pipeline.encoders import load_encoder  # noqa: E402
+from pipeline.precision import capabilities  # noqa: E402
 from pipeline.train import build_optimizer, train_step  # noqa: E402
 
 WORDS = "the movie was honestly really good but the ending felt a bit too long and slow for me".split()
@@ -90,6 +91,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(f"CPU: {capabilities().describe()}", flush=True)
     clips = make_clips(64, args.text_len, args.t_a, args.d_a, args.t_v, args.d_v)
     names = ("language_only", "senbert_full")
     steps = {n: build(a, args, clips) for n, a in zip(names, ("language_only", None))}

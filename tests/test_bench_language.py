@@ -23,6 +23,7 @@ def test_five_seed_protocol_tables_and_resume(tmp_path):
             "--epochs", "1", "--eval-split", "test")
     r = run(*args)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "CPU: " in r.stdout and "native bf16:" in r.stdout  # every bench says which CPU its figures are from
     res = json.loads((out / "results.json").read_text())["minilm"]
     for split in ("valid", "test"):
         for k in ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0"):
