@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import subprocess
@@ -75,3 +76,25 @@ def test_the_docker_image_copies_every_package():
     for top in sorted({p.split(".")[0] for p in packages}):
         assert f"COPY {top} ./{top}" in dockerfile, top
     assert "COPY configs ./configs" in dockerfile
+    # and the build context lets every copied file through (Dockerfile.dockerignore excludes all else):
+    # a folder copied but ignored fails the build with "not found"
+    copied = [src for line in dockerfile.splitlines() if line.startswith("COPY ") and "--from" not in line
+              for src in line.split()[1:-1]]
+    ignored = [name for name in copied for f in ([ROOT / name] if (ROOT / name).is_file() else
+                                                  [g for g in (ROOT / name).rglob("*.*") if g.is_file()][:1])
+               if _docker_ignores(f.relative_to(ROOT).as_posix())]
+    assert not ignored, f"docker/Dockerfile.dockerignore leaves out what the image copies: {ignored}"
+
+
+def _docker_ignores(rel: str) -> bool:
+    """Whether docker/Dockerfile.dockerignore keeps ``rel`` (a path under the repository root) out of
+    the build context: its patterns in order, the last that matches decides, ``!`` lets through."""
+    out = False
+    for line in (ROOT / "docker" / "Dockerfile.dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        keep = line.startswith("!")
+        if fnmatch.fnmatchcase(rel, line.lstrip("!")):  # fnmatch's * crosses "/", as ** does here
+            out = not keep
+    return out
