@@ -1,8 +1,9 @@
 """``senbert extract`` and ``senbert assets``.
 
-    senbert extract VIDEO|FOLDER|label.csv ... [--config default] [--workers 2] [--cache DIR]
-                    [--set visual.fps=5] [--transcript TEXT] [--errors FILE] [--retry-failed]
-    senbert assets [install|check] [--whisper DIR|NAME] [--landmarker FILE] [--json]
+    senbert extract VIDEO|FOLDER|label.csv ... [--config default] [--workers auto|N] [--cache DIR]
+                    [--set visual.fps=5] [--transcript TEXT] [--raw-dir DIR] [--errors FILE] [--retry-failed]
+                    [--json FILE] [--quiet]
+    senbert assets [install|check] [--whisper DIR|NAME] [--landmarker FILE] [--ffmpeg auto|system|PATH] [--json]
 
 ``extract`` takes video files, folders (searched recursively; a folder holding a
 ``label.csv`` is read as an MMSA-FET corpus) and MMSA-FET ``label.csv`` files
