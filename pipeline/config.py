@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from common.errors import ConfigError
+from common.typed import coerce_fields
 from model.config import ModelConfig
 from pipeline.calibration import KINDS as CALIBRATION_KINDS
 from pipeline.data import TEXT_STYLES
@@ -202,18 +203,24 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any], source: str = "") -> "TrainConfig":
+        """A config from its mapping; ``source`` (the YAML file, the overrides) is named in every
+        error. Each value is checked against its field's type (``checked_values``)."""
+        where = f"config {source}: " if source else "config: "
         d = copy.deepcopy(d)
         d.pop("base", None)
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ConfigError(f"unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
+            raise ConfigError(f"{where}unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+        model = d.pop("model", {}) or {}
+        if not isinstance(model, dict):
+            raise ConfigError(f"{where}'model' must be a mapping of model settings, got {model!r}")
         try:
-            model = ModelConfig.from_dict(d.pop("model", {}) or {})
-            return cls(model=model, **d)
+            return cls(model=ModelConfig.from_dict(coerce_fields(ModelConfig, model, "model.")),
+                       **coerce_fields(cls, d))
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid config: {exc}") from None
+            raise ConfigError(f"{where}{exc}") from None
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -226,10 +233,14 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+def _config_file(name_or_path: str) -> Path:
+    """A config's YAML file: a path, or a name under configs/."""
     p = Path(name_or_path)
-    if not p.suffix:
-        p = CONFIG_DIR / f"{name_or_path}.yaml"
+    return CONFIG_DIR / f"{name_or_path}.yaml" if not p.suffix else p
+
+
+def _read_yaml(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    p = _config_file(name_or_path)
     if not p.is_file():
         names = sorted(x.stem for x in CONFIG_DIR.glob("*.yaml"))
         raise ConfigError(f"config {name_or_path!r} not found (no file {p}); named configs: {names}")
@@ -249,7 +260,7 @@ def _read_yaml(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         default_name = str(p.relative_to(CONFIG_DIR).with_suffix(""))
     except ValueError:
         default_name = p.stem
-    data["name"] = own_name or default_name  # the leaf config's name, not its base's
+    data["name"] = str(own_name or default_name)  # the leaf config's name, not its base's
     return data
 
 
@@ -267,4 +278,5 @@ def load_config(name_or_path: str = "quick", ablation: str | None = None,
         data["name"] = f"{data.get('name', 'custom')}+{ablation}"
     apply_overrides(data, overrides or {})
     data.pop("base", None)
-    return TrainConfig.from_dict(data)
+    source = str(_config_file(name_or_path)) + (f" (overrides: {', '.join(overrides)})" if overrides else "")
+    return TrainConfig.from_dict(data, source)

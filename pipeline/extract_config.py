@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, get_type_hints
 
 import yaml
 
 from common.errors import ConfigError
 from common.io import sha256_file
+from common.typed import coerce
 from extractors import acoustic, transcript, visual
 from extractors.acoustic import AcousticSettings
 from extractors.assets import FACE_LANDMARKER_SHA256, packaged_whisper_digest
@@ -110,35 +111,10 @@ class ExtractConfig:
 
 
 def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
-    origin, args = get_origin(tp), get_args(tp)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{source}: {where} must be one of {list(args)}, got {value!r}")
-        return value
-    if origin in (tuple, list):
-        items = [value] if isinstance(value, str) else list(value or [])
-        return tuple(str(v) for v in items)
-    if args and type(None) in args:  # Optional[X]
-        if value is None or value == "none":
-            return None
-        inner = [a for a in args if a is not type(None)][0]
-        return _coerce(inner, value, where, source)
     try:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            raise ValueError
-        if tp is float:
-            return float(value)
-        if tp is int:
-            if isinstance(value, bool) or float(value) != int(value):
-                raise ValueError
-            return int(value)
-        if tp is str:
-            return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: {where} must be a {tp.__name__}, got {value!r}") from None
-    return value
+        return coerce(tp, value, where)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _build(cls: Any, data: dict[str, Any], section: str, source: str) -> Any:

@@ -63,5 +63,5 @@ def test_one_override_parser_for_train_and_extract_configs() -> None:
     assert load_extract_config("default", ["visual.fps=5"]).visual.fps == 5.0
     with pytest.raises(ConfigError, match="section.key=value"):
         load_extract_config("default", ["fps=5"])
-    with pytest.raises(ConfigError, match="visual.fps must be a float"):
+    with pytest.raises(ConfigError, match="visual.fps must be a finite number"):
         load_extract_config("default", ["visual.fps=fast"])
