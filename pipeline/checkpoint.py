@@ -183,9 +183,14 @@ def read_meta(directory: Path) -> CheckpointMeta:
         raise InputError(f"{directory}: not a SenBERT checkpoint (no {META_FILE})")
     try:
         raw = json.loads(f.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise TypeError("not a JSON object")
         meta = CheckpointMeta(**raw)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise InputError(f"{f}: unreadable checkpoint description ({exc})") from None
+        # what loading builds from it, checked here so that a damaged or foreign description is named
+        meta.model_config  # noqa: B018
+        meta.normalizers()
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        raise InputError(f"{f}: unreadable checkpoint description ({type(exc).__name__}: {exc})") from None
     if meta.text_style not in TEXT_STYLES:
         raise InputError(f"{f}: text_style {meta.text_style!r} is not one this version reads "
                          f"({', '.join(TEXT_STYLES)})")
