@@ -341,13 +341,52 @@ def _padding_report(p: Path, votes: dict[str, dict[str, int]], undecided: dict[s
     return level, f"{p}: MMSA padding: {', '.join(parts)}{tail}"
 
 
+def _mmsa_count(p: Path, split: str, values: Any, key: str, n: int | None) -> int:
+    """The number of entries of a per-clip key of an MMSA split; InputError unless it is a
+    sequence (of ``n`` entries when given)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or np.ndim(values) == 0:
+        raise InputError(f"{p}: split {split!r}: {key} must hold one entry per clip, got a {type(values).__name__}")
+    if n is not None and len(values) != n:
+        raise InputError(f"{p}: split {split!r}: {key} has {len(values)} entries for {n} clips")
+    return len(values)
+
+
+def _mmsa_array(p: Path, split: str, part: dict[str, Any], key: str) -> np.ndarray:
+    """A feature array of an MMSA split (numbers, one rectangular array)."""
+    try:
+        arr = np.asarray(part[key])
+    except ValueError as exc:  # ragged: sequences of different lengths
+        raise InputError(f"{p}: split {split!r}: {key} is not one (N, T, d) array ({exc})") from None
+    if arr.dtype.kind not in "fiub":
+        raise InputError(f"{p}: split {split!r}: {key} holds {arr.dtype} values, not numbers")
+    return arr
+
+
+def _mmsa_numbers(p: Path, split: str, part: dict[str, Any], key: str, n: int,
+                  lengths: bool = False) -> np.ndarray | None:
+    """A per-clip numeric key of an MMSA split as float64 (N,), checked (None when a length key
+    is absent: full length). Lengths must be finite and >= 0; labels may be NaN (unlabelled)."""
+    if lengths and part.get(key) is None:
+        return None
+    _mmsa_count(p, split, part[key], key, n)
+    try:
+        out = np.asarray(part[key], dtype=np.float64).reshape(n)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{p}: split {split!r}: {key} must be numbers, one per clip ({exc})") from None
+    if lengths and not (np.isfinite(out).all() and (out >= 0).all()):
+        raise InputError(f"{p}: split {split!r}: {key} must be finite lengths >= 0")
+    if np.isinf(out).any():
+        raise InputError(f"{p}: split {split!r}: {key} holds an infinite value")
+    return out
+
+
 def read_mmsa_pkl(path: str | os.PathLike[str]) -> Corpus:
     """A corpus from an MMSA ``unaligned_50.pkl`` / ``aligned_50.pkl`` feature file.
 
     Layout: a dict with ``train``/``valid``/``test``, each a dict of arrays over N clips:
     ``raw_text`` (N,), ``audio`` (N, T_a, d_a), ``vision`` (N, T_v, d_v), ``audio_lengths`` and
-    ``vision_lengths`` (N,; absent in aligned files: full length), ``regression_labels`` (N,),
-    ``id`` (N,). ``-inf``/NaN in the features become 0. Column names are not stored in MMSA
+    ``vision_lengths`` (N,; absent in aligned files: full length), ``regression_labels`` (N,;
+    NaN: an unlabelled clip), ``id`` (N,). ``-inf``/NaN in the features become 0. Column names are not stored in MMSA
     files; they are named ``audio_000``... and ``vision_000``...
 
     Padding: most files pad each sequence at the end, but some widely used MOSI/MOSEI "noalign"
@@ -378,24 +417,27 @@ def read_mmsa_pkl(path: str | os.PathLike[str]) -> Corpus:
         if split not in data:
             continue
         part = data[split]
+        if not isinstance(part, dict):
+            raise InputError(f"{p}: split {split!r} is a {type(part).__name__}, not a dict of arrays (MMSA layout)")
         missing = [k for k in MMSA_KEYS if k not in part]
         if missing:
             raise InputError(f"{p}: split {split!r} lacks key(s) {missing} of the MMSA layout")
-        audio, vision = np.asarray(part["audio"]), np.asarray(part["vision"])
-        n = len(part["id"])
+        audio, vision = _mmsa_array(p, split, part, "audio"), _mmsa_array(p, split, part, "vision")
+        n = _mmsa_count(p, split, part["id"], "id", None)
         if audio.ndim != 3 or vision.ndim != 3 or audio.shape[0] != n or vision.shape[0] != n:
             raise InputError(
                 f"{p}: split {split!r}: audio {audio.shape} and vision {vision.shape} must be (N, T, d) with N={n}"
             )
+        _mmsa_count(p, split, part["raw_text"], "raw_text", n)
         for name, arr in (("audio", audio), ("vision", vision)):
             dim = arr.shape[2]
             prev = d_a if name == "audio" else d_v
             if prev is not None and prev != dim:
                 raise InputError(f"{p}: {name} has {dim} columns in {split!r} but {prev} in another split")
         d_a, d_v = audio.shape[2], vision.shape[2]
-        a_len = part.get("audio_lengths")
-        v_len = part.get("vision_lengths")
-        labels = np.asarray(part["regression_labels"], dtype=np.float64).reshape(n)
+        a_len = _mmsa_numbers(p, split, part, "audio_lengths", n, lengths=True)
+        v_len = _mmsa_numbers(p, split, part, "vision_lengths", n, lengths=True)
+        labels = _mmsa_numbers(p, split, part, "regression_labels", n)
         for i in range(n):
             la = int(a_len[i]) if a_len is not None else audio.shape[1]
             lv = int(v_len[i]) if v_len is not None else vision.shape[1]
@@ -403,7 +445,8 @@ def read_mmsa_pkl(path: str | os.PathLike[str]) -> Corpus:
             clip = Clip(
                 clip_id=_as_str(part["id"][i]),
                 text=_as_str(part["raw_text"][i]),
-                label=float(labels[i]),
+                # an unlabelled clip (NaN, as write_mmsa_pkl writes it) has no label, as in a label.csv
+                label=float(labels[i]) if math.isfinite(labels[i]) else None,
                 split=split,
             )
             for name, seq, length in (("audio", audio[i], la), ("vision", vision[i], lv)):

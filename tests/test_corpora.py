@@ -156,6 +156,52 @@ def test_bad_pickles(tmp_path):
         read_mmsa_pkl(tmp_path / "list.pkl")
 
 
+def _damaged(data: dict, change) -> dict:
+    part = dict(data["train"])
+    change(part)
+    return {**data, "train": part}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda part: part.update(regression_labels=part["regression_labels"][:3]),
+     "regression_labels has 3 entries for 4"),
+    (lambda part: part.update(audio_lengths=part["audio_lengths"][:2]), "audio_lengths has 2 entries for 4"),
+    (lambda part: part.update(raw_text=part["raw_text"][:2]), "raw_text has 2 entries for 4"),
+    (lambda part: part.update(audio=[np.zeros((6, 5)), np.zeros((5, 5)), np.zeros((6, 5)), np.zeros((6, 5))]),
+     "audio is not one"),
+    (lambda part: part.update(vision=np.full((4, 8, 7), "x")), "vision holds <U1 values, not numbers"),
+    (lambda part: part.update(regression_labels=np.array(["pos", "neg", "pos", "neg"])),
+     "regression_labels must be numbers"),
+    (lambda part: part.update(regression_labels=np.array([1.0, np.inf, 0.0, 0.0])),
+     "regression_labels holds an infinite"),
+    (lambda part: part.update(vision_lengths=[1.0, float("nan"), 2.0, 3.0]), "vision_lengths must be finite lengths"),
+    (lambda part: part.update(id=7), "id must hold one entry per clip, got a int"),
+])
+def test_a_malformed_split_is_refused_naming_the_file_split_and_key(tmp_path, change, message):
+    data = write_mmsa_like(tmp_path / "ok.pkl")
+    with open(tmp_path / "bad.pkl", "wb") as f:
+        pickle.dump(_damaged(data, change), f)
+    with pytest.raises(InputError, match=message) as err:
+        read_mmsa_pkl(tmp_path / "bad.pkl")
+    assert "bad.pkl: split 'train'" in str(err.value)
+    with open(tmp_path / "none.pkl", "wb") as f:
+        pickle.dump({**data, "valid": None}, f)
+    with pytest.raises(InputError, match="split 'valid' is a NoneType, not a dict"):
+        read_mmsa_pkl(tmp_path / "none.pkl")
+
+
+def test_an_unlabelled_clip_reads_back_unlabelled(tmp_path):
+    """write_mmsa_pkl writes NaN for a clip without a label; reading it back gives no label, as an
+    empty label in a label.csv does (not a NaN that would make the loss NaN)."""
+    c = make_corpus(8)
+    c.clips[0].label = None
+    write_mmsa_pkl(c, tmp_path / "f.pkl")
+    back = read_mmsa_pkl(tmp_path / "f.pkl")
+    by_id = {x.clip_id: x.label for x in back.clips}
+    assert by_id[c.clips[0].clip_id] is None
+    assert all(v is not None for k, v in by_id.items() if k != c.clips[0].clip_id)
+
+
 def test_label_csv_with_empty_text(tmp_path, caplog):
     p = tmp_path / "label.csv"
     p.write_text("video_id,clip_id,text,label,mode\n"
