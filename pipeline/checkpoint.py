@@ -118,9 +118,19 @@ def is_quantized(weights: str | os.PathLike[str]) -> bool:
         return any(k.endswith(QSCALE) for k in f.keys())
 
 
+def load_weights_file(weights: str | os.PathLike[str], device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a weights file as stored; CheckpointMismatchError naming the file when it is
+    not a readable safetensors file (damaged, truncated, another format)."""
+    try:
+        return load_file(str(weights), device=device)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointMismatchError(f"{weights}: not a readable weights file, damaged or truncated "
+                                      f"({str(exc).splitlines()[0][:200]})") from None
+
+
 def read_weights(weights: str | os.PathLike[str], device: str = "cpu") -> dict[str, torch.Tensor]:
     """The tensors of a weights file, int8 ones (:func:`quantize_int8`) restored to fp32."""
-    state = load_file(str(weights), device=device)
+    state = load_weights_file(weights, device)
     for key in [k for k in state if k.endswith(QSCALE)]:
         scale, name = state.pop(key), key[: -len(QSCALE)]
         q = state.get(name)

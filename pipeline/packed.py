@@ -23,12 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from common.errors import CheckpointMismatchError, InputError
 from common.io import atomic_write_json, sha256_file
 from pipeline.calibration import Calibration
-from pipeline.checkpoint import META_FILE, QSCALE, WEIGHTS_FILE, quantize_int8, read_meta, resolve_checkpoint_dir
+from pipeline.checkpoint import (
+    META_FILE,
+    QSCALE,
+    WEIGHTS_FILE,
+    load_weights_file,
+    quantize_int8,
+    read_meta,
+    resolve_checkpoint_dir,
+)
 from pipeline.data import TEXT_STYLES
 from pipeline.encoders import is_adapter_weight
 
@@ -124,7 +132,7 @@ def _pack_member(checkpoint: Path, dest: Path, weights: str, text_style: str | N
         raise InputError(f"{src}: only adapter (LoRA) checkpoints are packed for shipping; a fully fine-tuned "
                          "one would be hundreds of MB")
     dest.mkdir(parents=True)
-    state = load_file(str(src / WEIGHTS_FILE))
+    state = load_weights_file(src / WEIGHTS_FILE)
     stored = {k[: -len(QSCALE)] for k in state if k.endswith(QSCALE)}  # a packed int8 member: kept as it is
     if stored and weights != "int8":
         raise InputError(f"{src}: its adapters are stored in int8; they are packed as they are (weights='int8')")

@@ -56,3 +56,25 @@ def test_a_description_that_is_not_a_json_object_is_refused(tmp_path: Path, cont
     f.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(InputError, match="unreadable checkpoint description"):
         read_meta(folder)
+
+
+def test_a_damaged_weights_file_is_named_wherever_it_is_read(tmp_path: Path) -> None:
+    """init_from, loading and packing read weights through one function: a truncated or foreign
+    model.safetensors is refused naming it, not as a bare SafetensorError."""
+    import torch
+    from safetensors.torch import save_file
+
+    from common.errors import CheckpointMismatchError
+    from pipeline.checkpoint import WEIGHTS_FILE, load_weights_file, read_weights
+    from pipeline.train import init_weights
+
+    folder = _write(tmp_path / "ck", _good())
+    weights = folder / WEIGHTS_FILE
+    save_file({"w": torch.zeros(4, 4)}, str(weights))
+    assert set(read_weights(weights)) == {"w"}
+    weights.write_bytes(weights.read_bytes()[:20])  # truncated
+    for read in (load_weights_file, read_weights):
+        with pytest.raises(CheckpointMismatchError, match=r"model\.safetensors: not a readable weights file"):
+            read(weights)
+    with pytest.raises(CheckpointMismatchError, match=r"model\.safetensors: not a readable weights file"):
+        init_weights(torch.nn.Linear(4, 4), folder)
