@@ -17,6 +17,7 @@ opens the file the user names explicitly; never point it at a file you do not tr
 from __future__ import annotations
 
 import csv
+import glob
 import logging
 import math
 import os
@@ -65,16 +66,18 @@ class LabelRow:
 def read_label_rows(path: str | os.PathLike[str]) -> list[LabelRow]:
     """The rows of an MMSA-FET ``label.csv`` (video_id, clip_id, text, label, mode).
 
-    The one reader of label.csv files. A missing column, an empty id, a label that is not a
-    finite number or a mode other than train/valid/test (val, dev) is an :class:`InputError`
-    naming the file and the line.
+    The one reader of label.csv files. A missing column, an empty id, a (video_id, clip_id) pair
+    given twice, a label that is not a finite number or a mode other than train/valid/test (val,
+    dev) is an :class:`InputError` naming the file and the line(s). A UTF-8 byte-order mark (as
+    spreadsheet programs write "CSV UTF-8") is allowed.
     """
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such file (expected an MMSA-FET label.csv)")
     rows: list[LabelRow] = []
+    seen: dict[tuple[str, str], int] = {}  # (video_id, clip_id) -> its line
     try:
-        with open(p, newline="", encoding="utf-8") as f:
+        with open(p, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             missing = [c for c in LABEL_CSV_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
@@ -102,6 +105,10 @@ def read_label_rows(path: str | os.PathLike[str]) -> list[LabelRow]:
                 vid, cid = (row.get("video_id") or "").strip(), (row.get("clip_id") or "").strip()
                 if not vid or not cid:
                     raise InputError(f"{p}, line {line_no}: empty video_id or clip_id")
+                if (vid, cid) in seen:
+                    raise InputError(f"{p}, line {line_no}: clip {cid!r} of video {vid!r} is also on line "
+                                     f"{seen[vid, cid]}; each clip once (which label would count?)")
+                seen[vid, cid] = line_no
                 rows.append(LabelRow(line_no, vid, cid, row.get("text") or "", label, mode))
     except UnicodeDecodeError as exc:
         raise InputError(f"{p}: not UTF-8 text ({exc.reason}); is it really a label.csv?") from None
@@ -173,8 +180,13 @@ def read_mmsa_fet_corpus(label_csv: str | os.PathLike[str],
         raise InputError(f"{raw_dir}: folder not found; give the folder that holds Raw/<video_id>/<clip_id>.<ext>")
     items: list[CorpusItem] = []
     for r in read_label_rows(path):
+        for name, value in (("video_id", r.video_id), ("clip_id", r.clip_id)):
+            if "/" in value or "\\" in value or value in (".", ".."):
+                raise InputError(f"{path}, line {r.line}: {name} {value!r} is not a file name; the clip's file "
+                                 f"is Raw/<video_id>/<clip_id>.<ext>, so neither may hold a path")
         folder = raw / r.video_id
-        found = sorted((p for p in folder.glob(f"{r.clip_id}.*") if p.suffix.lower() in MEDIA_EXTENSIONS),
+        found = sorted((p for p in folder.glob(f"{glob.escape(r.clip_id)}.*")
+                        if p.suffix.lower() in MEDIA_EXTENSIONS),
                        key=lambda p: (p.suffix.lower() not in VIDEO_EXTENSIONS, p.name)) \
             if folder.is_dir() else []
         items.append(CorpusItem(r.video_id, r.clip_id, r.text, r.label, r.mode,

@@ -222,12 +222,22 @@ def test_label_csv_with_empty_text(tmp_path, caplog):
     ("video_id,clip_id,text,label,mode\nv,1,a,great,train\n", "line 2: label 'great'"),
     ("video_id,clip_id,text,label,mode\nv,1,a,1.0,holdout\n", "line 2: mode"),
     ("video_id,clip_id,text,label,mode\n", "no rows"),
+    ("video_id,clip_id,text,label,mode\nv,1,a,1.0,train\nv,2,b,0.0,train\nv,1,c,-1.0,test\n",
+     r"line 4: clip '1' of video 'v' is also on line 2"),
 ])
 def test_malformed_label_csv(tmp_path, content, match):
     p = tmp_path / "label.csv"
     p.write_text(content, encoding="utf-8")
     with pytest.raises(InputError, match=match):
         read_label_csv(p)
+
+
+def test_a_label_csv_saved_by_a_spreadsheet_with_a_byte_order_mark_reads(tmp_path):
+    p = tmp_path / "label.csv"
+    p.write_text("video_id,clip_id,text,label,mode\nv,1,good,1.5,train\n", encoding="utf-8-sig")
+    assert p.read_bytes().startswith(b"\xef\xbb\xbf")
+    (clip,) = read_label_csv(p).clips
+    assert clip.clip_id == "v$_$1" and clip.label == 1.5
 
 
 def test_load_corpus_dispatch(tmp_path):
@@ -294,6 +304,32 @@ def test_the_raw_dir_path_refuses_bad_rows(tmp_path, row, match):
     two.write_text("video_id,clip_id\nv1,1\n", encoding="utf-8")
     with pytest.raises(InputError, match="missing column"):
         read_mmsa_fet_corpus(two)
+
+
+@pytest.mark.parametrize("vid, cid", [("v1", "../x"), ("/etc", "1"), ("v1", ".."), ("v\\1", "1")])
+def test_a_clip_id_that_is_a_path_is_refused_where_it_names_a_file(tmp_path, vid, cid):
+    """Raw/<video_id>/<clip_id>.<ext>: an id holding a path would point outside Raw/ (or, absolute,
+    abort the glob); a text-only corpus has no files and keeps it as a name."""
+    from pipeline.corpora import read_mmsa_fet_corpus
+
+    (tmp_path / "Raw").mkdir()
+    p = tmp_path / "label.csv"
+    p.write_text(f"video_id,clip_id,text,label,mode\nok,1,a,1.0,train\n{vid},{cid},a,1.0,train\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"line 3: (video_id|clip_id) .* is not a file name"):
+        read_mmsa_fet_corpus(p)
+    assert len(read_label_csv(p).clips) == 2
+
+
+def test_a_clip_id_with_glob_characters_finds_its_own_file(tmp_path):
+    from pipeline.corpora import read_mmsa_fet_corpus
+
+    (tmp_path / "Raw" / "v").mkdir(parents=True)
+    for name in ("[1].mp4", "1.mp4"):
+        (tmp_path / "Raw" / "v" / name).write_bytes(b"")
+    p = tmp_path / "label.csv"
+    p.write_text("video_id,clip_id,text,label,mode\nv,[1],a,1.0,train\n", encoding="utf-8")
+    (item,) = read_mmsa_fet_corpus(p)
+    assert item.path.name == "[1].mp4"  # not 1.mp4, which the pattern [1].* would match
 
 
 # ----------------------------------------------------------------------------- folders of inputs
