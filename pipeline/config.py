@@ -205,7 +205,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "") -> "TrainConfig":
         """A config from its mapping; ``source`` (the YAML file, the overrides) is named in every
-        error. Each value is checked against its field's type (``checked_values``)."""
+        error. Each value is checked against its field's type (``common.typed.coerce_fields``)."""
         where = f"config {source}: " if source else "config: "
         d = copy.deepcopy(d)
         d.pop("base", None)

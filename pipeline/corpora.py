@@ -356,7 +356,7 @@ def _padding_report(p: Path, votes: dict[str, dict[str, int]], undecided: dict[s
 def _mmsa_count(p: Path, split: str, values: Any, key: str, n: int | None) -> int:
     """The number of entries of a per-clip key of an MMSA split; InputError unless it is a
     sequence (of ``n`` entries when given)."""
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or np.ndim(values) == 0:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or getattr(values, "ndim", 1) == 0:
         raise InputError(f"{p}: split {split!r}: {key} must hold one entry per clip, got a {type(values).__name__}")
     if n is not None and len(values) != n:
         raise InputError(f"{p}: split {split!r}: {key} has {len(values)} entries for {n} clips")
@@ -398,8 +398,9 @@ def read_mmsa_pkl(path: str | os.PathLike[str]) -> Corpus:
     Layout: a dict with ``train``/``valid``/``test``, each a dict of arrays over N clips:
     ``raw_text`` (N,), ``audio`` (N, T_a, d_a), ``vision`` (N, T_v, d_v), ``audio_lengths`` and
     ``vision_lengths`` (N,; absent in aligned files: full length), ``regression_labels`` (N,;
-    NaN: an unlabelled clip), ``id`` (N,). ``-inf``/NaN in the features become 0. Column names are not stored in MMSA
-    files; they are named ``audio_000``... and ``vision_000``...
+    NaN: an unlabelled clip), ``id`` (N,). ``-inf``/NaN in the features become 0. Column names
+    are not stored in MMSA files; they are named ``audio_000``... and ``vision_000``... A split
+    whose keys do not fit this layout is an :class:`InputError` naming the file, split and key.
 
     Padding: most files pad each sequence at the end, but some widely used MOSI/MOSEI "noalign"
     pickles pad at the start. Each padded clip tells by which end holds its all-zero rows, and
