@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         built = old.get("built") or _built_from_card(Path(args.out) / "MODEL_CARD.md")
         weights = old.get("weights", "fp16")
     # the style the members were trained in (the recipe's text_style): they read in it unless told otherwise
-    args.trained_style = load_config(args.config, overrides=parse_overrides(args.set)).text_style
+    args.trained_style = (load_config(args.config, overrides=parse_overrides(args.set)).text_style if as_packed
+                          else cfg.text_style)  # as packed: the recipe's --set, not this command's
     args.text_style = args.text_style or args.trained_style
     reused: dict[int, Path] = {}  # seed -> a member of --members-from standing for it
     if args.members_from and not as_packed:
