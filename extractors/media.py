@@ -194,11 +194,17 @@ def check_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def _media_arg(path: str | os.PathLike[str]) -> str:
+    """``path`` as ffmpeg and PyAV are given it: absolute, so that a relative name with a colon
+    (``Review: great.mp4``) is a file, not a protocol ("Protocol not found")."""
+    return os.path.abspath(path)
+
+
 def _ffmpeg_open_error(path: Path, ffmpeg: str) -> str:
     """ffmpeg's own words on why it cannot open ``path`` (for an error message)."""
     try:
         r = subprocess.run(
-            [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-i", str(path)],
+            [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-i", _media_arg(path)],
             capture_output=True, text=True, errors="replace", timeout=60,
         )
         lines = [re.sub(r"^\[[^\]]*\]\s*", "", ln).strip() for ln in r.stderr.splitlines()]
@@ -239,7 +245,7 @@ def probe(path: str | os.PathLike[str], ffmpeg: str | None = None) -> MediaInfo:
     except ImportError as e:  # pragma: no cover - av comes with faster-whisper
         raise AssetError("PyAV is needed to probe media: pip install av (it comes with faster-whisper)") from e
     try:
-        container = av.open(str(p))
+        container = av.open(_media_arg(p))
     except Exception as e:  # noqa: BLE001 - PyAV raises many types; all mean "unreadable"
         detail = _ffmpeg_open_error(p, ffmpeg or find_ffmpeg())
         if "moov atom not found" in detail and _looks_like_mp4(p):
@@ -309,7 +315,7 @@ def _damage_lines(stderr: str, codecs: tuple[str, ...]) -> list[str]:
 
 def _ffmpeg_stream(path: Path, binary: str, **output_kwargs: Any) -> Any:
     return (
-        ffmpeg_python.input(str(path))
+        ffmpeg_python.input(_media_arg(path))
         .output("pipe:", **output_kwargs)
         .global_args("-nostdin", "-hide_banner", "-v", "error")
         .compile(cmd=binary)

@@ -38,8 +38,9 @@ from flows.runtime import (
     resolve_path,
     task_runner_from_env,
 )
-from pipeline.cache import FeatureCache
-from pipeline.predict import Predictor, resolve_model_path
+from pipeline.cache import FeatureCache, config_feature_info
+from pipeline.checkpoint import check_extract_config
+from pipeline.predict import Predictor, model_meta, resolve_model_path
 from pipeline.scoring import ClipFeatures, score_features
 from pipeline.utterances import UtteranceSettings
 
@@ -90,7 +91,8 @@ def score(videos: str, checkpoint: str = "default", out: str | None = None, extr
     folder, _ = require_folder_with_videos(videos, skipped=skipped)
     ckpt = resolve_model_path(checkpoint)
     device = check_device(device)
-    load_extract(extract_config, overrides)
+    # a checkpoint trained on other frame rates is refused before any extraction (its description only)
+    check_extract_config(model_meta(ckpt), config_feature_info(load_extract(extract_config, overrides)), ckpt)
     out_dir = resolve_path(out, "out") or default_out(folder)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"parameter out={out!r}: {out_dir} is a file; give a folder")

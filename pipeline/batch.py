@@ -91,7 +91,8 @@ class BatchReport:
         if self.seconds_extracted:
             lines.append(f"{self.seconds_extracted:.1f} s of video extracted: {self.realtime_factor:.2f}x real time")
         if self.failed:
-            lines += failure_lines(self.failed, f"failures listed in {self.errors_path}; run again to retry them:")
+            where = f"failures listed in {self.errors_path}" if self.errors_path else "failures"
+            lines += failure_lines(self.failed, f"{where}; run again to retry them:")
         return "\n".join(lines)
 
 
@@ -202,8 +203,12 @@ def extract_batch(
     progress: bool = True,
     errors_path: str | os.PathLike[str] | None = None,
     load_entries: bool = True,
+    errors_file: bool = True,
 ) -> BatchReport:
-    """Extract many clips; failures do not stop the others and are written to an errors file.
+    """Extract many clips; failures do not stop the others and are written to an errors file
+    (``errors_path``, default ``<cache>/errors-<config>.json``, which ``--retry-failed`` reads).
+    ``errors_file=False`` writes none: a caller that lists the failures in its own file (scoring)
+    must not overwrite the last extraction's list.
 
     ``items``: paths, ``(path, transcript)`` pairs, or objects with ``.path`` (and optionally
     ``.transcript``, ``.uid`` or ``.clip_id``) such as :class:`~pipeline.corpora.CorpusItem`. With ``workers > 1``
@@ -216,7 +221,7 @@ def extract_batch(
     report.keys = [None] * len(batch)
     report.finished_at = [None] * len(batch)
     epath = Path(errors_path) if errors_path else default_errors_path(cache, config)
-    report.errors_path = str(epath)
+    report.errors_path = str(epath) if errors_file else ""
     failures: list[tuple[int, str]] = []
     results: dict[int, CacheEntry] = {}
     t0 = time.perf_counter()
@@ -302,7 +307,8 @@ def extract_batch(
     failures.sort()
     report.failed = [(str(batch[i].path), msg) for i, msg in failures]
     report.entries = [results[i] for i in sorted(results)]
-    write_errors(epath, config, [(batch[i], msg) for i, msg in failures], len(batch))
+    if errors_file:
+        write_errors(epath, config, [(batch[i], msg) for i, msg in failures], len(batch))
     return report
 
 

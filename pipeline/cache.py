@@ -375,6 +375,12 @@ def feature_info(meta: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
+def config_feature_info(config: Any) -> dict[str, Any]:
+    """:func:`feature_info` of the features an :class:`~pipeline.extract_config.ExtractConfig`
+    would make, known before any extraction."""
+    return feature_info({"config_name": config.name, "config": config.to_dict(), "fingerprint": config.fingerprint()})
+
+
 def entries_to_corpus(
     entries: Iterable[CacheEntry],
     labels: dict[str, float] | None = None,

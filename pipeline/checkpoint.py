@@ -319,11 +319,24 @@ def check_corpus(meta: CheckpointMeta, corpus: Corpus, checkpoint: Path | str = 
                 f"checkpoint {checkpoint} expects {kind} columns in another order or with other names than "
                 f"{corpus.source} (first differences: {diff}); use the extractor config the checkpoint was trained with"
             )
+    _check_rates(meta, corpus.feature_info, str(corpus.source), checkpoint)
+
+
+def _check_rates(meta: CheckpointMeta, have: dict[str, Any], source: str, checkpoint: Path | str) -> None:
     for key, what in (("visual_fps", "visual frame rate"), ("acoustic_rate_hz", "acoustic frame rate")):
-        want_rate, have_rate = meta.feature_info.get(key), corpus.feature_info.get(key)
+        want_rate, have_rate = meta.feature_info.get(key), have.get(key)
         if want_rate is not None and have_rate is not None and float(want_rate) != float(have_rate):
             raise CheckpointMismatchError(
                 f"checkpoint {checkpoint} was trained on features with a {what} of {want_rate} Hz "
-                f"(extract config {meta.feature_info.get('extract_config')!r}), but {corpus.source} has {have_rate} Hz "
-                f"(config {corpus.feature_info.get('extract_config')!r}); extract with the checkpoint's config"
+                f"(extract config {meta.feature_info.get('extract_config')!r}), but {source} has {have_rate} Hz "
+                f"(config {have.get('extract_config')!r}); extract with the checkpoint's config"
             )
+
+
+def check_extract_config(meta: CheckpointMeta, info: dict[str, Any], checkpoint: Path | str = "") -> None:
+    """Before any extraction: refuse an extract config whose frame rates differ from those the
+    checkpoint was trained on (``info``: :func:`pipeline.cache.feature_info` of the config). Only
+    a model with a sense block reads those features; the column names are checked after
+    extraction (:func:`check_corpus`)."""
+    if meta.model_config.uses_sense:
+        _check_rates(meta, info, f"extract config {info.get('extract_config')!r}", checkpoint)

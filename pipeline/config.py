@@ -26,6 +26,7 @@ from common.typed import coerce_fields
 from model.config import ModelConfig
 from pipeline.calibration import KINDS as CALIBRATION_KINDS
 from pipeline.data import TEXT_STYLES
+from pipeline.metrics import SELECT_METRICS
 
 
 def config_dir() -> Path:
@@ -165,6 +166,11 @@ class TrainConfig:
             raise ValueError(f"text_style must be one of {', '.join(TEXT_STYLES)}, not {self.text_style!r}")
         if self.calibration not in CALIBRATION_KINDS:
             raise ValueError(f"calibration must be one of {', '.join(CALIBRATION_KINDS)}, not {self.calibration!r}")
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(f"select_metric must be one of {', '.join(SELECT_METRICS)}, not {self.select_metric!r}")
+        head = {"language_mae": "language", "sense_mae": "sense"}.get(self.select_metric)
+        if isinstance(self.model, ModelConfig) and head and not getattr(self.model, f"uses_{head}"):
+            raise ValueError(f"select_metric {self.select_metric}: the {self.model.variant} model has no {head} head")
         if self.context < 0 or self.max_context_len < 0:
             raise ValueError("context and max_context_len must be >= 0")
         if isinstance(self.context_dropout, bool) or not isinstance(self.context_dropout, (int, float)) \
@@ -279,4 +285,22 @@ def load_config(name_or_path: str = "quick", ablation: str | None = None,
     apply_overrides(data, overrides or {})
     data.pop("base", None)
     source = str(_config_file(name_or_path)) + (f" (overrides: {', '.join(overrides)})" if overrides else "")
-    return TrainConfig.from_dict(data, source)
+    cfg = TrainConfig.from_dict(data, source)
+    if ablation:
+        _check_ablation_applies(ablation, cfg, source)
+    return cfg
+
+
+def _check_ablation_applies(ablation: str, cfg: TrainConfig, source: str) -> None:
+    """ConfigError when ``ablation`` would change nothing in ``cfg``: the full model or one of
+    its auxiliary-task ablations asked of a config that trains a one-head variant, or an encoder
+    ablation of a variant without the language block."""
+    variant, over = cfg.model.variant, ABLATIONS[ablation]
+    if variant != "full" and (ablation == "full" or "use_language_task" in over or "use_sense_task" in over):
+        what = "is the full model" if ablation == "full" else "removes an auxiliary task of the full model's eq. (8)"
+        raise ConfigError(f"{source}: --ablation {ablation} {what}, but this config trains the {variant} variant "
+                          f"(one head, no auxiliary tasks), so it would change nothing; use a config of the full "
+                          f"model (quick, default, paper) or --set model.variant=full")
+    if "encoder_mode" in over and not cfg.model.uses_language:
+        raise ConfigError(f"{source}: --ablation {ablation} changes the text encoder, but this config trains the "
+                          f"{variant} variant, which has none, so it would change nothing")

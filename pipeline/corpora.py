@@ -204,7 +204,9 @@ def list_media(folder: str | os.PathLike[str], skipped: list[tuple[Path, str]] |
     recursive, sorted; hidden files and folders ignored).
 
     With ``skipped``, every other (non-hidden) file found is appended to it as
-    ``(path, reason)``, e.g. ``"not a media file (.txt): skipped"``.
+    ``(path, reason)``, e.g. ``"not a media file (.txt): skipped"``. A broken link with a media
+    extension is listed like a file (its extraction then fails naming it, "file not found"), not
+    left out unseen.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -212,12 +214,13 @@ def list_media(folder: str | os.PathLike[str], skipped: list[tuple[Path, str]] |
     out = []
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).parts
-        if any(part.startswith(".") for part in rel) or not p.is_file():
+        if any(part.startswith(".") for part in rel) or p.is_dir():
             continue
-        if p.suffix.lower() in MEDIA_EXTENSIONS:
+        if p.suffix.lower() in MEDIA_EXTENSIONS and (p.is_file() or p.is_symlink()):
             out.append(p)
         elif skipped is not None:
-            skipped.append((p, _skip_reason(p)))
+            skipped.append((p, _skip_reason(p) if p.is_file() else
+                            "a broken link: skipped" if p.is_symlink() else "not a regular file: skipped"))
     return out
 
 

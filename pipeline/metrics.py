@@ -13,6 +13,12 @@ published definitions):
 * F1 is the support-weighted mean of the per-class F1 scores (scikit-learn's
   ``average='weighted'``).
 
+So a prediction of exactly 0 counts as non-negative in ``*_has0`` and as negative in ``*_non0``
+(the reference code's ``>= 0`` and ``> 0``), and with half-to-even rounding 0.5 falls in class 0,
+1.5 and 2.5 in class 2. Clips without a finite label are left out by the callers. If any
+prediction is not finite (a diverged model), every metric is NaN: no accuracy is computed from a
+prediction that has no sign.
+
 Accuracies and F1 are fractions in [0, 1]; reports multiply by 100.
 """
 
@@ -27,7 +33,10 @@ import numpy as np
 METRIC_NAMES = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 #: For early stopping and model choice: True when larger is better.
 HIGHER_IS_BETTER = {"mae": False, "corr": True, "acc7": True, "acc5": True, "acc2_has0": True,
-                    "acc2_non0": True, "f1_has0": True, "f1_non0": True, "loss": False}
+                    "acc2_non0": True, "f1_has0": True, "f1_non0": True,
+                    "language_mae": False, "sense_mae": False}
+#: What ``select_metric`` may name: the final head's metrics, or a unimodal head's MAE (on valid).
+SELECT_METRICS = tuple(HIGHER_IS_BETTER)
 
 
 def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -50,8 +59,9 @@ def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    if a.size < 2 or np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")  # undefined for constant inputs
+    # undefined for constant inputs: all values equal (a float std of equal values need not be 0)
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
 
 
@@ -61,7 +71,7 @@ def regression_metrics(preds: Sequence[float], labels: Sequence[float]) -> dict[
     y = np.asarray(labels, dtype=np.float64).reshape(-1)
     if p.shape != y.shape:
         raise ValueError(f"{p.size} predictions for {y.size} labels")
-    if p.size == 0:
+    if p.size == 0 or not np.isfinite(p).all():
         return {k: float("nan") for k in METRIC_NAMES}
     out: dict[str, float] = {}
     out["mae"] = float(np.mean(np.abs(p - y)))
@@ -95,10 +105,13 @@ def summarize_seeds(runs: Iterable[dict[str, float]]) -> dict[str, dict[str, flo
 
 def metric_cell(name: str, value: Any) -> str:
     """One metric as the tables of this project show it: MAE and Corr with 3 decimals, accuracies
-    and F1 in % with 2; a seed summary (``{"mean", "std"}``) as ``mean ± std``; NaN as ``nan``."""
+    and F1 in % with 2; a seed summary (``{"mean", "std"}``) as ``mean ± std``, or the mean alone
+    when it is of one run (no spread was measured); NaN as ``nan``."""
     if isinstance(value, dict):
         if math.isnan(value["mean"]):
             return "nan"
+        if value.get("n") == 1:
+            return metric_cell(name, value["mean"])
         return f"{metric_cell(name, value['mean'])} ± {metric_cell(name, value['std'])}"
     if math.isnan(value):
         return "nan"
@@ -118,7 +131,8 @@ def format_table(rows: dict[str, dict[str, dict[str, float]]], metrics: Sequence
 
 
 def polarity(score: float) -> str:
-    """'positive' (> 0), 'negative' (< 0) or 'neutral' (exactly 0)."""
+    """'positive' (> 0), 'negative' (< 0) or 'neutral' (exactly 0): the sign, not the Acc-7 class
+    (:func:`seven_class` names |score| <= 0.5 "neutral")."""
     return "positive" if score > 0 else "negative" if score < 0 else "neutral"
 
 

@@ -29,7 +29,9 @@ from pipeline.checkpoint import (
     WEIGHTS_FILE,
     CheckpointMeta,
     check_corpus,
+    check_extract_config,
     load_checkpoint,
+    read_meta,
     resolve_checkpoint_dir,
     share_frozen_base,
 )
@@ -55,6 +57,15 @@ def resolve_model_path(checkpoint: str | os.PathLike[str] | None) -> Path:
     return resolve_checkpoint_dir(checkpoint)
 
 
+def model_meta(path: str | os.PathLike[str]) -> CheckpointMeta:
+    """The description of the model at ``path`` (:func:`resolve_model_path`'s folder) without
+    loading its weights: a packed model's first member's (its members share one)."""
+    if is_packed(path):
+        dirs, _ = member_dirs(path, verify=False)
+        return read_meta(dirs[0])
+    return read_meta(Path(path))
+
+
 class _Scoring:
     """What a predictor offers on top of ``predict_clips``: rows per clip and the field's metrics."""
 
@@ -65,6 +76,12 @@ class _Scoring:
 
     def check(self, corpus: Corpus) -> None:
         check_corpus(self.meta, corpus, self.path)
+
+    def check_extract(self, config: Any) -> None:
+        """Before extracting: refuse an extract config whose frame rates the model was not trained on."""
+        from pipeline.cache import config_feature_info
+
+        check_extract_config(self.meta, config_feature_info(config), self.path)
 
     def predict_clips(self, clips: Sequence[Clip], progress: bool = False, raw: bool = False) -> dict[str, Any]:
         """Every head's predictions for ``clips``, in their order; the final score (``multimodal``)

@@ -28,6 +28,7 @@ import base64
 import hashlib
 import html
 import io
+import logging
 import math
 import os
 import re
@@ -44,6 +45,8 @@ from extractors.registry import FACE_PRESENT_COLUMN, LOUDNESS_DB_COLUMN
 
 if TYPE_CHECKING:
     from pipeline.cache import CacheEntry
+
+log = logging.getLogger(__name__)
 
 REPORT_DIR = "report"
 PLOTS_DIR = "plots"
@@ -260,7 +263,9 @@ def timeline_png(file_row: Mapping[str, Any], utterances: Sequence[Mapping[str, 
     ax_s.set_ylabel("sentiment score")
     ax_s.grid(axis="y", color="#eeeeee", linewidth=0.6)
     ax_s.set_axisbelow(True)
-    ax_s.set_title(f"{_file_name(file_row)}: utterance scores, face presence and loudness", fontsize=11)
+    # a file name is text, not mathtext: "$" (MMSA ids: "<video>$_$<clip>") must not be parsed
+    ax_s.set_title(f"{_file_name(file_row)}: utterance scores, face presence and loudness", fontsize=11,
+                   parse_math=False)
 
     # -- face presence: share of frames with a face, per bin
     ft, fv = bin_series(tl.face_times, tl.face_present, t_end)
@@ -587,6 +592,8 @@ class ReportFiles:
     index: Path
     html: dict[str, Path] = field(default_factory=dict)
     png: dict[str, Path] = field(default_factory=dict)
+    #: file path -> why its page could not be written (the other files' pages still are)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -626,7 +633,8 @@ def write_reports(out_dir: str | os.PathLike[str], file_rows: Sequence[Mapping[s
                   utterances_by_path: Mapping[str, Sequence[Mapping[str, Any]]],
                   timelines: Mapping[str, Timeline]) -> ReportFiles:
     """Write ``<out>/plots/<name>.png`` and ``<out>/report/<name>.html`` per ok file and
-    ``<out>/report/index.html`` listing them all (atomic writes)."""
+    ``<out>/report/index.html`` listing them all (atomic writes). A file whose page cannot be
+    made is left without one and named in ``failed``; the other pages are still written."""
     out = Path(out_dir)
     rdir, pdir = out / REPORT_DIR, out / PLOTS_DIR
     names = report_names(file_rows)
@@ -638,10 +646,15 @@ def write_reports(out_dir: str | os.PathLike[str], file_rows: Sequence[Mapping[s
         p = str(r.get("path") or "")
         name = names[p]
         utts = list(utterances_by_path.get(p, ()))
-        png = timeline_png(r, utts, timelines.get(p))
+        try:
+            png = timeline_png(r, utts, timelines.get(p))
+            page = render_file_report(r, utts, timelines.get(p), png, index_href=INDEX_NAME,
+                                      png_href=f"../{PLOTS_DIR}/{quote(name)}.png")
+        except Exception as exc:  # noqa: BLE001 -- one file's page must not cost the others theirs
+            files.failed[p] = f"{type(exc).__name__}: {exc}"
+            log.warning("%s: no report page (%s)", p, files.failed[p])
+            continue
         png_path = atomic_write(pdir / f"{name}.png", png)
-        page = render_file_report(r, utts, timelines.get(p), png, index_href=INDEX_NAME,
-                                  png_href=f"../{PLOTS_DIR}/{quote(name)}.png")
         files.html[p] = atomic_write(rdir / f"{name}.html", page)
         files.png[p] = png_path
         links[p] = quote(f"{name}.html")

@@ -512,6 +512,8 @@ def _write_reports(out: Path, rows: list[dict[str, Any]], utt_rows: list[list[di
     for r in rows:
         page = files.html.get(r["path"])
         r["report"] = str(page) if page else None
+        if r["path"] in files.failed:
+            r["warnings"].append(f"no report page: {files.failed[r['path']]}")
     return str(files.index)
 
 
@@ -556,9 +558,13 @@ def score_videos(
     predictor = checkpoint if hasattr(checkpoint, "predict_corpus") else Predictor.load(checkpoint, device=device)
     cfg = extract_config if isinstance(extract_config, ExtractConfig) else \
         load_extract_config(extract_config, overrides=overrides)
+    if hasattr(predictor, "check_extract"):  # a checkpoint that does not fit: refused before extracting
+        predictor.check_extract(cfg)
     cache = FeatureCache(cache_dir or default_cache_dir())
     t0 = time.perf_counter()
-    batch = extract_batch(paths, cfg, cache, workers=workers, progress=progress, load_entries=False)
+    # the failures go to this run's score-errors.json, not over `senbert extract`'s errors file
+    batch = extract_batch(paths, cfg, cache, workers=workers, progress=progress, load_entries=False,
+                          errors_file=False)
     failed = dict(batch.failed)
     items = [ClipFeatures(str(p), key, None if key else failed.get(str(p), f"{p}: extraction failed"))
              for p, key in zip(paths, batch.keys, strict=True)]

@@ -106,3 +106,28 @@ def test_config_names_are_the_leaf_names():
     assert load_config("default").name == "default"
     assert load_config("ablations/frozen_encoder").name == "ablations/frozen_encoder"
     assert load_config("quick", ablation="sense_only").name == "quick+sense_only"
+
+
+def test_an_ablation_that_would_change_nothing_is_refused():
+    from common.errors import ConfigError
+    from pipeline.config import load_config
+
+    for ablation in ("full", "no_language_task", "no_sense_task"):  # one head: no auxiliary tasks
+        with pytest.raises(ConfigError, match=f"--ablation {ablation} .*language_only variant"):
+            load_config("language", ablation=ablation)
+    with pytest.raises(ConfigError, match="changes the text encoder.*sense_only"):
+        load_config("quick", overrides={"model.variant": "sense_only"}, ablation="frozen_encoder")
+    assert load_config("quick", ablation="no_sense_task").model.use_sense_task is False  # the full model: applies
+    assert load_config("language", ablation="frozen_encoder").model.encoder_mode == "frozen"
+
+
+def test_select_metric_is_checked_when_the_config_loads():
+    from common.errors import ConfigError
+    from pipeline.config import load_config
+
+    with pytest.raises(ConfigError, match="select_metric must be one of .*not 'loss'"):
+        load_config("quick", overrides={"select_metric": "loss"})  # no valid loss is computed
+    with pytest.raises(ConfigError, match="select_metric sense_mae: the language_only model has no sense head"):
+        load_config("language", overrides={"select_metric": "sense_mae"})
+    assert load_config("quick", overrides={"select_metric": "corr"}).select_metric == "corr"
+    assert load_config("language", overrides={"select_metric": "language_mae"}).select_metric == "language_mae"

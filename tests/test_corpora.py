@@ -333,6 +333,23 @@ def test_a_clip_id_with_glob_characters_finds_its_own_file(tmp_path):
 
 
 # ----------------------------------------------------------------------------- folders of inputs
+def test_a_broken_link_in_a_folder_is_listed_not_left_out_unseen(tmp_path):
+    from extractors.media import check_file
+    from pipeline.corpora import list_media
+
+    root = tmp_path / "inputs"
+    root.mkdir()
+    (root / "a.mp4").write_bytes(b"x")
+    (root / "gone.mp4").symlink_to(tmp_path / "moved away.mp4")
+    (root / "gone.txt").symlink_to(tmp_path / "moved away.txt")
+    (root / "linked.mp4").symlink_to(root / "a.mp4")
+    skipped: list = []
+    assert list_media(root, skipped) == [root / "a.mp4", root / "gone.mp4", root / "linked.mp4"]
+    assert skipped == [(root / "gone.txt", "a broken link: skipped")]
+    with pytest.raises(InputError, match="gone.mp4: file not found"):
+        check_file(root / "gone.mp4")  # what its extraction reports, as a failure of the batch
+
+
 def test_a_folder_holds_videos_and_audio_files_and_names_what_it_skips(tmp_path):
     from pipeline.corpora import collect_inputs, list_media, list_videos, read_mmsa_fet_corpus
 

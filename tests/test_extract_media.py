@@ -68,6 +68,19 @@ def test_path_with_spaces_and_non_ascii(tmp_path: Path) -> None:
     assert sum(1 for _ in media.frames(5, 320)) > 10
 
 
+def test_a_relative_name_with_a_colon_is_a_file_not_a_protocol(tmp_path: Path, monkeypatch) -> None:
+    """``senbert score .`` lists bare relative names; ffmpeg and PyAV read "Review: great.mp4" as
+    the protocol "Review" unless they are given the absolute path."""
+    import shutil
+
+    shutil.copy(GRID_CLIPS[0], tmp_path / "Review: great.mp4")
+    monkeypatch.chdir(tmp_path)
+    assert probe("Review: great.mp4").has_audio
+    media = open_media(Path("Review: great.mp4"), SETTINGS, need_audio=True, need_video=True)
+    assert media.audio is not None and media.audio.size > 16000
+    assert sum(1 for _ in media.frames(5, 320)) > 10
+
+
 @pytest.mark.parametrize(
     ("case", "exc", "words"),
     [

@@ -176,6 +176,10 @@ def test_score_videos_on_grid_clips_with_a_broken_file(grid_folder: Path, checkp
         assert r["status"] == "ok" and r["transcript"] and r["face_share"] > 0.9 and r["feature_key"]
     again = score_videos(videos, checkpoint, tmp_path / "out", overrides=FAST, cache_dir=cache, progress=False)
     assert (again.scored, again.reused, len(again.failed)) == (0, 3, 1)
+    # the failure is listed in the run's own file; `senbert extract`'s list (--retry-failed) is not scoring's
+    listed = json.loads((tmp_path / "out" / "score-errors.json").read_text())["failed"]
+    assert [Path(f["path"]).name for f in listed] == ["broken clip.mp4"]
+    assert not list(cache.glob("errors-*.json"))
 
 
 def test_senbert_score_command(grid_folder: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:

@@ -117,3 +117,29 @@ def test_seven_class():
     assert seven_class(2.6) == (3, "highly positive")
     assert seven_class(-0.4) == (0, "neutral")
     assert seven_class(-9) == (-3, "highly negative")
+
+
+def test_one_runs_summary_shows_no_spread():
+    s = summarize_seeds([{"mae": 0.53151}])
+    assert s["mae"] == {"mean": pytest.approx(0.53151), "std": 0.0, "n": 1}
+    assert metric_cell("mae", s["mae"]) == "0.532"  # no "± 0.000": no spread was measured
+
+
+def test_constant_predictions_have_no_correlation_even_when_their_float_std_is_not_zero():
+    labels = np.arange(7.0)
+    assert np.std(np.full(7, 0.1)) > 0  # the float std of equal values: why a std test misses them
+    for c in (0.1, 0.3, -1.7, 0.7):
+        assert math.isnan(regression_metrics(np.full(7, c), labels)["corr"])
+    assert math.isnan(regression_metrics(labels, np.full(7, 0.7))["corr"])
+
+
+def test_a_non_finite_prediction_makes_every_metric_nan():
+    for bad in (float("nan"), float("inf")):
+        m = regression_metrics(np.array([bad, 1.0, 1.0]), np.array([1.0, -1.0, 2.0]))
+        assert all(math.isnan(v) for v in m.values()), m  # no accuracy from a prediction without a sign
+
+
+def test_a_prediction_of_zero_is_non_negative_for_has0_and_negative_for_non0():
+    m = regression_metrics(np.array([0.0, 0.0]), np.array([1.0, -1.0]))
+    assert m["acc2_has0"] == 0.5  # 0 >= 0: right for the label 1, wrong for -1
+    assert m["acc2_non0"] == 0.5  # 0 > 0 is false: wrong for the label 1, right for -1

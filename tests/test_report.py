@@ -361,6 +361,36 @@ def test_write_reports_layout(tmp_path):
     assert again.html == files.html
 
 
+def test_file_names_with_dollar_signs_are_plotted_as_text(tmp_path):
+    """MMSA's clip names ("<video>$_$<clip>") and other "$" pairs are file names, not mathtext:
+    before, saving the plot raised ValueError and the whole scoring run lost its output."""
+    rows = [make_file_row(f"/v/{n}", 0.8) for n in ("deal $_$ 2.mp4", "a$^$b.mp4", "cost $5 or $6.mp4")]
+    utts = {r["path"]: make_utterances(r["path"]) for r in rows}
+    files = write_reports(tmp_path, rows, utts, {r["path"]: make_timeline() for r in rows})
+    assert not files.failed and set(files.html) == {r["path"] for r in rows}
+    for r in rows:
+        _assert_non_trivial(_decode_png(files.png[r["path"]]))
+
+
+def test_a_page_that_cannot_be_made_costs_the_other_files_nothing(tmp_path, monkeypatch):
+    import pipeline.report as report
+
+    good, bad = make_file_row("/v/good.mp4", 0.5), make_file_row("/v/bad.mp4", -0.5)
+    real = report.timeline_png
+
+    def fails_for_bad(row, *a, **k):
+        if row["path"] == bad["path"]:
+            raise ValueError("cannot draw this one")
+        return real(row, *a, **k)
+
+    monkeypatch.setattr(report, "timeline_png", fails_for_bad)
+    utts = {r["path"]: make_utterances(r["path"]) for r in (good, bad)}
+    files = write_reports(tmp_path, [good, bad], utts, {})
+    assert set(files.html) == {good["path"]} and files.failed == {bad["path"]: "ValueError: cannot draw this one"}
+    assert files.index.is_file() and files.html[good["path"]].name in files.index.read_text(encoding="utf-8")
+    assert sorted(x.name for x in (tmp_path / "plots").iterdir()) == [files.png[good["path"]].name]
+
+
 # --------------------------------------------------------------------------- the browser
 
 

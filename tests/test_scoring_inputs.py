@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from cli import main
+from common.errors import CheckpointMismatchError
 from tests.extract_fixtures import GRID_CLIPS, fast_config, run_ffmpeg
 from tests.test_flows_scoring import tiny_checkpoint
 
@@ -116,6 +117,29 @@ def test_a_checkpoint_with_a_sense_block(inputs, sense_checkpoint, tmp_path: Pat
         assert r["status"] == "ok" and np.isfinite(r["score"]) and np.isfinite(r["score_sense"])
     utt = list(csv.DictReader(open(out / "utterances.csv", encoding="utf-8")))
     assert {u["modalities"] for u in utt} == {"text+audio", "vision", "text+audio+vision"}
+
+
+def test_a_checkpoint_trained_on_other_frame_rates_is_refused_before_any_extraction(
+        inputs, sense_checkpoint, tmp_path: Path, capsys) -> None:
+    from pipeline.cache import config_feature_info
+    from pipeline.checkpoint import check_extract_config
+    from pipeline.extract_config import load_extract_config
+    from pipeline.predict import model_meta, resolve_model_path
+
+    cache = tmp_path / "cache"
+    code = main(["score", str(inputs["video"]), "--checkpoint", str(sense_checkpoint), "--out", str(tmp_path / "o"),
+                 "--cache", str(cache), "--quiet"])  # the default config's 10 fps; trained at 5
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "visual frame rate of 5" in err and "10" in err and str(sense_checkpoint) in err
+    assert not list(cache.rglob("features.safetensors"))  # refused before extracting anything
+    # the flow's check, from the model's description alone; a text-only model reads no frames
+    default = load_extract_config("default")
+    with pytest.raises(CheckpointMismatchError, match="visual frame rate"):
+        check_extract_config(model_meta(sense_checkpoint), config_feature_info(default), sense_checkpoint)
+    packed = resolve_model_path("default")
+    assert model_meta(packed).model_config.variant == "language_only"
+    check_extract_config(model_meta(packed), config_feature_info(default), packed)
 
 
 def test_a_masked_modality_scores_as_when_that_modality_is_padded_away(inputs, sense_checkpoint,
