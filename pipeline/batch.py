@@ -14,8 +14,8 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -145,6 +145,39 @@ def _worker_run(cache_root: str, item: BatchItem) -> tuple[str, str, float, bool
         return "error", f"{item.path}: unexpected {type(err).__name__}: {err}", 0.0, False, {}
 
 
+def run_isolating_crashes(indices: Sequence[int], workers: int, make_pool: Callable[[int], Executor],
+                          job: Callable[[int], tuple[Any, ...]], done: Callable[[int, Any], None],
+                          crashed: Callable[[int], None]) -> None:
+    """Run ``job(i)`` (a function and its arguments) for every index in pools of ``workers``
+    processes (``make_pool(n)``), calling ``done(i, result)`` as each finishes.
+
+    A worker that dies (a native crash, the system killing it) breaks its pool, and every unfinished
+    job with it, though only one killed it. The unfinished jobs run again in a new pool; if they
+    break that one too, they run one at a time, in order, in one-worker pools: the first
+    unfinished job of a broken one-worker pool is the one that killed it, so it alone is given
+    to ``crashed(i)`` and the others go on.
+    """
+    pending = sorted(indices)
+    broken_pools = 0
+    while pending:
+        serial = broken_pools >= 2
+        broken: list[int] = []
+        with make_pool(1 if serial else workers) as pool:
+            futs = {pool.submit(*job(i)): i for i in pending}
+            for fut in as_completed(futs):
+                try:
+                    value = fut.result()
+                except BrokenProcessPool:
+                    broken.append(futs[fut])
+                    continue
+                done(futs[fut], value)
+        broken.sort()
+        if broken and serial:
+            crashed(broken.pop(0))
+        broken_pools += bool(broken)
+        pending = broken
+
+
 def _message(item: BatchItem, err: BaseException) -> str:
     if isinstance(err, SenbertError):
         return str(err)
@@ -216,6 +249,7 @@ def extract_batch(
     ``load_entries=False`` keeps only keys (large corpora).
     """
     batch = [_as_item(x) for x in items]
+    cache.clean_tmp()  # what killed writers left (over an hour old: no live writer's)
     workers = max(1, int(workers))
     report = BatchReport(workers=workers)
     report.keys = [None] * len(batch)
@@ -276,32 +310,27 @@ def extract_batch(
             bar.update(1)
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
-        pending = list(todo)
-        attempts = dict.fromkeys(pending, 0)
-        while pending:
-            retry: list[int] = []
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                     initializer=_worker_init, initargs=(config.to_dict(), threads)) as pool:
-                futs = {pool.submit(_worker_run, str(cache.root), batch[i]): i for i in pending}
-                for fut in as_completed(futs):
-                    i = futs[fut]
-                    try:
-                        status, value, duration, from_cache, timings = fut.result()
-                    except BrokenProcessPool:
-                        attempts[i] += 1
-                        if attempts[i] < 2:
-                            retry.append(i)
-                        else:
-                            fail(i, f"{batch[i].path}: the worker process crashed while extracting this clip "
-                                    "(twice); try it alone with --workers 1 to see the error")
-                            bar.update(1)
-                        continue
-                    if status == "ok":
-                        record(i, value, duration, from_cache, timings, None)
-                    else:
-                        fail(i, value)
-                    bar.update(1)
-            pending = sorted(retry)
+
+        def make_pool(n: int) -> ProcessPoolExecutor:
+            return ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"),
+                                       initializer=_worker_init, initargs=(config.to_dict(), threads))
+
+        def done(i: int, value: tuple[str, str, float, bool, dict[str, float]]) -> None:
+            status, msg_or_key, duration, from_cache, timings = value
+            if status == "ok":
+                record(i, msg_or_key, duration, from_cache, timings, None)
+            else:
+                fail(i, msg_or_key)
+            bar.update(1)
+
+        def crashed(i: int) -> None:
+            fail(i, f"{batch[i].path}: the worker process died while extracting this clip (a native crash or "
+                    "the system killing it, e.g. out of memory; it died again when run alone); try it alone "
+                    "with --workers 1 to see the error")
+            bar.update(1)
+
+        run_isolating_crashes(todo, workers, make_pool, lambda i: (_worker_run, str(cache.root), batch[i]),
+                              done, crashed)
     bar.close()
     report.wall_seconds = time.perf_counter() - t0
     failures.sort()

@@ -314,6 +314,8 @@ class FeatureCache:
                 },
                 str(tmp / "features.safetensors"), metadata=header,
             )
+            with open(tmp / "features.safetensors", "rb") as f:  # on disk before the rename publishes it
+                os.fsync(f.fileno())
             meta = {
                 "format": CACHE_FORMAT, "key": entry.key, "source_path": entry.source_path,
                 "clip_id": entry.clip_id, "content_sha256": entry.content_sha256, "duration": entry.duration,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +118,13 @@ def test_damaged_entry_counts_as_absent_and_tmp_leftovers_are_ignored(grid_cache
     copy.put(entries[1])
     assert set(copy.index()) == {e.key for e in entries}
     assert set(FeatureCache(copy.root).index()) == {e.key for e in entries}  # another process
+    # a batch clears what killed writers left over an hour ago, and leaves a live writer's folder
+    old_tmp = copy.root / "tmp" / "half-written"
+    os.utime(old_tmp, (time.time() - 7200, time.time() - 7200))
+    (copy.root / "tmp" / "being-written").mkdir()
+    report = extract_batch([entries[0].source_path], cfg, copy, progress=False, errors_file=False)
+    assert report.cached == 1 and not report.errors_path
+    assert sorted(p.name for p in (copy.root / "tmp").iterdir()) == ["being-written"]
 
 
 def test_entries_to_corpus(grid_cache) -> None:  # noqa: F811
