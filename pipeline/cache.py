@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -51,6 +52,8 @@ except ImportError:  # pragma: no cover - not POSIX: the cache is not locked the
 
 if TYPE_CHECKING:  # pipeline.data imports torch: not needed to extract, so not imported here
     from pipeline.data import Corpus
+
+log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 
@@ -214,7 +217,11 @@ class FeatureCache:
         """Scan the entry folders and rewrite (compact) the index."""
         entries: dict[str, dict[str, Any]] = {}
         for d in sorted((self.root / "entries").glob("*/*")):
-            e = self._load_dir(d)
+            try:
+                e = self._load_dir(d)
+            except OSError as err:
+                log.warning("%s: cache entry not readable now (%s); left out of the rebuilt index", d, err)
+                continue
             if e is not None:
                 entries[e.key] = e.summary()
         self._log("index.jsonl").compact([{"key": k, "summary": v} for k, v in entries.items()])
@@ -270,7 +277,11 @@ class FeatureCache:
         d = self.entry_dir(key)
         if not d.exists():
             return None
-        e = self._load_dir(d)
+        try:
+            e = self._load_dir(d)
+        except OSError as err:  # not damage: out of file handles, permissions, ... the entry is kept
+            log.warning("%s: cache entry not readable now (%s); kept, and counted as absent this time", d, err)
+            return None
         if e is None:
             shutil.rmtree(d, ignore_errors=True)
             self._update_index(drop=[key])
@@ -292,7 +303,11 @@ class FeatureCache:
                 clip_id=m.get("clip_id", ""), content_sha256=m.get("content_sha256", ""),
                 token_ids=list(m.get("token_ids", [])),
             )
-        except (OSError, KeyError, ValueError, TypeError, Exception):  # noqa: BLE001 - damaged entry
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):  # half there: damaged
+            return None
+        except OSError:  # the entry may be fine; the system could not read it now (the caller decides)
+            raise
+        except Exception:  # noqa: BLE001 - damaged: unreadable JSON or tensors, keys missing
             return None
 
     def put(self, entry: CacheEntry) -> CacheEntry:

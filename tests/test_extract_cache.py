@@ -101,7 +101,8 @@ def test_given_transcript_wins_over_speech_recognition(grid_cache) -> None:  # n
     np.testing.assert_array_equal(e.audio, entries[0].audio)
 
 
-def test_damaged_entry_counts_as_absent_and_tmp_leftovers_are_ignored(grid_cache, tmp_path: Path) -> None:  # noqa: F811
+def test_damaged_entry_counts_as_absent_and_tmp_leftovers_are_ignored(grid_cache, tmp_path: Path,  # noqa: F811
+                                                                     monkeypatch) -> None:  # noqa: F811
     cache, cfg, entries = grid_cache
     copy = FeatureCache(tmp_path / "copy")
     for e in entries:
@@ -118,6 +119,19 @@ def test_damaged_entry_counts_as_absent_and_tmp_leftovers_are_ignored(grid_cache
     copy.put(entries[1])
     assert set(copy.index()) == {e.key for e in entries}
     assert set(FeatureCache(copy.root).index()) == {e.key for e in entries}  # another process
+    # a read the system refuses now (out of file handles) is not damage: the entry stays
+    import errno
+
+    import pipeline.cache as cache_mod
+
+    def refuse(*_a, **_k):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    with monkeypatch.context() as m:
+        m.setattr(cache_mod, "load_file", refuse)
+        assert copy.get(key) is None and copy.has(key)
+        assert key not in copy.rebuild_index()
+    assert copy.get(key) is not None and key in copy.rebuild_index()
     # a batch clears what killed writers left over an hour ago, and leaves a live writer's folder
     old_tmp = copy.root / "tmp" / "half-written"
     os.utime(old_tmp, (time.time() - 7200, time.time() - 7200))
