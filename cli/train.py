@@ -83,7 +83,7 @@ def open_corpus(args: argparse.Namespace) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pipeline.config import load_config, parse_overrides
-    from pipeline.train import train, train_seeds
+    from pipeline.train import check_run, train, train_seeds
 
     overrides = parse_overrides(args.set)
     if args.encoder:
@@ -95,6 +95,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.pretrain:
         overrides["pretrain"] = [str(Path(p).resolve()) for p in args.pretrain]
     cfg = load_config(args.config, ablation=args.ablation, overrides=overrides)
+    if not args.seeds:  # before the corpus is read (and its videos' features extracted)
+        check_run(cfg, Path(args.out), args.resume)
     corpus = open_corpus(args)
     print(f"corpus {corpus.source}: {corpus.split_sizes()}  config {cfg.name} ({cfg.model.variant}, "
           f"encoder {cfg.model.encoder}, {cfg.model.encoder_mode})")

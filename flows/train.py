@@ -83,6 +83,7 @@ def train_flow(data: str, config: str = "quick", ablation: str | None = None, ov
         device: cpu, or cuda on a GPU worker.
     """
     from pipeline.config import load_config
+    from pipeline.train import check_run
 
     logger = get_run_logger()
     data_path = check_data(data)
@@ -93,8 +94,10 @@ def train_flow(data: str, config: str = "quick", ablation: str | None = None, ov
     load_extract(extract_config, extract_overrides)
     out_dir = resolve_path(out, "out") or (
         Path.cwd() / "runs" / "train" / f"{cfg.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}")
-    if (out_dir / "result.json").exists() and not resume:
-        raise ConfigError(f"parameter out={out!r}: {out_dir} already holds a finished run; choose another out")
+    try:  # before any feature is built: the run folder fits `resume`, the extra corpora exist
+        check_run(cfg, out_dir, resume)
+    except ConfigError as e:
+        raise ConfigError(f"parameter out={out!r}: {e}") from None
     corpus = open_corpus(data_path, raw_dir, extract_config, extract_overrides, cache_dir)
     logger.info("corpus %s: %s; config %s (%s, encoder %s)", corpus.source, corpus.split_sizes(), cfg.name,
                 cfg.model.variant, cfg.model.encoder)

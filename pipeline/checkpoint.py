@@ -16,6 +16,7 @@ Loading checks the weights against the config (a mismatch is refused with a clea
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -33,6 +34,8 @@ from model.config import ModelConfig
 from model.senbert import SenBERT
 from pipeline.data import TEXT_STYLES, Corpus, Normalizer
 from pipeline.encoders import encoder_from_saved, encoder_identity, is_adapter_weight, load_encoder, lora_settings
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 META_FILE = "senbert.json"
@@ -264,6 +267,9 @@ def _adapter_base(directory: Path, meta: CheckpointMeta) -> tuple[Any, Any, int]
     if not name:
         raise CheckpointMismatchError(f"{directory}: adapter checkpoint without a base_encoder entry in {META_FILE}")
     have = encoder_identity(name).get("sha256")
+    if not want:
+        log.warning("%s: its base encoder %r was not hashed when it was trained: it cannot be checked to be "
+                    "the encoder its adapters were trained on", directory, name)
     if want and have != want:
         raise CheckpointMismatchError(
             f"{directory}: its adapters were trained on the encoder {name!r} whose weights have SHA-256 {want}, "

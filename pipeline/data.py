@@ -166,21 +166,24 @@ def _video_and_order(c: Clip, position: int) -> tuple[str, tuple[int, Any]]:
     """A clip's video and its place in it: MMSA ids are ``<video_id>$_$<clip_id>`` with numeric
     clip ids in MOSI and MOSEI (ordered as numbers); otherwise the order given."""
     video = str(c.meta.get("video_id") or c.clip_id.split("$_$")[0])
-    part = str(c.meta.get("clip") or (c.clip_id.split("$_$", 1)[1] if "$_$" in c.clip_id else ""))
+    clip = c.meta.get("clip")  # may be the number 0
+    part = str(clip if clip not in (None, "") else (c.clip_id.split("$_$", 1)[1] if "$_$" in c.clip_id else ""))
     m = re.fullmatch(r"\d+", part)
     return video, ((0, int(part)) if m else (1, position))
 
 
 def with_context(clips: Sequence[Clip], window: int) -> list[Clip]:
     """Copies of ``clips`` whose ``context`` holds the transcripts of up to ``window`` clips before
-    and after each one in the same video (among the clips given: one split of a corpus, or the
-    utterances of one file). Only transcripts are used, never labels. ``window`` 0: no context."""
+    and after each one in the same video and the same split (among the clips given: a split of a
+    corpus, a whole corpus, or the utterances of one file), as training reads them: a clip gets the
+    same neighbours whether its split is given alone or with the others. Only transcripts are
+    used, never labels. ``window`` 0: no context."""
     if window <= 0:
         return [replace(c, context="") for c in clips]
-    videos: dict[str, list[tuple[tuple[int, Any], int]]] = {}
+    videos: dict[tuple[str, str], list[tuple[tuple[int, Any], int]]] = {}
     for i, c in enumerate(clips):
         video, order = _video_and_order(c, i)
-        videos.setdefault(video, []).append((order, i))
+        videos.setdefault((video, c.split), []).append((order, i))
     out = list(clips)
     for members in videos.values():
         idx = [i for _, i in sorted(members)]

@@ -12,7 +12,9 @@ Resolution order (the project's rule for every asset):
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import site
@@ -234,31 +236,47 @@ def is_adapter_weight(name: str) -> bool:
     return ".lora_A." in name or ".lora_B." in name
 
 
-def weights_file(directory: str | os.PathLike[str]) -> Path | None:
+WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def weights_digest(directory: str | os.PathLike[str]) -> str | None:
+    """The SHA-256 that identifies the weights of a model folder: of its one weight file
+    (``model.safetensors`` or ``pytorch_model.bin``), or, for weights in shards, of the list of
+    each shard's name and SHA-256 in the order of its index. ``None`` when the folder holds none."""
     d = Path(directory)
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (d / name).is_file():
-            return d / name
+            return sha256_file(d / name)
+    for index in WEIGHT_INDEXES:
+        if (d / index).is_file():
+            try:
+                shards = sorted(set(json.loads((d / index).read_text(encoding="utf-8"))["weight_map"].values()))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                return None
+            if not shards or not all((d / f).is_file() for f in shards):
+                return None
+            listing = "".join(f"{f} {sha256_file(d / f)}\n" for f in shards)
+            return hashlib.sha256(listing.encode()).hexdigest()
     return None
 
 
 def encoder_identity(name: str) -> dict[str, Any]:
     """The base encoder a parameter-efficient checkpoint needs: its name as given, whether it is a
-    packaged offline copy, and the SHA-256 of its weight file (``None`` when it cannot be read,
-    e.g. a hub id not in the local cache)."""
+    packaged offline copy, and the SHA-256 of its weights (:func:`weights_digest`; ``None`` when
+    they cannot be read, e.g. a hub id not in the local cache)."""
     r = resolve_encoder(name)
     if r.packaged is not None:
         return {"name": r.packaged.name, "packaged": True, "sha256": r.packaged.weights_sha256}
-    f = weights_file(r.path) if Path(r.path).is_dir() else None
-    if f is None:
+    folder = Path(r.path) if Path(r.path).is_dir() else None
+    if folder is None:
         try:
             from huggingface_hub import try_to_load_from_cache  # comes with transformers: as lazy as it
 
-            hit = try_to_load_from_cache(r.path, "model.safetensors")
-            f = Path(hit) if isinstance(hit, str) else None
+            hit = try_to_load_from_cache(r.path, "config.json")  # the snapshot folder of the cached id
+            folder = Path(hit).parent if isinstance(hit, str) else None
         except Exception:  # an odd id or no cache: the identity stays unverified
-            f = None
-    return {"name": name, "packaged": False, "sha256": sha256_file(f) if f else None}
+            folder = None
+    return {"name": name, "packaged": False, "sha256": weights_digest(folder) if folder else None}
 
 
 def load_encoder(name: str, mode: str = "finetune", lora: dict[str, Any] | None = None) -> tuple[Any, Any, int]:

@@ -155,13 +155,16 @@ class _Scoring:
         """The field's metrics of the multimodal score on ``split`` (labelled clips only); for a
         calibrated model also those before its calibration (``uncalibrated``)."""
         self.check(corpus)
-        clips = [c for c in corpus.split(split) if c.label is not None]
-        if not clips:
+        clips = corpus.split(split)
+        n = sum(c.label is not None for c in clips)
+        if not n:
             sizes = corpus.split_sizes()
             raise InputError(f"{corpus.source}: no labelled clips in split {split!r} (splits: {sizes})")
+        # every clip of the split is read (an unlabelled one is a labelled one's neighbour, as in
+        # `predict --split`); the metrics are of the labelled ones (metrics_of skips NaN labels)
         pred = self.predict_clips(clips, progress=progress)
         m = metrics_of(pred)
-        m["n"] = len(clips)
+        m["n"] = n
         if "multimodal_raw" in pred:  # a calibrated model: the figures before its calibration too
             m["uncalibrated"] = metrics_of({**pred, "multimodal": pred["multimodal_raw"]})
         return m

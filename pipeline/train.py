@@ -8,6 +8,8 @@ early stopping on the valid split, and writes into ``out_dir``::
     checkpoint/          the best epoch (see pipeline.checkpoint)
     state/last.pt        model, optimiser, scheduler and RNG state after the last epoch (resume);
                          removed when the run finishes unless ``keep_state: true``
+    state/run.json       the configuration and training clips the state belongs to: a resume
+                         with other settings (but epochs, patience, ...) or clips is refused
     metrics.jsonl        one JSON line per epoch: losses, valid metrics, sigmas, seconds
     plots/loss.png       loss curves;  plots/pred_vs_true.png  valid predictions vs labels
     result.json          final metrics of the chosen checkpoint on valid (and test when labelled);
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -49,7 +52,7 @@ from pipeline.checkpoint import (
 from pipeline.config import TrainConfig
 from pipeline.corpora import load_corpus
 from pipeline.data import Clip, Corpus, Normalizer, in_corpus
-from pipeline.encoders import encoder_identity, load_encoder, lora_settings
+from pipeline.encoders import encoder_identity, is_adapter_weight, load_encoder, lora_settings
 from pipeline.inference import batch_to_inputs, make_dataset, make_loader, metrics_of, run_inference
 from pipeline.metrics import HIGHER_IS_BETTER, format_table, summarize_seeds
 from pipeline.precision import resolve_precision
@@ -135,18 +138,31 @@ def train_step(model: SenBERT, loss_fn: UncertaintyWeightedLoss, opt: torch.opti
                batch: dict[str, Any], device: torch.device, cfg: TrainConfig
                ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """One optimiser step on ``batch`` (autocast per ``cfg.precision``, gradient clipping per
-    ``cfg.grad_clip``); the scheduler is the caller's. Returns (fp32 outputs, labels, loss, per-task L1)."""
+    ``cfg.grad_clip``); the scheduler is the caller's. Returns (fp32 outputs, labels, loss, per-task L1).
+
+    A step whose loss or gradient norm is not finite changes nothing (one NaN gradient would make
+    every weight and Adam moment NaN, and the saved state with them) and raises
+    :class:`NonFiniteStep`."""
     labels = batch["labels"].to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
         outputs = model(**batch_to_inputs(batch, device))
     outputs = {k: v.float() for k, v in outputs.items()}
     loss, parts = loss_fn(outputs, labels)
     opt.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        raise NonFiniteStep(f"loss {loss.item()}")
     loss.backward()
     if cfg.grad_clip:
-        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(loss_fn.parameters()), cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(loss_fn.parameters()), cfg.grad_clip)
+        if not torch.isfinite(norm):
+            opt.zero_grad(set_to_none=True)
+            raise NonFiniteStep(f"gradient norm {norm.item()}")
     opt.step()
     return outputs, labels, loss, parts
+
+
+class NonFiniteStep(ArithmeticError):
+    """A training step skipped: its loss or gradient norm was not finite."""
 
 
 def drop_modalities(batch: dict[str, Any], probs: dict[str, float], generator: torch.Generator,
@@ -247,6 +263,15 @@ def init_weights(model: SenBERT, checkpoint: str | os.PathLike[str]) -> None:
     src = read_weights(weights)
     own = model.state_dict()
     usable = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    if model.cfg.adapter != "none":
+        # the frozen base encoder is the packaged one: its checkpoint stores only the adapters, so
+        # base weights taken from a fully fine-tuned run would be trained on but never saved
+        base = [k for k in usable if k.startswith("language.encoder.") and not is_adapter_weight(k)]
+        if base:
+            log.warning("init_from: %d weights of the pretrained encoder in %s not loaded: an adapter model "
+                        "(adapter: %s) trains on the packaged base encoder, which its checkpoint names",
+                        len(base), weights, model.cfg.adapter)
+            usable = {k: v for k, v in usable.items() if k not in base}
     if not usable:
         raise ConfigError(f"init_from: no weight of {weights} fits this model (another encoder?)")
     model.load_state_dict(usable, strict=False)
@@ -311,6 +336,16 @@ def state_path(run_dir: str | os.PathLike[str]) -> Path:
     return Path(run_dir) / "state" / "last.pt"
 
 
+def check_run(cfg: TrainConfig, out: Path, resume: bool) -> None:
+    """What can be checked before any corpus is read or any feature extracted: the preliminary
+    and extra corpora exist, and the run folder fits ``resume``."""
+    for kind, paths in (("pretrain", cfg.pretrain), ("extra_train", cfg.extra_train)):
+        missing = [p for p in paths if not Path(p).exists()]
+        if missing:
+            raise InputError(f"{kind} corpus {missing[0]}: no such file or folder")
+    _check_run_dir(Path(out), resume)
+
+
 def _check_run_dir(out: Path, resume: bool) -> None:
     state_file = state_path(out)
     if out.exists() and (out / "result.json").exists() and not resume:
@@ -348,12 +383,62 @@ def _training_clips(corpus: Corpus, cfg: TrainConfig) -> list[Clip]:
     return clips
 
 
+#: Settings a resume may change: how long and how patiently it trains, what it keeps, how it
+#: computes (threads, precision, evaluation batches). Any other change would continue a run with
+#: a state that another configuration made.
+RESUME_MAY_CHANGE = ("epochs", "patience", "keep_state", "num_threads", "precision", "eval_batch_size", "name")
+RUN_FILE = "run.json"  # next to the resume state: what the run trains, for a resume to compare
+
+
+def _run_identity(cfg: TrainConfig, train_clips: list[Clip]) -> dict[str, Any]:
+    """What a resumed run must share with the run it continues: its configuration (less
+    :data:`RESUME_MAY_CHANGE`) and its training clips (ids, labels, transcripts)."""
+    conf = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_MAY_CHANGE}
+    h = hashlib.sha256()
+    for c in train_clips:
+        h.update(f"{c.clip_id}\t{c.label!r}\t{c.text}\n".encode())
+    return json.loads(json.dumps({"config": conf, "train_clips": len(train_clips), "train_sha256": h.hexdigest()}))
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [f"{prefix[:-1]} {old!r} -> {new!r}"]
+
+
+def _check_resume_identity(out: Path, ident: dict[str, Any]) -> None:
+    """ConfigError when ``out``'s unfinished run was started with another configuration or
+    other training clips than the resume would continue it with."""
+    f = state_path(out).parent / RUN_FILE
+    if not f.is_file():  # a state saved before runs recorded this
+        return
+    try:
+        old = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{f}: unreadable ({e}); the run's state cannot be checked against this resume") from None
+    diffs = _differences(old.get("config"), ident["config"])
+    if diffs:
+        raise ConfigError(f"{out}: the unfinished run was started with other settings than this resume: "
+                          f"{'; '.join(diffs[:6])}{' ...' if len(diffs) > 6 else ''}. Resume it with the settings "
+                          f"of its config.yaml (only {', '.join(RESUME_MAY_CHANGE[:-1])} may change), or start "
+                          "a new --out")
+    if (old.get("train_clips"), old.get("train_sha256")) != (ident["train_clips"], ident["train_sha256"]):
+        raise ConfigError(f"{out}: the unfinished run was started on other training clips ({old.get('train_clips')} "
+                          f"then, {ident['train_clips']} now, or other ids, labels or transcripts); resume it on "
+                          "the same corpus, or start a new --out")
+
+
 def _checkpoint_meta(corpus: Corpus, cfg: TrainConfig, train_clips: list[Clip]) -> CheckpointMeta:
     m = cfg.model
     a_norm = v_norm = None
     if m.uses_sense:
         a_norm = Normalizer.fit((c.audio for c in train_clips), m.audio_dim)
         v_norm = Normalizer.fit((c.vision for c in train_clips), m.vision_dim)
+    base = encoder_identity(m.encoder) if m.adapter != "none" else None
+    if base is not None and not base["sha256"]:
+        log.warning("the weights of the base encoder %r cannot be read to hash them: the adapter checkpoint "
+                    "will not be able to check that it is loaded onto the same encoder", m.encoder)
     return CheckpointMeta(
         model=m.to_dict(), train=cfg.to_dict(),
         audio_names=list(corpus.audio_names) if m.uses_sense else [],
@@ -362,7 +447,7 @@ def _checkpoint_meta(corpus: Corpus, cfg: TrainConfig, train_clips: list[Clip]) 
         max_text_len=cfg.max_text_len, max_seq_len=cfg.max_seq_len, data_source=corpus.source, versions=versions(),
         context=cfg.context, max_context_len=cfg.max_context_len if cfg.context > 0 else 0,
         text_style=cfg.text_style, feature_info=dict(corpus.feature_info) if m.uses_sense else {},
-        base_encoder=encoder_identity(m.encoder) if m.adapter != "none" else None,
+        base_encoder=base,
     )
 
 
@@ -392,7 +477,8 @@ def _save_state(path: Path, model: SenBERT, loss_fn: UncertaintyWeightedLoss, op
 
 def _load_state(path: Path, dev: torch.device, model: SenBERT, loss_fn: UncertaintyWeightedLoss,
                 opt: torch.optim.Optimizer, gen: torch.Generator) -> tuple[dict[str, Any], _Progress]:
-    st = torch.load(path, map_location=dev, weights_only=False)
+    # on the CPU: the RNG states must stay CPU byte tensors; load_state_dict moves the rest to dev
+    st = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(st["model"])
     loss_fn.load_state_dict(st["loss"])
     opt.load_state_dict(st["optimizer"])
@@ -429,12 +515,17 @@ def _train_epoch(model: SenBERT, loss_fn: UncertaintyWeightedLoss, opt: torch.op
     model.train()
     t0 = time.perf_counter()
     sums: dict[str, float] = {}
-    n_seen = 0
+    n_seen = skipped = 0
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
-    for batch in bar:
+    for step, batch in enumerate(bar, 1):
         if dropout is not None:
             batch = dropout(batch)
-        outputs, labels, loss, parts = train_step(model, loss_fn, opt, batch, dev, cfg)
+        try:
+            outputs, labels, loss, parts = train_step(model, loss_fn, opt, batch, dev, cfg)
+        except NonFiniteStep as e:
+            skipped += 1
+            log.warning("%s: step %d skipped, not finite (%s)", desc, step, e)
+            continue
         sched.step()
         bs = labels.shape[0]
         n_seen += bs
@@ -445,7 +536,14 @@ def _train_epoch(model: SenBERT, loss_fn: UncertaintyWeightedLoss, opt: torch.op
             key = "bce_ordinal" if t == "ordinal" else f"l1_{t}"
             sums[key] = sums.get(key, 0.0) + float(v) * bs
         bar.set_postfix(loss=f"{sums['loss'] / n_seen:.3f}")
-    return {k: v / n_seen for k, v in sums.items()}, n_seen, time.perf_counter() - t0
+    if not n_seen:
+        raise ConfigError(f"{desc}: every step had a non-finite loss or gradient ({skipped} skipped): the "
+                            "training diverged or the data hold NaN or infinite values; lower the learning "
+                            "rates (lr_encoder, lr_other) or check the corpus")
+    means = {k: v / n_seen for k, v in sums.items()}
+    if skipped:  # recorded in metrics.jsonl as train_skipped_steps
+        means["skipped_steps"] = skipped
+    return means, n_seen, time.perf_counter() - t0
 
 
 def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], resume: bool = False,
@@ -453,15 +551,11 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
     """Train on ``corpus``'s train split, select on valid, save the best checkpoint."""
     out = Path(out_dir)
     check_corpus_for_config(corpus, cfg)
-    for kind, paths in (("pretrain", cfg.pretrain), ("extra_train", cfg.extra_train)):
-        missing = [p for p in paths if not Path(p).exists()]
-        if missing:
-            raise InputError(f"{kind} corpus {missing[0]}: no such file or folder")
+    check_run(cfg, out, resume)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     dev = torch.device(device)
     state_file = state_path(out)
-    _check_run_dir(out, resume)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.pretrain and not cfg.init_from:
         cfg = replace(cfg, init_from=str(run_pretrain(cfg, out / "pretrain", progress=progress, device=device)))
@@ -469,6 +563,10 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
     # finished stage, train_seeds and a single --pretrain run draw the same stream for a seed.
     set_seed(cfg.seed)
     cfg = resolve_run_config(cfg, corpus, device)
+    train_clips = _training_clips(corpus, cfg)
+    ident = _run_identity(cfg, train_clips)
+    if resume and state_file.exists():  # before config.yaml is written over
+        _check_resume_identity(out, ident)
     atomic_write(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     m = cfg.model
@@ -481,7 +579,6 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
     if cfg.init_from:
         init_weights(model, cfg.init_from)
 
-    train_clips = _training_clips(corpus, cfg)
     meta = _checkpoint_meta(corpus, cfg, train_clips)
     train_ds = make_dataset(train_clips, tok, m.uses_sense, meta)
     valid_clips = corpus.split("valid") or train_clips
@@ -554,6 +651,8 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
         msg = (f"epoch {epoch}: train loss {rec['train_loss']:.4f}  valid MAE {vm['mae']:.4f} corr {vm['corr']:.4f} "
                f"acc2_non0 {vm['acc2_non0']:.4f}  {train_seconds:.1f}s{'  *best*' if improved else ''}")
         (tqdm.write if progress else log.info)(msg)
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(state_file.parent / RUN_FILE, json.dumps(ident, indent=1))  # first: a state never lacks it
         _save_state(state_file, model, loss_fn, opt, sched, schedule, gen, prog)
         if epoch - prog.best_epoch >= cfg.patience:
             log.info("early stopping after epoch %d (best %d)", epoch, prog.best_epoch)
@@ -563,6 +662,7 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
     result = finish(out, corpus, prog.history, progress=progress, device=device)
     if not cfg.keep_state:  # finished: the resume state (weights + Adam moments) is dead weight on disk
         state_file.unlink(missing_ok=True)
+        (state_file.parent / RUN_FILE).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             state_file.parent.rmdir()
     return result

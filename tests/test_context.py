@@ -31,6 +31,24 @@ def test_neighbours_come_from_the_same_video_in_clip_order():
     assert clips[0].context == ""  # the input is not changed
 
 
+def test_neighbours_come_from_the_same_split_whichever_clips_are_given():
+    """Training reads a split at a time; `predict` without --split reads the whole corpus: a clip
+    must get the same neighbours both ways."""
+    from dataclasses import replace
+
+    clips = [replace(_clip("v", str(i), f"w{i}"), split=s) for i, s in enumerate(["train", "test", "test", "train"])]
+    whole = {c.clip_id: c.context for c in with_context(clips, 1)}
+    test_only = {c.clip_id: c.context for c in with_context([c for c in clips if c.split == "test"], 1)}
+    assert whole["v$_$1"] == test_only["v$_$1"] == "after: w2"
+    assert whole["v$_$0"] == "after: w3"  # its train neighbour, not the test clip between them
+
+
+def test_a_clip_number_zero_in_meta_comes_first():
+    clips = [Clip(f"x{k}", f"w{k}", 0.0, "train", meta={"video_id": "v", "clip": k}) for k in (2, 0, 1)]
+    ctx = {c.clip_id: c.context for c in with_context(clips, 1)}
+    assert ctx["x0"] == "after: w1" and ctx["x2"] == "before: w1"
+
+
 def test_labels_never_reach_the_context():
     a = [_clip("v", str(i), f"word{i}", label=float(i)) for i in range(4)]
     b = [_clip("v", str(i), f"word{i}", label=-float(i)) for i in range(4)]
@@ -64,6 +82,15 @@ def test_a_context_model_saves_the_option_and_reads_neighbours_at_inference(tmp_
     mixed = pred.predict_clips(changed + extra)["multimodal"][:len(valid)]
     assert np.all(np.isfinite(mixed))
     assert not np.allclose(base, mixed)
+    # evaluate reads the unlabelled clips of the split too (as neighbours), scores the labelled ones
+    from pipeline.data import Corpus
+
+    unlabelled = [Clip(c.clip_id, c.text, None, c.split) for c in extra]
+    with_them = Corpus(changed + unlabelled, [], [], source="mixed")
+    m = pred.evaluate(with_them, "valid")
+    assert m["n"] == len(valid)
+    want = pred.predict_clips(changed + unlabelled)["multimodal"][:len(valid)]
+    assert m["mae"] == pytest.approx(float(np.mean(np.abs(np.asarray(want) - [c.label for c in valid]))), abs=1e-6)
 
 
 def test_context_settings_are_checked():

@@ -129,6 +129,25 @@ def test_serve_offers_the_four_deployments() -> None:
     assert {"videos", "checkpoint", "out"} <= set(deps["score"]._parameter_openapi_schema.properties)
 
 
+def test_prefect_yaml_deploys_the_four_flows_without_a_pull_step() -> None:
+    """`pull: []`: with `pull: null` Prefect 3 adds a step that enters the deploying machine's
+    folder, which a worker elsewhere (a container, another host) does not have."""
+    import importlib
+
+    import yaml
+
+    from flows.serve import deployments
+
+    root = Path(__file__).resolve().parent.parent
+    spec = yaml.safe_load((root / "prefect.yaml").read_text(encoding="utf-8"))
+    assert spec["pull"] == [] and spec["prefect-version"] == __import__("prefect").__version__
+    names = set()
+    for d in spec["deployments"]:
+        module, attr = d["entrypoint"].split(":")
+        names.add((getattr(importlib.import_module(module), attr).name, d["name"]))
+    assert names == {(d.flow_name, d.name) for d in deployments("default")}
+
+
 def test_stack_refuses_a_busy_port_before_starting_anything(tmp_path: Path) -> None:
     from flows.stack import LocalStack, StackError
 

@@ -160,3 +160,43 @@ def test_adapter_needs_a_fine_tunable_encoder():
         load_config("quick", overrides={"model.adapter": "lora", "model.encoder_mode": "frozen"})
     with pytest.raises(ConfigError, match="adapter"):
         load_config("quick", overrides={"model.adapter": "lora", "model.variant": "sense_only"})
+
+
+def test_init_from_a_fully_fine_tuned_run_leaves_an_adapter_models_base_encoder_alone(tmp_path, caplog):
+    """An adapter checkpoint stores only the adapters and names the packaged base: base weights
+    taken from a fully fine-tuned run would be trained on but never saved, so they are not loaded."""
+    from pipeline.train import init_weights
+
+    full = load_config("quick", ablation="language_only", overrides={**TINY, "epochs": 1, "precision": "fp32"})
+    res = train(make_corpus(12, text_only=True), full, tmp_path / "full", progress=False)
+    _, model, _ = _lora_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with caplog.at_level(logging.WARNING, logger="pipeline.train"):
+        init_weights(model, res.checkpoint)
+    after = model.state_dict()
+    base = [k for k in after if k.startswith("language.encoder.") and ".lora_" not in k]
+    assert base and all(torch.equal(before[k], after[k]) for k in base)
+    assert not torch.equal(before["language_head.1.weight"], after["language_head.1.weight"])  # the rest is loaded
+    assert "not loaded: an adapter model" in caplog.text
+
+
+def test_a_base_encoder_in_shards_is_hashed_shard_by_shard(tmp_path):
+    """Sharded weights (an index and several files) are hashed too: before, only one weight file
+    was, and an adapter checkpoint on a sharded encoder loaded onto any encoder of that name."""
+    from safetensors.torch import save_file
+
+    from pipeline.encoders import weights_digest
+
+    d = tmp_path / "sharded"
+    d.mkdir()
+    save_file({"a": torch.ones(3)}, str(d / "model-00001-of-00002.safetensors"))
+    save_file({"b": torch.zeros(2)}, str(d / "model-00002-of-00002.safetensors"))
+    (d / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    first = weights_digest(d)
+    assert first and len(first) == 64
+    save_file({"b": torch.ones(2)}, str(d / "model-00002-of-00002.safetensors"))  # one shard changed
+    assert weights_digest(d) not in (None, first)
+    (d / "model-00002-of-00002.safetensors").unlink()
+    assert weights_digest(d) is None  # incomplete: not identified
+    assert weights_digest(tmp_path) is None

@@ -110,3 +110,58 @@ def test_a_resume_with_no_saved_state_starts_a_fresh_log(tmp_path):
     train(corpus, cfg, run, resume=True, progress=False)
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in lines] == [1, 2] and not any(h.get("stale") for h in lines)
+
+
+def test_a_resume_with_other_settings_or_other_clips_is_refused(tmp_path, monkeypatch):
+    """The state continues the run it was saved from: another learning rate (which the restored
+    optimiser would silently drop), seed or corpus is refused, naming what differs, before
+    config.yaml is written over; the settings a resume may change still may."""
+    from common.errors import ConfigError
+    from tests.conftest import train_until_killed
+
+    corpus = make_corpus(12, text_only=True)
+    over = {**TINY, "epochs": 3, "patience": 3, "precision": "fp32"}
+    cfg = load_config("quick", ablation="language_only", overrides=over)
+    run = tmp_path / "run"
+    train_until_killed(monkeypatch, corpus, cfg, run)  # dies in epoch 2, the state of epoch 1 saved
+    assert state_path(run).exists()
+    before = (run / "config.yaml").read_text()
+    other = load_config("quick", ablation="language_only", overrides={**over, "lr_other": 5e-3})
+    with pytest.raises(ConfigError, match=r"other settings than this resume: lr_other 0\.001 -> 0\.005"):
+        train(corpus, other, run, resume=True, progress=False)
+    reseeded = load_config("quick", ablation="language_only", overrides={**over, "seed": 7})
+    with pytest.raises(ConfigError, match="seed"):
+        train(corpus, reseeded, run, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="other training clips"):
+        train(make_corpus(14, text_only=True), cfg, run, resume=True, progress=False)
+    assert (run / "config.yaml").read_text() == before
+    longer = load_config("quick", ablation="language_only", overrides={**over, "epochs": 4, "patience": 4})
+    res = train(corpus, longer, run, resume=True, progress=False)
+    assert res.best_epoch >= 1 and not state_path(run).exists() and not (run / "state" / "run.json").exists()
+
+
+def test_a_non_finite_step_changes_nothing_and_an_epoch_of_them_stops_the_run(tmp_path, monkeypatch):
+    import math
+
+    from common.errors import ConfigError
+    from model.loss import UncertaintyWeightedLoss
+
+    corpus = make_corpus(48, text_only=True)  # 24 training clips: 3 steps of 8
+    cfg = load_config("quick", ablation="language_only", overrides={**TINY, "epochs": 1, "precision": "fp32"})
+    real = UncertaintyWeightedLoss.forward
+    calls = {"n": 0}
+
+    def nan_every_other(self, outputs, labels):
+        total, parts = real(self, outputs, labels)
+        calls["n"] += 1
+        return (total * float("nan") if calls["n"] % 2 else total), parts
+
+    monkeypatch.setattr(UncertaintyWeightedLoss, "forward", nan_every_other)
+    train(corpus, cfg, tmp_path / "run", progress=False)
+    (rec,) = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rec["train_skipped_steps"] >= 1 and math.isfinite(rec["train_loss"])
+    assert all(torch.isfinite(v).all() for v in _weights(tmp_path / "run").values())  # nothing NaN was stepped
+    monkeypatch.setattr(UncertaintyWeightedLoss, "forward",
+                        lambda self, o, y: (real(self, o, y)[0] * float("nan"), real(self, o, y)[1]))
+    with pytest.raises(ConfigError, match="every step had a non-finite loss"):
+        train(corpus, cfg, tmp_path / "run2", progress=False)
