@@ -18,6 +18,7 @@ from typing import Any
 from cli.options import CACHE_HELP, add_model_options
 from common.io import atomic_open
 
+SPLITS = ("train", "valid", "test")  # pipeline.data.SPLITS, without importing torch for --help
 PREDICTION_FIELDS = ["id", "split", "label", "score", "polarity", "class7", "class7_name", "score_language",
                      "score_sense", "score_raw", "text", "model", "modalities", "calibration"]
 
@@ -47,14 +48,14 @@ def register(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="the field's metrics of a checkpoint on a labelled split")
     add_model_options(p)
     add_data_args(p)
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="scores per clip (multimodal, language-only, sense-only)")
     add_model_options(p)
     add_data_args(p)
-    p.add_argument("--split", help="only this split (default: all clips)")
+    p.add_argument("--split", choices=SPLITS, help="only this split (default: all clips)")
     p.add_argument("--out", help="CSV file (default: stdout)")
     p.set_defaults(func=cmd_predict)
 

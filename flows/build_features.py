@@ -241,7 +241,7 @@ def has_videos(data: Path, raw_dir: str | None) -> bool:
 
 def check_data(data: str | None) -> Path:
     p = require_file(data, "data", "give an MMSA feature pickle (.pkl) or an MMSA-FET label.csv")
-    if p.suffix.lower() not in (".csv", ".pkl"):
+    if p.suffix.lower() not in (".csv", ".pkl", ".pickle"):
         raise InputError(f"parameter data={data!r}: expected a .pkl (MMSA features) or a label.csv, got {p.name}")
     return p
 

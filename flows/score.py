@@ -59,8 +59,10 @@ def score_task(items: list[dict[str, Any]], checkpoint: str, cache_dir: str, out
             "utterance_count": sum(1 for u in rep.utterances if u["status"] == "ok")}
 
 
-def default_out(folder: Path) -> Path:
-    return Path.cwd() / "runs" / "scores" / folder.name
+def default_out(videos: Path) -> Path:
+    """``runs/scores/<folder name>``, or ``<file name without extension>`` for one file (as
+    ``senbert score``): two files of one folder scored one by one do not overwrite each other."""
+    return Path.cwd() / "runs" / "scores" / (videos.name if videos.is_dir() else videos.stem)
 
 
 @flow(name="score", task_runner=task_runner_from_env(), persist_result=False,
@@ -93,7 +95,7 @@ def score(videos: str, checkpoint: str = "default", out: str | None = None, extr
     device = check_device(device)
     # a checkpoint trained on other frame rates is refused before any extraction (its description only)
     check_extract_config(model_meta(ckpt), config_feature_info(load_extract(extract_config, overrides)), ckpt)
-    out_dir = resolve_path(out, "out") or default_out(folder)
+    out_dir = resolve_path(out, "out") or default_out(resolve_path(videos, "videos"))
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"parameter out={out!r}: {out_dir} is a file; give a folder")
     cache = cache_root(cache_dir)

@@ -38,6 +38,7 @@ from flows.runtime import TASK_RUNNER_ENV
 
 DEFAULT_HOME = Path(".senbert") / "prefect"
 DEFAULT_PORT = 4200
+HOME_LOCK = "stack.lock"  # in --home: held by the stack that uses it
 FLOW_NAMES = ("build-features", "score", "train", "evaluate")
 
 
@@ -137,6 +138,7 @@ class LocalStack:
         self.server: subprocess.Popen[Any] | None = None
         self.serve: subprocess.Popen[Any] | None = None
         self._logs: list[IO[Any]] = []
+        self._home_lock: IO[Any] | None = None
 
     # ------------------------------------------------------------------ settings
 
@@ -187,6 +189,7 @@ class LocalStack:
             self.home.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ConfigError(f"{self.home}: cannot create the Prefect home folder ({e}); choose --home") from e
+        self._lock_home()
         env = self.env()
         deadline = time.monotonic() + timeout
         try:
@@ -248,14 +251,37 @@ class LocalStack:
             time.sleep(0.5)
         raise StackError(f"the serving process did not register {sorted(pending)} in time")
 
+    def _lock_home(self) -> None:
+        """One stack per home: its SQLite database takes one server, and a second stack on another
+        port would serve the same deployments from it. The lock goes with this process."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            return
+        f = open(self.home / HOME_LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held until stop()
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "a running process"
+            f.close()
+            raise StackError(f"{self.home} is in use by another senbert stack ({holder}); stop it, or give this "
+                             "one its own --home") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}, API {self.api_url}\n")
+        f.flush()
+        self._home_lock = f
+
     def stop(self) -> None:
         """Stop the serving process, then the server (each with its process group)."""
         _stop_process(self.serve, signal.SIGINT, grace=20.0)
         _stop_process(self.server, signal.SIGTERM, grace=20.0)
-        for f in self._logs:
+        for f in [*self._logs, *([self._home_lock] if self._home_lock else [])]:
             with contextlib.suppress(OSError):
                 f.close()
         self._logs.clear()
+        self._home_lock = None
 
     def __enter__(self) -> LocalStack:
         return self.start() if self.server is None else self
@@ -309,8 +335,7 @@ class LocalStack:
             "From another terminal:",
             f"  export PREFECT_API_URL={self.api_url}",
             f"  prefect deployment run build-features/{self.name} -p videos={v} --watch",
-            f"  prefect deployment run score/{self.name} -p videos={v} "
-            "-p checkpoint=$PWD/runs/demo/text_model/checkpoint --watch",
+            f"  prefect deployment run score/{self.name} -p videos={v} --watch   # the default model",
             "(paths: absolute, or relative to the folder this stack was started in)",
             "",
             "Ctrl-C stops the serving process, then the server.",

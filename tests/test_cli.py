@@ -131,3 +131,13 @@ def test_select_metric_is_checked_when_the_config_loads():
         load_config("language", overrides={"select_metric": "sense_mae"})
     assert load_config("quick", overrides={"select_metric": "corr"}).select_metric == "corr"
     assert load_config("language", overrides={"select_metric": "language_mae"}).select_metric == "language_mae"
+
+
+def test_an_unknown_split_is_refused_before_any_data_is_read(tmp_path, capsys):
+    from cli import main
+
+    for cmd in (["evaluate", "--split", "dev"], ["predict", "--split", "dev", "--out", str(tmp_path / "p.csv")]):
+        with pytest.raises(SystemExit) as e:
+            main([*cmd, "--data", str(tmp_path / "nowhere.pkl")])
+        assert e.value.code == 2 and "invalid choice: 'dev'" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()

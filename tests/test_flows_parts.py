@@ -148,6 +148,16 @@ def test_prefect_yaml_deploys_the_four_flows_without_a_pull_step() -> None:
     assert names == {(d.flow_name, d.name) for d in deployments("default")}
 
 
+def test_score_flows_default_out_is_per_folder_or_per_file(tmp_path: Path, monkeypatch) -> None:
+    from flows.score import default_out
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "talks").mkdir()
+    (tmp_path / "talks" / "a.mp4").write_bytes(b"x")
+    assert default_out(tmp_path / "talks") == tmp_path / "runs" / "scores" / "talks"
+    assert default_out(tmp_path / "talks" / "a.mp4") == tmp_path / "runs" / "scores" / "a"  # not "talks"
+
+
 def test_stack_refuses_a_busy_port_before_starting_anything(tmp_path: Path) -> None:
     from flows.stack import LocalStack, StackError
 
@@ -161,6 +171,24 @@ def test_stack_refuses_a_busy_port_before_starting_anything(tmp_path: Path) -> N
         assert st.server is None and st.serve is None
     with pytest.raises(ConfigError):
         LocalStack(home=tmp_path / "home", task_runner="spark").start()
+
+
+def test_a_second_stack_on_the_same_home_is_refused_before_starting_anything(tmp_path: Path) -> None:
+    """Two servers on one SQLite database (the second on a free port) would serve the same
+    deployments twice; the home is locked by the stack that uses it."""
+    from flows.stack import LocalStack, StackError, free_port
+
+    home = tmp_path / "home"
+    home.mkdir()
+    first = LocalStack(home=home, port=free_port("127.0.0.1"))
+    first._lock_home()
+    second = LocalStack(home=home, port=free_port("127.0.0.1"))
+    with pytest.raises(StackError, match=f"{home} is in use by another senbert stack .pid {__import__('os').getpid()}"):
+        second.start()
+    assert second.server is None and second.serve is None
+    first.stop()  # releases it
+    second._lock_home()
+    second.stop()
 
 
 def test_shown_command_is_what_a_user_types() -> None:

@@ -191,8 +191,8 @@ def test_a_base_encoder_in_shards_is_hashed_shard_by_shard(tmp_path):
     d.mkdir()
     save_file({"a": torch.ones(3)}, str(d / "model-00001-of-00002.safetensors"))
     save_file({"b": torch.zeros(2)}, str(d / "model-00002-of-00002.safetensors"))
-    (d / "model.safetensors.index.json").write_text(json.dumps(
-        {"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    shards = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}
+    (d / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": shards}))
     first = weights_digest(d)
     assert first and len(first) == 64
     save_file({"b": torch.ones(2)}, str(d / "model-00002-of-00002.safetensors"))  # one shard changed
