@@ -1,6 +1,6 @@
 """Word error rate and speed of the speech recognition on LibriVox and GRID clips.
 
-    python bench/bench_asr_wer.py [--speech ../shared/data/speech] [--grid ../shared/data/grid]
+    python bench/bench_asr_wer.py --speech ../shared/data/speech --grid ../shared/data/grid
                                   [--config default] [--engine faster_whisper|pocketsphinx]
                                   [--set asr.min_window_s=30] [--sweep]
 
@@ -21,7 +21,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "data"
 
 
 def load_sets(speech: Path, grid: Path) -> dict[str, list[tuple[str, Path, str]]]:
@@ -67,8 +66,8 @@ def run(config_name: str, overrides: list[str], engine: str, sets: dict, verbose
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--speech", type=Path, default=SHARED / "speech")
-    ap.add_argument("--grid", type=Path, default=SHARED / "grid")
+    ap.add_argument("--speech", type=Path, required=True, help="speech clips with transcripts (../shared/data/speech)")
+    ap.add_argument("--grid", type=Path, required=True, help="GRID clips with their alignments (../shared/data/grid)")
     ap.add_argument("--config", default="default")
     ap.add_argument("--engine", default="faster_whisper", choices=("faster_whisper", "pocketsphinx"))
     ap.add_argument("--set", action="append", default=[], help="config override, e.g. asr.beam_size=5")

@@ -4,10 +4,12 @@
         --checkpoints runs/x/seed_1 runs/x/seed_2 runs/x/seed_3 [--dtype fp16] [--out ens.json]
 
 A member's predictions are averaged over members (the mean of the multimodal head). ``--dtype
-fp16`` first rounds each member's trained weights to fp16 (what a shipped adapter stores), so the
-figures are those of the shipped files. ``--alone`` reads every clip without its neighbours (each
-as the only clip of its video): what a model trained with ``context`` gives for a clip scored on
-its own. Prints the CPU, seconds and clips per second per member.
+fp16`` first rounds what each member's checkpoint stores to fp16 (for an adapter model its
+adapters and heads; the frozen base encoder stays fp32, as it loads from the packaged copy), so
+the figures are those of the shipped files (before 2026-12-05 it rounded the base encoder too).
+``--alone`` reads every clip without its neighbours (each as the only clip of its video): what a
+model trained with ``context`` gives for a clip scored on its own. Prints the CPU, seconds and
+clips per second per member.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.checkpoint import trained_state  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.data import read_alone  # noqa: E402
 from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
@@ -34,14 +37,21 @@ def cpu_name() -> str:
     return capabilities().describe()
 
 
-def round_to(predictor: Predictor, dtype: str) -> None:
+def round_to(predictor: Predictor, dtype: str) -> int:
+    """Round what a checkpoint stores (:func:`~pipeline.checkpoint.trained_state`: for an adapter
+    model its adapters and heads, not the frozen base encoder, which loads from the packaged copy
+    in fp32) to ``dtype``, as packing does. Returns the number of tensors rounded."""
     if dtype == "fp32":
-        return
+        return 0
     dt = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    stored = set(trained_state(predictor.model))
+    n = 0
     with torch.no_grad():
-        for p in predictor.model.parameters():
-            if p.dtype == torch.float32:
+        for name, p in predictor.model.named_parameters():
+            if name in stored and p.dtype == torch.float32:
                 p.copy_(p.to(dt).to(torch.float32))
+                n += 1
+    return n
 
 
 def main(argv: list[str] | None = None) -> int:

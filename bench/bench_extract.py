@@ -1,6 +1,6 @@
 """Extraction speed on GRID clips: seconds of video per wall second, per stage and end to end.
 
-    python bench/bench_extract.py [--data ../shared/data/grid] [--config default] [--workers 1,2]
+    python bench/bench_extract.py --data ../shared/data/grid [--config default] [--workers 1,2]
 
 For each worker count, a fresh child process extracts every clip into a fresh cache and
 reports:
@@ -33,10 +33,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "grid"
 
 
-def _rss_mb(who: int) -> float:
+def _rss_mb(who: int) -> float:  # MiB (ru_maxrss is in KiB on Linux); the keys keep "mb"
     return resource.getrusage(who).ru_maxrss / 1024.0
 
 
@@ -154,7 +153,7 @@ def visual_overhead(args: argparse.Namespace) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of clips (default: ../shared/data/grid)")
+    ap.add_argument("--data", type=Path, required=True, help="folder of clips (e.g. ../shared/data/grid)")
     ap.add_argument("--config", default="default")
     ap.add_argument("--set", action="append", default=[], help="config override, e.g. visual.fps=5")
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts")
@@ -203,9 +202,9 @@ def main() -> None:
         for stage in ("decode_audio", "acoustic", "asr", "visual", "write", "total"):
             if st.get(stage):
                 print(f"  {stage:<13} {st[stage]:7.2f} s  {r['video_s'] / st[stage]:7.1f}x")
-        mem = f"peak RSS: parent {r['peak_rss_parent_mb']:.0f} MB"
+        mem = f"peak RSS: parent {r['peak_rss_parent_mb']:.0f} MiB"
         if r["peak_rss_worker_mb"]:
-            mem += f", largest worker {r['peak_rss_worker_mb']:.0f} MB"
+            mem += f", largest worker {r['peak_rss_worker_mb']:.0f} MiB"
         print(mem)
     if not args.skip_visual:
         v = visual_overhead(args)

@@ -1,6 +1,6 @@
 """Overhead of the Prefect flows over calling the pipeline directly, and deployment latency.
 
-    python bench/bench_flows.py [--data ../shared/data/grid] [--repeat 2] [--runners threads:1,threads:2]
+    python bench/bench_flows.py --data ../shared/data/grid [--repeat 2] [--runners threads:1,threads:2]
 
 Brings up a real local stack (flows/stack.py: ``prefect server start`` on a free port with a
 temporary SQLite database, and the serving process), then:
@@ -39,7 +39,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "grid"
 
 
 def _ts(s: str | None) -> float:
@@ -48,7 +47,7 @@ def _ts(s: str | None) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of GRID clips")
+    ap.add_argument("--data", type=Path, required=True, help="folder of GRID clips (e.g. ../shared/data/grid)")
     ap.add_argument("--config", default="default", help="extract config")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--runners", default="threads:1", help="task runners to time, e.g. threads:1,threads:2")

@@ -11,7 +11,7 @@ the ``train`` texts of a ``label.csv`` in four settings, each adding one option 
 
 It prints the CPU and its bf16 capability first: bf16 is fast only with native units. For each
 setting it times ``--steps`` batches spread evenly over one epoch's batch order (after
-one warm-up step) and scales the mean step time to the epoch. Prints a table and writes JSON.
+two warm-up steps) and scales the mean step time to the epoch. Prints a table and writes JSON.
 The model is the config's: with ``model.adapter: lora`` only the adapters and the head train,
 and ``--set context=1`` (with the config's ``max_context_len`` and ``context_dropout``) reads the
 neighbouring transcripts as a training run does.

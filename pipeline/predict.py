@@ -38,7 +38,7 @@ from pipeline.checkpoint import (
 from pipeline.data import Clip, Corpus
 from pipeline.inference import ensemble_mean, make_dataset, metrics_of, predict_dataset
 from pipeline.metrics import polarity, seven_class
-from pipeline.packed import DEFAULT_NAMES, default_model_dir, is_packed, member_dirs, read_calibration
+from pipeline.packed import DEFAULT_NAMES, default_model_dir, is_packed, member_dirs, read_calibration, verify_packed
 
 
 def modalities_of(meta: CheckpointMeta) -> str:
@@ -100,6 +100,8 @@ class _Scoring:
         path = resolve_model_path(checkpoint)
         if is_packed(path):
             return Predictor._load_packed(path, device)
+        if is_packed(path.parent):  # one member of a packed model: its files are checked like the whole's
+            verify_packed(path.parent)
         model, tok, meta = load_checkpoint(path, device=device)
         return Predictor(model.to(device), tok, meta, path, device, calibration=_own_calibration(meta, path))
 

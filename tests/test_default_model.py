@@ -77,6 +77,8 @@ def test_a_changed_byte_or_an_extra_file_is_refused(tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointMismatchError, match=r"model\.safetensors: SHA-256 .* was changed or damaged"):
         Predictor.load(copy)
+    with pytest.raises(CheckpointMismatchError, match=r"model\.safetensors: SHA-256 .* was changed or damaged"):
+        Predictor.load(copy / member)  # one member named alone is checked too
     shutil.copytree(default_model_dir(verify=False), copy, dirs_exist_ok=True)  # repaired
     (copy / member / "extra.bin").write_bytes(b"x")
     with pytest.raises(CheckpointMismatchError, match=r"extra\.bin: not listed in .*manifest\.json"):
