@@ -45,3 +45,12 @@ def exit_with_parent(poll_seconds: float = 0.5) -> None:
     t = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
     t.start()
     _guard[pid] = t
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and ``taskset`` set),
+    not the machine's: ``os.cpu_count()`` on a 64-core host is 64 in a container given 2."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)

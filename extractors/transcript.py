@@ -23,7 +23,6 @@ tokenizer id or local folder).
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 from dataclasses import asdict, dataclass
@@ -33,12 +32,13 @@ from typing import Any
 import numpy as np
 
 from common.errors import AssetError, ConfigError
+from common.process import usable_cores
 from extractors.assets import resolve_whisper_model
 from extractors.registry import Transcript, Word, register
 
 VERSION = "1.0"
 
-_THREADS = {"budget": 0}  # 0: os.cpu_count(); set by the batch runner for its workers
+_THREADS = {"budget": 0}  # 0: every usable core; set by the batch runner for its workers
 
 
 def set_thread_budget(n: int) -> None:
@@ -47,7 +47,7 @@ def set_thread_budget(n: int) -> None:
 
 
 def thread_budget() -> int:
-    return _THREADS["budget"] or (os.cpu_count() or 1)
+    return _THREADS["budget"] or usable_cores()
 
 
 @dataclass(frozen=True)

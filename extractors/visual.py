@@ -16,7 +16,9 @@ Per sampled frame (default 10 fps, see docs/extractors.md), 65 columns:
   inter-ocular distance).
 
 One face per clip: with ``num_faces >= 2`` the landmarker reports several faces and the
-tracker keeps the one chosen first (the largest) by box overlap from frame to frame. A new
+tracker keeps the one chosen first (the largest) by box overlap from frame to frame; a face
+that does not overlap it is taken for it only when near and of a like size (:class:`FaceTracker`),
+so a second person is never tracked in its place. A new
 landmarker is made for every clip (30-70 ms, while ffmpeg starts decoding the clip), because
 video mode tracks across calls and needs increasing timestamps: reusing one would make a
 clip's features depend on the clip processed before it (measured: with ``num_faces: 1`` a
@@ -28,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
@@ -90,9 +93,19 @@ class VisualSettings:
     low_face_share: float = 0.5  # warn when a face is in fewer frames than this share
 
 
+_STDERR_LOCK = threading.Lock()  # fd 2 is the process's: one redirection at a time (thread runners)
+
+
 @contextlib.contextmanager
 def _quiet_native_stderr() -> Iterator[None]:
-    """Silence the C++ logging MediaPipe prints on fd 2 while a graph is built."""
+    """Silence the C++ logging MediaPipe prints on fd 2 while a graph is built. Serialised: two
+    threads interleaving their save and restore would leave fd 2 on /dev/null for good."""
+    with _STDERR_LOCK, _redirected_stderr():
+        yield
+
+
+@contextlib.contextmanager
+def _redirected_stderr() -> Iterator[None]:
     try:
         fd = os.dup(2)
     except OSError:
@@ -118,7 +131,14 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class FaceTracker:
-    """Keeps one face across frames: the largest at first, then the best overlapping one."""
+    """Keeps one face across frames: the largest at first, then the best overlapping one. When
+    none overlaps it (the face turned away or left for a moment), a face is taken for it only if
+    it is near where it was last seen (centre within 1.5 box diagonals) and of a like size (area
+    within 2x); otherwise the frame has no face (-1): another person in view is never taken for
+    the subject."""
+
+    REACH = 1.5  # box diagonals
+    SIZE_RATIO = 2.0
 
     def __init__(self) -> None:
         self.box: np.ndarray | None = None
@@ -132,10 +152,16 @@ class FaceTracker:
             ious = [_box_iou(b, self.box) for b in boxes]
             if max(ious) > 0.05:
                 idx = int(np.argmax(ious))
-            else:  # the tracked face vanished for a while: take the nearest centre
+            else:  # the tracked face vanished for a while: the nearest face, if it can be the same one
                 c = np.array([(self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2])
                 d = [np.hypot((b[0] + b[2]) / 2 - c[0], (b[1] + b[3]) / 2 - c[1]) for b in boxes]
                 idx = int(np.argmin(d))
+                area = (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
+                b = boxes[idx]
+                ratio = (b[2] - b[0]) * (b[3] - b[1]) / area if area > 0 else math.inf
+                diag = math.hypot(self.box[2] - self.box[0], self.box[3] - self.box[1])
+                if d[idx] > self.REACH * diag or not 1 / self.SIZE_RATIO <= ratio <= self.SIZE_RATIO:
+                    return -1  # someone else: this frame has no face of the subject; keep its last box
         self.box = boxes[idx]
         return idx
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ConfigError, InputError
+from common.process import usable_cores
 from pipeline.batch import default_cache_dir
 from pipeline.corpora import collect_inputs
 from pipeline.extract_config import ExtractConfig, load_extract_config
@@ -35,7 +36,7 @@ def make_task_runner(spec: str | None = None) -> Any:
     kind = kind.lower()
     if kind in ("threads", "processes"):
         try:
-            n = int(arg) if arg else (os.cpu_count() or 1)
+            n = int(arg) if arg else usable_cores()
             if n < 1:
                 raise ValueError
         except ValueError:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from common.errors import ConfigError, InputError, SenbertError
 from common.io import atomic_write_json, senbert_home
-from common.process import exit_with_parent
+from common.process import exit_with_parent, usable_cores
 from extractors import registry
 from extractors.transcript import set_thread_budget
 from pipeline.cache import CacheEntry, FeatureCache, entries_to_corpus
@@ -195,7 +195,7 @@ def resolve_workers(spec: int | str, n_items: int) -> int:
             except ValueError:
                 raise ConfigError(f"--workers must be a number or 'auto', got {spec!r}") from None
         else:
-            return max(1, min(os.cpu_count() or 1, n_items // 6))
+            return max(1, min(usable_cores(), n_items // 6))
     if spec < 1:
         raise ConfigError(f"--workers must be at least 1, got {spec}")
     return int(spec)
@@ -309,7 +309,7 @@ def extract_batch(
                 fail(i, _message(it, err))
             bar.update(1)
     else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = max(1, usable_cores() // workers)
 
         def make_pool(n: int) -> ProcessPoolExecutor:
             return ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"),

@@ -21,7 +21,7 @@ import numpy as np
 from common.errors import InputError, SenbertError
 from common.process import exit_with_parent
 from extractors import registry
-from extractors.media import open_media
+from extractors.media import ffmpeg_version, find_ffmpeg, open_media
 from extractors.registry import FeatureSequence
 from extractors.transcript import TextTokenizer
 from pipeline.cache import CacheEntry, FeatureCache
@@ -157,6 +157,7 @@ def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = N
         "meta": {
             "transcript_source": source, "language": language, "audio_rate_hz": audio_rate,
             "vision_rate_hz": vision_rate, "media": media.info.to_dict(), "extractors": versions,
+            "ffmpeg": ffmpeg_version(find_ffmpeg(config.media.ffmpeg)),  # decodes, resamples, scales
             "modalities": modalities, "masked": masked,
         },
     }

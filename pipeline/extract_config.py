@@ -126,7 +126,10 @@ def _build(cls: Any, data: dict[str, Any], section: str, source: str) -> Any:
         raise ConfigError(f"{source}: unknown key(s) {sorted(f'{section}.{k}' for k in unknown)}; "
                           f"known in {section}: {sorted(names)}")
     hints = get_type_hints(cls)
-    return cls(**{k: _coerce(hints[k], v, f"{section}.{k}", source) for k, v in data.items()})
+    try:
+        return cls(**{k: _coerce(hints[k], v, f"{section}.{k}", source) for k, v in data.items()})
+    except ValueError as exc:  # a section's own check (its __post_init__) of values that go together
+        raise ConfigError(f"{source}: {section}.{exc}") from None
 
 
 def _pkg_version(name: str) -> str:

@@ -116,3 +116,16 @@ def test_check_assets_lists_optional_extras() -> None:
     names = {s.name: s for s in check_assets(install=False)}
     assert names["ffmpeg"].ok and names["face landmarker"].required
     assert not names["opensmile eGeMAPS (optional, non-commercial licence)"].required
+
+
+def test_installers_at_once_take_turns_and_keep_one_good_copy(tmp_path: Path) -> None:
+    """Pool workers warming up at once all install the Whisper base: none may take a copy that
+    another has just finished (and may be loading) for a damaged one and delete it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from extractors.assets import verify_whisper_dir
+
+    with ThreadPoolExecutor(3) as pool:
+        dirs = list(pool.map(lambda _: install_whisper_base(tmp_path), range(3)))
+    assert len(set(dirs)) == 1 and verify_whisper_dir(dirs[0])
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".whisper-base-")] == []

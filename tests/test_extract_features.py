@@ -75,6 +75,26 @@ def test_tracker_keeps_the_first_largest_face() -> None:
     assert tr.choose([]) == -1
 
 
+def test_tracker_never_takes_another_person_for_the_subject() -> None:
+    """The subject turns away while the interviewer is in view: no face for those frames, and
+    the subject is found again where it was (before: the track jumped to the interviewer)."""
+    tr = FaceTracker()
+    subject, interviewer = np.array([300, 100, 400, 220.0]), np.array([20, 40, 90, 120.0])
+    assert tr.choose([interviewer, subject]) == 1
+    assert tr.choose([interviewer]) == -1  # far away and smaller: not the subject
+    assert tr.choose([interviewer, subject + 30]) == 1  # back, having moved a little
+    jumped = subject + 30 + np.array([110, 0, 110, 0.0])  # no overlap with the last box, but near and alike
+    assert _iou_zero(jumped, subject + 30) and tr.choose([jumped]) == 0  # the same face, moved fast
+    bigger = np.array([550, 130, 800, 430.0])  # beside it, not overlapping, six times its area: not it
+    assert _iou_zero(bigger, jumped) and tr.choose([bigger]) == -1
+
+
+def _iou_zero(a: np.ndarray, b: np.ndarray) -> bool:
+    from extractors.visual import _box_iou
+
+    return _box_iou(a, b) <= 0.05
+
+
 def test_head_pose_of_known_rotation() -> None:
     a = np.radians(20)
     m = np.eye(4)
@@ -119,6 +139,17 @@ def test_yin_recovers_a_tone_and_its_voicing() -> None:
     noise = np.random.default_rng(1).normal(0, 0.3, SR)
     _, aper_noise = yin(noise, SR, 60, 500, 1024, 320, 0.15)
     assert np.median(aper_noise) > 0.4
+
+
+def test_digital_silence_has_no_voicing_probability() -> None:
+    """The zeros ffmpeg pads late-starting audio with are not a periodic voice (YIN alone calls
+    them perfectly periodic: voicing_prob was 1 there, as for a clean tone)."""
+    t = np.arange(SR) / SR
+    y = np.concatenate([np.zeros(SR), 0.3 * np.sin(2 * np.pi * 150 * t)]).astype(np.float32)
+    seq = LibrosaExtractor(AcousticSettings()).features(y, SR)
+    prob = seq.values[:, seq.names.index("voicing_prob")]
+    silent, tone = seq.times < 0.9, seq.times > 1.1
+    assert np.all(prob[silent] == 0) and np.median(prob[tone]) > 0.9
 
 
 def test_egemaps_extra_when_installed(grid_media: list) -> None:

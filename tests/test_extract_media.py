@@ -16,7 +16,7 @@ from extractors.media import (
     peak_dbfs,
     probe,
 )
-from tests.extract_fixtures import GRID_CLIPS, bad_inputs, unicode_copy  # noqa: F401 - fixture
+from tests.extract_fixtures import GRID_CLIPS, bad_inputs, run_ffmpeg, unicode_copy  # noqa: F401 - fixture
 
 SETTINGS = MediaSettings()
 
@@ -162,3 +162,32 @@ def test_silence_can_be_kept_with_a_warning(bad_inputs: dict[str, Path]) -> None
     media = open_media(bad_inputs["silence"], MediaSettings(on_silence="warn"), need_audio=True, need_video=True)
     assert media.audio is not None and peak_dbfs(media.audio) == -np.inf
     assert any("silent" in w for w in media.warnings)
+
+
+def test_a_portrait_phone_video_is_decoded_upright_with_its_proportions(tmp_path: Path) -> None:
+    """Phones store portrait video as landscape pixels plus a 90-degree display rotation; ffmpeg
+    decodes it upright, so the frame size must come from the upright picture (before: the
+    upright frame was squeezed into the stored landscape box, faces distorted about 3x)."""
+    land, rot = tmp_path / "land.mp4", tmp_path / "portrait.mp4"
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x90:rate=10", "-t", "1", "-pix_fmt", "yuv420p", str(land))
+    run_ffmpeg("-display_rotation:v:0", "90", "-i", str(land), "-c", "copy", str(rot))
+    info = probe(rot)
+    assert (info.video.width, info.video.height, info.video.rotation) == (160, 90, 90)
+    assert info.video.display_size == (90, 160)
+    frame = next(open_media(rot, SETTINGS, need_audio=False, need_video=True).frames(5, 640))
+    assert frame.rgb.shape == (160, 90, 3)
+    assert next(open_media(land, SETTINGS, need_audio=False, need_video=True).frames(5, 640)).rgb.shape == (90, 160, 3)
+
+
+def test_an_mpeg_ts_whose_time_starts_late_is_not_called_truncated(tmp_path: Path) -> None:
+    """MPEG-TS and PS files start their clock above 0; the decoded audio starts at the file's
+    start, so its expected length is the stream's duration, not its end time (before: an intact
+    8 s .ts was refused as truncated)."""
+    ts = tmp_path / "broadcast.ts"
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x90:rate=25", "-f", "lavfi", "-i",
+               "sine=frequency=220:sample_rate=16000", "-t", "8", "-c:v", "mpeg2video", "-c:a", "mp2",
+               "-output_ts_offset", "1.4", str(ts))
+    info = probe(ts)
+    assert info.start > 1.0 and info.audio.start > 1.0
+    media = open_media(ts, SETTINGS, need_audio=True, need_video=True)
+    assert media.audio.size / 16000 == pytest.approx(8.0, abs=0.2) and media.warnings == []
