@@ -201,7 +201,9 @@ class Predictor(_Scoring):
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of the weights and description: identifies 'the same checkpoint'."""
+        """A short hash of the size and modification time of the weights and description files:
+        identifies 'the same checkpoint' cheaply (a copied checkpoint counts as another, and is
+        scored again; a packed model's comes from its manifest's SHA-256 values)."""
         if self.fingerprint_override:
             return self.fingerprint_override
         h = hashlib.sha256()

@@ -60,6 +60,7 @@ JSONL_NAME = "scores.jsonl"
 UTTERANCES_CSV = "utterances.csv"
 UTTERANCES_JSONL = "utterances.jsonl"
 ERRORS_NAME = "score-errors.json"
+NO_PAGE = "no report page: "  # the warning of a file whose report page could not be made
 
 #: Columns of ``scores.csv`` (and keys of every ``scores.jsonl`` line), in order: one row per file.
 FIELDS = [
@@ -286,7 +287,10 @@ def _plan(entry: CacheEntry, item: int, path: str, settings: UtteranceSettings, 
     meta = predictor.meta
     cfg = meta.model_config
     utts = entry_utterances(entry, settings)
-    whole = len(utts) == 1 and utts[0].text == entry.transcript
+    # the whole file only when the one utterance spans it: a long file whose speech makes one
+    # utterance (10 s of 20) is read from that utterance's frames, not from all the file's
+    whole = (len(utts) == 1 and utts[0].text == entry.transcript and utts[0].start <= 1e-3
+             and utts[0].end >= float(entry.duration) - 1e-3)
     pieces = []
     for u in utts:
         e = slice_entry(entry, u, whole, last=u.index == len(utts) - 1)
@@ -431,12 +435,13 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
             rows[i] = _failed_row(it, it.error or f"{it.path}: no features")
             continue
         old = previous.get((it.key, fp, seg))
-        old_utts = previous_utts.get((it.key, fp, seg))
-        if old is not None and old_utts is not None:
+        kept = _whole_utterances(old, previous_utts.get((it.key, fp, seg)))
+        if old is not None and kept is not None:
             # rows of an earlier version may lack newer columns (score_raw): they are None
             rows[i] = {**dict.fromkeys(FIELDS), **old, "path": it.path, "clip_id": it.clip_id}
+            rows[i]["warnings"] = [w for w in old.get("warnings") or [] if not w.startswith(NO_PAGE)]
             utt_rows[i] = [{**dict.fromkeys(UTTERANCE_FIELDS), **u, "path": it.path, "clip_id": it.clip_id}
-                           for u in sorted(old_utts, key=lambda u: u["index"])]
+                           for u in kept]
             e = cache.get(it.key) if report else None  # only its report's timeline needs the features
             if e is not None:
                 entries[i] = e
@@ -500,6 +505,21 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
     return rep
 
 
+def _whole_utterances(row: dict[str, Any] | None, utts: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """A file's earlier utterance rows, one per index ``0..n_utterances-1``, or None (score it
+    again) when some are missing (a damaged line of utterances.jsonl). Files of the same content
+    share a feature key and so their rows: each index is taken once, not once per such file."""
+    if row is None or not utts:
+        return None
+    by_index: dict[Any, dict[str, Any]] = {}
+    for u in utts:
+        by_index.setdefault(u.get("index"), u)
+    n = row.get("n_utterances")
+    if not isinstance(n, int) or set(by_index) != set(range(n)):
+        return None
+    return [by_index[k] for k in range(n)]
+
+
 def _write_reports(out: Path, rows: list[dict[str, Any]], utt_rows: list[list[dict[str, Any]]],
                    entries: dict[int, CacheEntry]) -> str:
     """The HTML reports and PNG timelines (:mod:`pipeline.report`); each row gets its report's
@@ -513,7 +533,7 @@ def _write_reports(out: Path, rows: list[dict[str, Any]], utt_rows: list[list[di
         page = files.html.get(r["path"])
         r["report"] = str(page) if page else None
         if r["path"] in files.failed:
-            r["warnings"].append(f"no report page: {files.failed[r['path']]}")
+            r["warnings"].append(f"{NO_PAGE}{files.failed[r['path']]}")
     return str(files.index)
 
 

@@ -48,6 +48,10 @@ from pipeline.cache import CacheEntry
 SENTENCE_END = (".", "?", "!")
 
 
+#: The version of the cutting rules (2: pieces that splitting leaves short join a neighbour).
+SEGMENTATION_VERSION = 2
+
+
 @dataclass(frozen=True)
 class UtteranceSettings:
     """How long inputs are cut (``senbert score --max-utterance/--pause/...``, the score flow's
@@ -84,9 +88,10 @@ class UtteranceSettings:
         return {k: float(getattr(self, k)) for k in self.__dataclass_fields__}
 
     def signature(self) -> str:
-        """A short text naming these settings (stored on rows, so changed settings re-score)."""
-        return ("max{max_s:g}/pause{pause_s:g}/sent{sentence_pause_s:g}/min{min_s:g}/pad{pad_s:g}"
-                "/db{silence_db:g}").format(**self.to_dict())
+        """A short text naming these settings and the cutting rules' version (stored on rows, so
+        changed settings or rules re-score)."""
+        return (f"v{SEGMENTATION_VERSION}/" + "max{max_s:g}/pause{pause_s:g}/sent{sentence_pause_s:g}/min{min_s:g}"
+                "/pad{pad_s:g}/db{silence_db:g}").format(**self.to_dict())
 
 
 @dataclass
@@ -250,6 +255,7 @@ def find_utterances(words: list[dict[str, Any]], duration: float, settings: Utte
     # 2. short pieces join a neighbour; 3. long pieces are cut at their longest pauses
     pieces = _join_short(sp, pieces, s)
     pieces = [p for a, b in pieces for p in _split_long(sp, a, b, s.max_s)]
+    pieces = _join_short(sp, pieces, s)  # a cut at the longest pause can leave a piece under min_s
 
     # 4. spans: padded, never past the middle of the pause to a neighbour
     out: list[Utterance] = []

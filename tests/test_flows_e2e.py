@@ -196,9 +196,12 @@ def test_parameters_are_checked_before_any_work(stack: LocalStack, work: dict[st
 
 
 def test_bare_flow_name_is_refused(stack: LocalStack) -> None:
+    """`prefect deployment run build-features` (no /default): refused, and no flow run is made."""
+    before = len(api(stack, "/flow_runs/filter", {}))
     r = subprocess.run([prefect_exe(), "deployment", "run", "build-features"], env=stack.env(), capture_output=True,
                        text=True, timeout=120)
-    assert r.returncode != 0
+    assert r.returncode != 0 and "UUID:" not in r.stdout, r.stdout + r.stderr
+    assert len(api(stack, "/flow_runs/filter", {})) == before
 
 
 def test_train_then_evaluate_through_their_deployments(stack: LocalStack, work: dict[str, Any]) -> None:

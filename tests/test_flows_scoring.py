@@ -58,7 +58,11 @@ def predictor(checkpoint: Path):
 
 
 def fake_entry(key: str, text: str, warnings: list[str] | None = None) -> CacheEntry:
-    rng = np.random.default_rng(abs(hash(key)) % 2**32)
+    """A synthetic cache entry (random features, the same for a key in every run): for the
+    text-only checkpoint of these tests only its transcript counts."""
+    import zlib
+
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
     return CacheEntry(
         key=key, source_path=f"/videos/{key}.mp4", duration=2.0,
         audio=rng.normal(size=(10, 3)).astype(np.float32), audio_names=["a0", "a1", "a2"],
@@ -131,6 +135,34 @@ def test_same_checkpoint_and_features_are_not_scored_again(cache_with_entries, p
     os.utime(other / WEIGHTS_FILE, ns=(1, 1))
     fourth = score_features(items2, Predictor.load(other), cache, out)
     assert (fourth.scored, fourth.reused) == (3, 0)
+
+
+def test_files_of_the_same_content_keep_their_own_utterances_when_reused(cache_with_entries, predictor,
+                                                                        tmp_path: Path) -> None:
+    """Two copies of one file share a feature key, and so earlier rows; each must come back
+    with one row per utterance (before: both copies' rows, doubling on every run)."""
+    cache, items = cache_with_entries
+    ok = next(it for it in items if it.key)
+    twins = [ClipFeatures("/a/talk.mp4", ok.key), ClipFeatures("/b/talk.mp4", ok.key)]
+    out = tmp_path / "scores"
+    first = score_features(twins, predictor, cache, out)
+    for _ in range(2):
+        again = score_features(twins, predictor, cache, out)
+        assert again.reused == 2 and len(again.utterances) == len(first.utterances)
+        for path in ("/a/talk.mp4", "/b/talk.mp4"):
+            mine = [u for u in again.utterances if u["path"] == path]
+            assert [u["index"] for u in mine] == list(range(again.rows[0]["n_utterances"]))
+
+
+def test_a_file_whose_utterance_rows_are_incomplete_is_scored_again() -> None:
+    from pipeline.scoring import _whole_utterances
+
+    row = {"n_utterances": 3}
+    utts = [{"index": 0, "x": "a"}, {"index": 2, "x": "c"}]  # index 1: a damaged line skipped on reading
+    assert _whole_utterances(row, utts) is None
+    whole = _whole_utterances(row, [*utts, {"index": 1, "x": "b"}, {"index": 0, "x": "twin"}])
+    assert [u["x"] for u in whole] == ["a", "b", "c"]  # each index once, in order
+    assert _whole_utterances(None, utts) is None and _whole_utterances(row, None) is None
 
 
 def test_entry_missing_from_the_cache_is_a_failed_row(cache_with_entries, predictor, tmp_path: Path) -> None:

@@ -200,6 +200,8 @@ def test_multi_seed_summary_and_reuse(tmp_path):
     assert s["valid"]["mae"]["n"] == 2 and s["valid"]["mae"]["std"] >= 0
     assert "±" in (tmp_path / "seeds" / "summary.md").read_text()
     per = {k: v["valid"]["mae"] for k, v in s["per_seed"].items()}
+    assert s["valid"]["mae"]["std"] == pytest.approx(float(np.std(list(per.values()), ddof=1)))  # sample std
+    assert s["valid"]["mae"]["mean"] == pytest.approx(float(np.mean(list(per.values()))))
     assert s["best_seed"]["seed"] == int(min(per, key=per.get))
     assert s["best_seed"]["checkpoint"].endswith(f"seed_{s['best_seed']['seed']}/checkpoint")
     mtime = (tmp_path / "seeds" / "seed_1" / "result.json").stat().st_mtime

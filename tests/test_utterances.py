@@ -72,6 +72,16 @@ def test_short_pieces_join_their_nearer_neighbour_and_long_ones_are_cut() -> Non
     assert [len(u.words) for u in us] == [30, 30]
 
 
+def test_a_cut_at_the_longest_pause_leaves_no_piece_under_min_s() -> None:
+    """20 s of speech whose only pause (0.5 s, under pause_s) follows its first word: cutting
+    there left "So," alone (0.3 s); it joins its neighbour now, within max_s."""
+    words = words_of((0.0, "So,"), (0.8, " ".join(f"w{i}" for i in range(64))), word_s=0.3)
+    us = find_utterances(words, 21.0, S, "")
+    assert all(u.words[-1]["end"] - u.words[0]["start"] >= S.min_s for u in us), [u.text for u in us]
+    assert all(u.words[-1]["end"] - u.words[0]["start"] <= S.max_s for u in us)
+    assert [w for u in us for w in u.words] == words
+
+
 def test_word_times_that_run_into_silence_are_corrected_by_the_loudness() -> None:
     # Whisper often stretches the last word of a sentence over the pause after it
     words = [{"word": "one", "start": 0.0, "end": 0.6}, {"word": "two", "start": 0.6, "end": 3.4},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,6 +32,19 @@ if __name__ == "__main__":
 """
 
 
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Kill a test's script and everything it started."""
+    try:
+        for p in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+    except psutil.Error:
+        pass
+    with contextlib.suppress(OSError):
+        proc.kill()
+    proc.wait()
+
+
 def _descendants_after_kill(proc: subprocess.Popen, wait_for: int, timeout: float = 120.0) -> list[psutil.Process]:
     """Wait until ``proc`` has ``wait_for`` descendants, SIGKILL it, return the descendants."""
     parent = psutil.Process(proc.pid)
@@ -42,9 +56,11 @@ def _descendants_after_kill(proc: subprocess.Popen, wait_for: int, timeout: floa
             break
         if proc.poll() is not None:
             out = proc.stdout.read() if proc.stdout else ""
+            _kill_tree(proc)
             pytest.fail(f"the parent ended early (status {proc.returncode}): {out}")
         time.sleep(0.2)
     else:
+        _kill_tree(proc)  # a failed test must not leave its sleeping parent and workers behind
         pytest.fail(f"the parent never started {wait_for} worker processes (saw {len(kids)})")
     time.sleep(1.0)  # workers initialised
     kids = parent.children(recursive=True)
@@ -129,9 +145,14 @@ def test_task_workers_of_a_process_pool_exit_when_the_flow_process_is_killed(tmp
     parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and len(list((tmp_path / "cache").rglob("*.json"))) < 1:
+        if proc.poll() is not None:  # the script died: no point waiting out the deadline
+            break
         time.sleep(0.5)  # wait until a task has run extract_clip (its guard is on)
     kids = parent.children(recursive=True)
-    assert kids, "no worker processes"
+    if not kids:
+        out = "" if proc.poll() is None else (proc.stdout.read() if proc.stdout else "")
+        _kill_tree(proc)
+        pytest.fail(f"no worker processes (status {proc.poll()}): {out[-2000:]}")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     _assert_all_gone(kids, within=20)
