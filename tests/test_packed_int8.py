@@ -4,6 +4,8 @@ size, a packed int8 member packed again byte for byte, and damaged scales refuse
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -83,14 +85,18 @@ def test_an_int8_pack_predicts_what_the_fp16_pack_does_at_a_smaller_size(lora_ru
 def test_a_damaged_scale_is_refused_with_the_file_named(lora_runs, tmp_path):
     root, _, ckpts = lora_runs
     out = pack_model(ckpts[:1], tmp_path / "packed", "tiny", weights="int8")
-    member = out / "member_1"
+    member = tmp_path / "alone"  # an int8 checkpoint outside its pack: no manifest hash to refuse it first
+    shutil.copytree(out / "member_1", member)
     f = member / "model.safetensors"
     state = load_file(str(f))
     key = next(k for k in state if k.endswith(QSCALE))
     state[key] = torch.ones(3, 3)  # fits no line of its tensor
     save_file(state, str(f))
     with pytest.raises(CheckpointMismatchError, match=r"model\.safetensors.*qscale.*one scale per row or per column"):
-        Predictor.load(member)  # the member alone: the pack's hash check would refuse it earlier
+        Predictor.load(member)
+    save_file(state, str(out / "member_1" / "model.safetensors"))  # inside its pack: its hash refuses it
+    with pytest.raises(CheckpointMismatchError, match=r"model\.safetensors: SHA-256 .* was changed or damaged"):
+        Predictor.load(out / "member_1")
 
 
 def test_bench_int8_measures_both_packs_on_the_same_clips(lora_runs, tmp_path, capsys):
