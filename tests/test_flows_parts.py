@@ -3,6 +3,8 @@ retry decisions, the stack's process handling and the deployments it serves."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -214,3 +216,44 @@ def test_stop_takes_the_whole_process_group() -> None:
     assert proc.poll() is not None and _group_gone(proc.pid)
     assert time.monotonic() - t < 15
     _stop_process(proc, signal.SIGINT, grace=1.0)  # stopping twice is harmless
+
+
+@pytest.mark.slow
+def test_the_senbert_stack_command_serves_refuses_a_second_one_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    """The command users type (README, docs/flows.md): a real server and serving process come up
+    and print how to use them; a second stack on the same home is refused; Ctrl-C stops both
+    and leaves no process behind."""
+    import psutil
+
+    from flows.stack import free_port
+
+    home, port = tmp_path / "home", free_port("127.0.0.1")
+    cmd = [sys.executable, "-m", "cli", "stack", "--port", str(port), "--home", str(home), "--no-ui"]
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C stops" in line:
+                break
+        out = "".join(lines)
+        assert f"127.0.0.1:{port}/api" in out and "build-features/default" in out, out[-3000:]
+        assert "prefect deployment run score/default" in out and "runs/demo" not in out  # the default model
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        assert kids  # the server and the serving process
+        second = subprocess.run([*cmd[:5], str(free_port("127.0.0.1")), *cmd[6:]], cwd=root, capture_output=True,
+                                text=True, timeout=120)
+        assert second.returncode != 0 and "in use by another senbert stack" in second.stdout + second.stderr
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 0
+        gone, alive = psutil.wait_procs(kids, timeout=30)
+        assert not alive, alive
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
