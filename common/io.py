@@ -74,6 +74,23 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None
 _SHA_MEMO: dict[tuple[str, int, int], str] = {}
 
 
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) for the block: processes and
+    threads that lock the same file take turns. No lock where the OS has no ``flock``."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """SHA-256 of a file, memoised per process on (path, size, mtime)."""
     p = Path(path)

@@ -18,19 +18,17 @@ named by the user is hashed and the hash is recorded with the features, not comp
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import AssetError
-from common.io import senbert_home, sha256_file, verify_sha256
+from common.io import file_lock, senbert_home, sha256_file, verify_sha256
 from extractors.media import ffmpeg_version, find_ffmpeg
 
 FACE_LANDMARKER_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
@@ -166,23 +164,8 @@ def install_whisper_base(home: Path | None = None) -> Path:
     """
     target = whisper_base_dir(home)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _install_lock(target.parent / ".whisper-base.lock"):
+    with file_lock(target.parent / ".whisper-base.lock"):
         return _install_whisper_base(home, target)
-
-
-@contextlib.contextmanager
-def _install_lock(path: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no lock
-        yield
-        return
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _install_whisper_base(home: Path | None, target: Path) -> Path:

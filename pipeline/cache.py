@@ -34,7 +34,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,12 +43,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from common.errors import ConfigError, InputError
-from common.io import atomic_write
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: the cache is not locked there
-    fcntl = None
+from common.io import atomic_write, file_lock
 
 if TYPE_CHECKING:  # pipeline.data imports torch: not needed to extract, so not imported here
     from pipeline.data import Corpus
@@ -180,17 +175,8 @@ class FeatureCache:
 
     # ------------------------------------------------------------------ locking and index
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        path = self.root / ".lock"
-        with open(path, "a+") as f:
-            if fcntl is not None:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.root / ".lock")
 
     def _log(self, name: str) -> _JsonlLog:
         if name not in self._logs:
