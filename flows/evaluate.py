@@ -13,11 +13,16 @@ from prefect.cache_policies import NO_CACHE
 
 from common.errors import InputError
 from flows.build_features import check_data, open_corpus
-from flows.runtime import check_device, load_extract, md_table, publish_markdown, publish_table, task_runner_from_env
-from pipeline.cache import config_feature_info
-from pipeline.checkpoint import check_extract_config
+from flows.runtime import (
+    check_checkpoint_fits,
+    check_device,
+    md_table,
+    publish_markdown,
+    publish_table,
+    task_runner_from_env,
+)
 from pipeline.data import SPLITS
-from pipeline.predict import Predictor, model_meta, resolve_model_path
+from pipeline.predict import Predictor, resolve_model_path
 
 METRICS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 
@@ -48,8 +53,7 @@ def evaluate_flow(data: str, checkpoint: str = "default", split: str = "test", r
     data_path = check_data(data)
     if split not in SPLITS:
         raise InputError(f"parameter split={split!r}: choose one of {list(SPLITS)}")
-    # a checkpoint trained on other frame rates is refused before any extraction (its description only)
-    check_extract_config(model_meta(ckpt), config_feature_info(load_extract(extract_config, overrides)), ckpt)
+    check_checkpoint_fits(ckpt, extract_config, overrides)
     corpus = open_corpus(data_path, raw_dir, extract_config, overrides, cache_dir)
     m = evaluate_task(str(ckpt), corpus, split, device)
     row = {"split": split, "n": int(m.get("n", 0)), **{k: m.get(k) for k in METRICS}}

@@ -108,6 +108,17 @@ def load_extract(name: str, overrides: Sequence[str] | None) -> ExtractConfig:
     return load_extract_config(name or "default", overrides=list(overrides or []))
 
 
+def check_checkpoint_fits(checkpoint: Path, extract_config: str, overrides: Sequence[str] | None) -> None:
+    """Before any extraction: refuse a checkpoint whose sense block was trained on other frame
+    rates than the extract config gives (read from the checkpoint's description only)."""
+    from pipeline.cache import config_feature_info
+    from pipeline.checkpoint import check_extract_config
+    from pipeline.predict import model_meta
+
+    info = config_feature_info(load_extract(extract_config, overrides))
+    check_extract_config(model_meta(checkpoint), info, checkpoint)
+
+
 def check_device(device: str) -> str:
     """``cpu``, ``cuda`` or ``cuda:N``, available on this worker."""
     d = (device or "cpu").strip().lower()

@@ -28,8 +28,8 @@ from common.errors import InputError
 from flows.build_features import build_features
 from flows.runtime import (
     cache_root,
+    check_checkpoint_fits,
     check_device,
-    load_extract,
     md_table,
     publish_link,
     publish_markdown,
@@ -38,9 +38,8 @@ from flows.runtime import (
     resolve_path,
     task_runner_from_env,
 )
-from pipeline.cache import FeatureCache, config_feature_info
-from pipeline.checkpoint import check_extract_config
-from pipeline.predict import Predictor, model_meta, resolve_model_path
+from pipeline.cache import FeatureCache
+from pipeline.predict import Predictor, resolve_model_path
 from pipeline.scoring import ClipFeatures, score_features
 from pipeline.utterances import UtteranceSettings
 
@@ -93,8 +92,7 @@ def score(videos: str, checkpoint: str = "default", out: str | None = None, extr
     folder, _ = require_folder_with_videos(videos, skipped=skipped)
     ckpt = resolve_model_path(checkpoint)
     device = check_device(device)
-    # a checkpoint trained on other frame rates is refused before any extraction (its description only)
-    check_extract_config(model_meta(ckpt), config_feature_info(load_extract(extract_config, overrides)), ckpt)
+    check_checkpoint_fits(ckpt, extract_config, overrides)
     out_dir = resolve_path(out, "out") or default_out(resolve_path(videos, "videos"))
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"parameter out={out!r}: {out_dir} is a file; give a folder")

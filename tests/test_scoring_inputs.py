@@ -121,9 +121,7 @@ def test_a_checkpoint_with_a_sense_block(inputs, sense_checkpoint, tmp_path: Pat
 
 def test_a_checkpoint_trained_on_other_frame_rates_is_refused_before_any_extraction(
         inputs, sense_checkpoint, tmp_path: Path, capsys) -> None:
-    from pipeline.cache import config_feature_info
-    from pipeline.checkpoint import check_extract_config
-    from pipeline.extract_config import load_extract_config
+    from flows.runtime import check_checkpoint_fits
     from pipeline.predict import model_meta, resolve_model_path
 
     cache = tmp_path / "cache"
@@ -133,13 +131,15 @@ def test_a_checkpoint_trained_on_other_frame_rates_is_refused_before_any_extract
     err = capsys.readouterr().err
     assert "visual frame rate of 5" in err and "10" in err and str(sense_checkpoint) in err
     assert not list(cache.rglob("features.safetensors"))  # refused before extracting anything
-    # the flow's check, from the model's description alone; a text-only model reads no frames
-    default = load_extract_config("default")
-    with pytest.raises(CheckpointMismatchError, match="visual frame rate"):
-        check_extract_config(model_meta(sense_checkpoint), config_feature_info(default), sense_checkpoint)
+    # the flows' check (score, evaluate), from the model's description alone, with the flow's
+    # own parameters; the rates it was trained on pass; a text-only model reads no frames
+    with pytest.raises(CheckpointMismatchError, match="visual frame rate") as refused:
+        check_checkpoint_fits(sense_checkpoint, "default", [])
+    assert str(sense_checkpoint) in str(refused.value)
+    check_checkpoint_fits(sense_checkpoint, "default", FAST)
     packed = resolve_model_path("default")
     assert model_meta(packed).model_config.variant == "language_only"
-    check_extract_config(model_meta(packed), config_feature_info(default), packed)
+    check_checkpoint_fits(packed, "default", None)
 
 
 def test_a_masked_modality_scores_as_when_that_modality_is_padded_away(inputs, sense_checkpoint,
