@@ -67,7 +67,8 @@ def run(config_name: str, overrides: list[str], engine: str, sets: dict, verbose
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--speech", type=Path, required=True, help="speech clips with transcripts (../shared/data/speech)")
-    ap.add_argument("--grid", type=Path, required=True, help="GRID clips with their alignments (../shared/data/grid)")
+    ap.add_argument("--grid", type=Path, required=True,
+                    help="GRID clips with grid_transcripts.csv (../shared/data/grid)")
     ap.add_argument("--config", default="default")
     ap.add_argument("--engine", default="faster_whisper", choices=("faster_whisper", "pocketsphinx"))
     ap.add_argument("--set", action="append", default=[], help="config override, e.g. asr.beam_size=5")

@@ -159,6 +159,10 @@ def main() -> int:
         ap.error("--mosi is required")
     print(f"CPU: {capabilities().describe()}", flush=True)
     corpus = load_corpus(args.mosi)
+    for split in list(args.eval_split):  # checked now, not after every seed has trained
+        if not any(c.split == split and c.label is not None for c in corpus.clips):
+            print(f"--eval-split {split}: {args.mosi} has no labelled clip in that split; skipped", flush=True)
+            args.eval_split.remove(split)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ second run serves cached clips and retries only the failed ones (``read_errors``
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing as mp
 import os
 import sys
@@ -36,6 +37,8 @@ from pipeline.extract_config import ExtractConfig
 
 if TYPE_CHECKING:  # pipeline.data imports torch: not needed to extract
     from pipeline.data import Corpus
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -341,17 +344,23 @@ def extract_batch(
     return report
 
 
-def corpus_from_batch(items: Sequence[Any], report: BatchReport, cache: FeatureCache) -> Corpus:
-    """A Corpus of a batch's succeeded clips, with labels and splits from the items when they have them."""
+def corpus_from_batch(items: Sequence[Any], report: BatchReport, cache: FeatureCache,
+                      source: str | os.PathLike[str] | None = None) -> Corpus:
+    """A Corpus of a batch's succeeded clips, with labels and splits from the items when they have
+    them. ``source`` names the corpus in messages and checkpoints (default: the cache folder).
+    A clip whose cache entry is gone by now (removed since it was extracted) is left out with a
+    warning; running the batch again extracts it."""
     labels: dict[str, float] = {}
     splits: dict[str, str] = {}
     entries: list[CacheEntry] = []
+    gone: list[str] = []
     for x, key in zip(items, report.keys, strict=True):
         if key is None:
             continue
         it = _as_item(x)
         e = cache.get(key)
         if e is None:
+            gone.append(str(it.path))
             continue
         e.clip_id = it.clip_id
         entries.append(e)
@@ -361,7 +370,11 @@ def corpus_from_batch(items: Sequence[Any], report: BatchReport, cache: FeatureC
         mode = getattr(x, "mode", None)
         if mode:
             splits[it.clip_id] = str(mode)
-    return entries_to_corpus(entries, labels or None, splits or None, source=str(cache.root))
+    if gone:
+        log.warning("%d clip(s) left out: their cache entries in %s are gone since extraction (run again to "
+                    "extract them): %s", len(gone), cache.root, ", ".join(gone[:5]) + (" ..." if len(gone) > 5 else ""))
+    return entries_to_corpus(entries, labels or None, splits or None,
+                             source=str(source) if source is not None else str(cache.root))
 
 
 def default_cache_dir() -> Path:

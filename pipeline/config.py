@@ -171,6 +171,10 @@ class TrainConfig:
         head = {"language_mae": "language", "sense_mae": "sense"}.get(self.select_metric)
         if isinstance(self.model, ModelConfig) and head and not getattr(self.model, f"uses_{head}"):
             raise ValueError(f"select_metric {self.select_metric}: the {self.model.variant} model has no {head} head")
+        if isinstance(self.model, ModelConfig) and head and self.model.variant == "full" \
+                and not getattr(self.model, f"use_{head}_task"):
+            raise ValueError(f"select_metric {self.select_metric}: the {head} head is not trained "
+                             f"(use_{head}_task is false), so its MAE says nothing about the model")
         if self.context < 0 or self.max_context_len < 0:
             raise ValueError("context and max_context_len must be >= 0")
         if isinstance(self.context_dropout, bool) or not isinstance(self.context_dropout, (int, float)) \
@@ -287,6 +291,11 @@ def load_config(name_or_path: str = "quick", ablation: str | None = None,
     source = str(_config_file(name_or_path)) + (f" (overrides: {', '.join(overrides)})" if overrides else "")
     cfg = TrainConfig.from_dict(data, source)
     if ablation:
+        undone = {k: getattr(cfg.model, k) for k, v in ABLATIONS[ablation].items() if getattr(cfg.model, k) != v}
+        if undone:
+            k, v = next(iter(undone.items()))
+            raise ConfigError(f"config {source}: the override model.{k}={v!r} undoes the ablation {ablation!r} "
+                              f"(model.{k}: {ABLATIONS[ablation][k]!r}); drop one of them")
         _check_ablation_applies(ablation, cfg, source)
     return cfg
 

@@ -44,6 +44,20 @@ MMSA_KEYS = ("raw_text", "audio", "vision", "regression_labels", "id")
 _MODE_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "dev": "valid", "test": "test"}
 
 
+LABEL_RANGE = (-3.0, 3.0)  # CMU-MOSI / CMU-MOSEI sentiment scale
+
+
+def warn_labels_outside(source: Any, labels: Sequence[float | None]) -> None:
+    """A warning when labels fall outside the [-3, 3] sentiment scale the metrics assume (Acc-7
+    and Acc-5 clip to it; MAE and training use the values as given)."""
+    lo, hi = LABEL_RANGE
+    out = [x for x in labels if x is not None and math.isfinite(x) and not lo <= x <= hi]
+    if out:
+        log.warning("%s: %d label(s) outside [%g, %g] (e.g. %s); the metrics assume the CMU-MOSI/MOSEI scale: "
+                    "Acc-7 and Acc-5 clip to it, MAE and training use the values as given",
+                    source, len(out), lo, hi, ", ".join(f"{x:g}" for x in out[:3]))
+
+
 def clip_key(video_id: str, clip_id: str) -> str:
     """MMSA's clip id: ``<video_id>$_$<clip_id>``."""
     return f"{video_id}$_${clip_id}"
@@ -85,7 +99,8 @@ def read_label_rows(path: str | os.PathLike[str]) -> list[LabelRow]:
                     f"{p}: missing column(s) {missing}; a label.csv needs the header "
                     f"{','.join(LABEL_CSV_COLUMNS)} (found {reader.fieldnames})"
                 )
-            for line_no, row in enumerate(reader, start=2):
+            for row in reader:
+                line_no = reader.line_num  # the physical line where this record ends (quoted text may span lines)
                 label_raw = (row.get("label") or "").strip()
                 label: float | None
                 if label_raw == "":
@@ -116,6 +131,7 @@ def read_label_rows(path: str | os.PathLike[str]) -> list[LabelRow]:
         raise InputError(f"{p}: malformed CSV ({exc})") from None
     if not rows:
         raise InputError(f"{p}: no rows")
+    warn_labels_outside(p, [r.label for r in rows])
     return rows
 
 
@@ -302,7 +318,7 @@ def corpus_from_videos(
                              f"{report.errors_path}): {first}")
         log.warning("%d of %d clips failed and are left out; see %s", len(report.failed), len(items),
                     report.errors_path)
-    return corpus_from_batch(items, report, cache)
+    return corpus_from_batch(items, report, cache, source=label_csv)
 
 
 # ----------------------------------------------------------------------------- MMSA pickles
@@ -310,6 +326,13 @@ def _as_str(x: Any) -> str:
     if isinstance(x, bytes):
         return x.decode("utf-8", "replace")
     return str(x)
+
+
+def _as_text(x: Any) -> str:
+    """A transcript of an MMSA split: None or NaN (a clip without one) is empty, not "None"."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    return _as_str(x)
 
 
 _PAD_SIDES = ("end", "start")
@@ -421,18 +444,42 @@ def read_mmsa_pkl(path: str | os.PathLike[str]) -> Corpus:
             data = pickle.load(f)  # noqa: S301 - only for a file the user names, see docstring
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, IndexError) as exc:
         raise InputError(f"{p}: not a readable pickle ({type(exc).__name__}: {exc})") from None
-    if not isinstance(data, dict) or not any(s in data for s in SPLITS):
-        raise InputError(f"{p}: expected a dict with train/valid/test splits (MMSA layout)")
+    if not isinstance(data, dict):
+        raise InputError(f"{p}: expected a dict with train/valid/test splits (MMSA layout), "
+                         f"got a {type(data).__name__}")
+
+    def split_of(key: Any) -> str | None:  # val and dev read as valid, as in a label.csv
+        return _MODE_ALIASES.get(key.strip().lower()) if isinstance(key, str) else None
+
+    parts: dict[str, Any] = {}  # split -> its dict
+    for key in data:
+        split = split_of(key)
+        if split is None:
+            continue
+        if split in parts:
+            raise InputError(f"{p}: two keys name the {split!r} split "
+                             f"({[k for k in data if split_of(k) == split]}); keep one")
+        parts[split] = data[key]
+    if not parts:
+        raise InputError(f"{p}: expected a dict with train/valid/test splits (MMSA layout), found keys "
+                         f"{[str(k) for k in list(data)[:8]]}")
+    ignored = [str(k) for k in data if split_of(k) is None]
+    if ignored:
+        log.warning("%s: key(s) %s are not train/valid/test splits and are ignored", p, ignored)
+    absent = [s for s in SPLITS if s not in parts]
+    if absent:
+        log.warning("%s: no %s split in the file", p, "/".join(absent))
     clips: list[Clip] = []
     d_a = d_v = None
     # (clip, modality, padded sequence, real length, the clip's own padding side or None)
     pending: list[tuple[Clip, str, np.ndarray, int, str | None]] = []
     votes = {name: dict.fromkeys(_PAD_SIDES, 0) for name in ("audio", "vision")}
     undecided = dict.fromkeys(votes, 0)
+    first_seen: dict[str, str] = {}  # clip id -> the split it was first read in
     for split in SPLITS:
-        if split not in data:
+        if split not in parts:
             continue
-        part = data[split]
+        part = parts[split]
         if not isinstance(part, dict):
             raise InputError(f"{p}: split {split!r} is a {type(part).__name__}, not a dict of arrays (MMSA layout)")
         missing = [k for k in MMSA_KEYS if k not in part]
@@ -454,13 +501,40 @@ def read_mmsa_pkl(path: str | os.PathLike[str]) -> Corpus:
         a_len = _mmsa_numbers(p, split, part, "audio_lengths", n, lengths=True)
         v_len = _mmsa_numbers(p, split, part, "vision_lengths", n, lengths=True)
         labels = _mmsa_numbers(p, split, part, "regression_labels", n)
+        for key, lens, t in (("audio_lengths", a_len, audio.shape[1]), ("vision_lengths", v_len, vision.shape[1])):
+            if lens is None:
+                continue
+            if (lens != np.floor(lens)).any():
+                i = int(np.flatnonzero(lens != np.floor(lens))[0])
+                raise InputError(f"{p}: split {split!r}: {key} must be whole numbers of frames "
+                                 f"(clip {_as_str(part['id'][i])!r} has {lens[i]:g})")
+            if (lens > t).any():
+                log.warning("%s: split %r: %d clip(s) have %s above the %d frames stored; their stored "
+                            "frames are used", p, split, int((lens > t).sum()), key, t)
+        if n == 0:
+            log.warning("%s: split %r has no clips", p, split)
+        unlabelled = int(np.isnan(labels).sum())
+        if unlabelled:
+            log.warning("%s: split %r: %d of %d clip(s) have no label (NaN): they are read unlabelled and "
+                        "left out of that split's metrics (training refuses them in train/valid)",
+                        p, split, unlabelled, n)
+        warn_labels_outside(f"{p} ({split})", [float(x) for x in labels])
         for i in range(n):
             la = int(a_len[i]) if a_len is not None else audio.shape[1]
             lv = int(v_len[i]) if v_len is not None else vision.shape[1]
             la, lv = max(0, min(la, audio.shape[1])), max(0, min(lv, vision.shape[1]))
+            raw_id = part["id"][i]
+            if np.ndim(raw_id) != 0:
+                raise InputError(f"{p}: split {split!r}: id of clip {i} is a {type(raw_id).__name__}, not one string")
+            cid = _as_str(raw_id)
+            if cid in first_seen:
+                where = "twice in that split" if first_seen[cid] == split else f"also in split {first_seen[cid]!r}"
+                raise InputError(f"{p}: split {split!r}: clip id {cid!r} is {where}; each clip once (a clip in "
+                                 "two splits leaks between training and evaluation)")
+            first_seen[cid] = split
             clip = Clip(
-                clip_id=_as_str(part["id"][i]),
-                text=_as_str(part["raw_text"][i]),
+                clip_id=cid,
+                text=_as_text(part["raw_text"][i]),
                 # an unlabelled clip (NaN, as write_mmsa_pkl writes it) has no label, as in a label.csv
                 label=float(labels[i]) if math.isfinite(labels[i]) else None,
                 split=split,

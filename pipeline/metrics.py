@@ -71,6 +71,9 @@ def regression_metrics(preds: Sequence[float], labels: Sequence[float]) -> dict[
     y = np.asarray(labels, dtype=np.float64).reshape(-1)
     if p.shape != y.shape:
         raise ValueError(f"{p.size} predictions for {y.size} labels")
+    if not np.isfinite(y).all():  # an unlabelled clip (NaN) belongs out of the metrics, not in them
+        raise ValueError(f"{int((~np.isfinite(y)).sum())} of {y.size} labels are not finite; "
+                         "leave unlabelled clips out before computing metrics")
     if p.size == 0 or not np.isfinite(p).all():
         return {k: float("nan") for k in METRIC_NAMES}
     out: dict[str, float] = {}

@@ -43,6 +43,7 @@ from model.senbert import SenBERT
 from pipeline.calibration import Calibration, fit_quantile
 from pipeline.checkpoint import (
     CheckpointMeta,
+    read_meta,
     read_weights,
     resolve_checkpoint_dir,
     save_checkpoint,
@@ -272,6 +273,17 @@ def init_weights(model: SenBERT, checkpoint: str | os.PathLike[str]) -> None:
                         "(adapter: %s) trains on the packaged base encoder, which its checkpoint names",
                         len(base), weights, model.cfg.adapter)
             usable = {k: v for k, v in usable.items() if k not in base}
+    mode = model.cfg.encoder_mode
+    if mode != "finetune" and read_meta(path).model_config.encoder_mode != mode:
+        # Table II's "Fixed" keeps the pretrained encoder and "Random" a randomly initialised one:
+        # the encoder of a run of another mode would make either a different experiment (a stage
+        # of the same ablation, such as its --pretrain stage, passes its encoder on)
+        enc = [k for k in usable if k.startswith("language.encoder.")]
+        if enc:
+            log.warning("init_from: %d encoder weights in %s not loaded: encoder_mode %s keeps its %s encoder "
+                        "(the other weights are loaded)", len(enc), weights, mode,
+                        "pretrained" if mode == "frozen" else "randomly initialised")
+            usable = {k: v for k, v in usable.items() if k not in enc}
     if not usable:
         raise ConfigError(f"init_from: no weight of {weights} fits this model (another encoder?)")
     model.load_state_dict(usable, strict=False)

@@ -37,7 +37,10 @@ def test_five_seed_protocol_tables_and_resume(tmp_path):
     md = (out / "results.md").read_text()
     assert "| minilm |" in md and "## test" in md and "paper: language only" in md
     before = (out / "minilm" / "seed_1" / "result.json").stat().st_mtime
-    assert run(*args).returncode == 0  # finished seeds are reused, not retrained
+    again = run(*args, "--eval-split", "holdout")  # finished seeds are reused, not retrained
+    assert again.returncode == 0, again.stderr[-2000:]
+    # a split the file has no labels for is said at the start and skipped, not a crash after training
+    assert "--eval-split holdout: " in again.stdout and "no labelled clip in that split; skipped" in again.stdout
     assert (out / "minilm" / "seed_1" / "result.json").stat().st_mtime == before
 
 

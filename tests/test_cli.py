@@ -142,6 +142,22 @@ def test_select_metric_is_checked_when_the_config_loads():
         load_config("language", overrides={"select_metric": "sense_mae"})
     assert load_config("quick", overrides={"select_metric": "corr"}).select_metric == "corr"
     assert load_config("language", overrides={"select_metric": "language_mae"}).select_metric == "language_mae"
+    # the full model without its language task has a language head that no loss trains
+    with pytest.raises(ConfigError, match="select_metric language_mae: the language head is not trained"):
+        load_config("paper", "no_language_task", {"select_metric": "language_mae"})
+    assert load_config("paper", "no_language_task", {"select_metric": "sense_mae"}).select_metric == "sense_mae"
+
+
+def test_an_override_that_undoes_the_ablation_is_refused():
+    from common.errors import ConfigError
+    from pipeline.config import load_config
+
+    with pytest.raises(ConfigError, match=r"override model.variant='full' undoes the ablation 'language_only'"):
+        load_config("paper", "language_only", {"model.variant": "full"})
+    with pytest.raises(ConfigError, match="model.encoder_mode='finetune' undoes the ablation 'frozen_encoder'"):
+        load_config("paper", "frozen_encoder", {"model.encoder_mode": "finetune"})
+    # an override the ablation does not set, or one that repeats it, is fine
+    assert load_config("paper", "language_only", {"model.variant": "language_only", "epochs": 2}).epochs == 2
 
 
 def test_an_unknown_split_is_refused_before_any_data_is_read(tmp_path, capsys):

@@ -190,6 +190,75 @@ def test_a_malformed_split_is_refused_naming_the_file_split_and_key(tmp_path, ch
         read_mmsa_pkl(tmp_path / "none.pkl")
 
 
+def _dump(path, data):
+    with open(path, "wb") as f:
+        pickle.dump(data, f)
+    return path
+
+
+def test_a_clip_id_given_twice_is_refused_within_and_across_splits(tmp_path):
+    data = write_mmsa_like(tmp_path / "ok.pkl")
+    leak = {**data, "test": {**data["test"], "id": data["train"]["id"][:2]}}
+    with pytest.raises(InputError, match=r"split 'test': clip id 'vidtrain\$_\$0' is also in split 'train'.*leaks"):
+        read_mmsa_pkl(_dump(tmp_path / "leak.pkl", leak))
+    twice = _damaged(data, lambda part: part.update(id=np.array(["a", "b", "a", "c"])))
+    with pytest.raises(InputError, match="bad.pkl: split 'train': clip id 'a' is twice in that split"):
+        read_mmsa_pkl(_dump(tmp_path / "bad.pkl", twice))
+    nested = _damaged(data, lambda part: part.update(id=np.array([["a"], ["b"], ["c"], ["d"]])))
+    with pytest.raises(InputError, match="id of clip 0 is a ndarray, not one string"):
+        read_mmsa_pkl(_dump(tmp_path / "nested.pkl", nested))
+
+
+def test_split_names_read_as_in_a_label_csv_and_what_is_left_out_is_said(tmp_path, caplog):
+    data = write_mmsa_like(tmp_path / "ok.pkl")
+    renamed = {"train": data["train"], "dev": data["valid"], "notes": "made by hand"}
+    with caplog.at_level(logging.WARNING):
+        c = read_mmsa_pkl(_dump(tmp_path / "dev.pkl", renamed))
+    assert c.split_sizes() == {"train": 4, "valid": 2, "test": 0}  # dev is the valid split
+    assert "key(s) ['notes'] are not train/valid/test splits and are ignored" in caplog.text
+    assert "no test split in the file" in caplog.text
+    both = {**data, "val": data["valid"]}
+    with pytest.raises(InputError, match=r"two keys name the 'valid' split \(\['valid', 'val'\]\)"):
+        read_mmsa_pkl(_dump(tmp_path / "both.pkl", both))
+    with pytest.raises(InputError, match=r"found keys \['training', 'validation'\]"):
+        read_mmsa_pkl(_dump(tmp_path / "names.pkl", {"training": data["train"], "validation": data["valid"]}))
+    empty = {**data, "test": {k: (v[:0] if hasattr(v, "__len__") else v) for k, v in data["test"].items()}}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert read_mmsa_pkl(_dump(tmp_path / "empty.pkl", empty)).split_sizes()["test"] == 0
+    assert "split 'test' has no clips" in caplog.text
+
+
+def test_unlabelled_lengths_and_labels_off_the_scale_are_said_or_refused(tmp_path, caplog):
+    data = write_mmsa_like(tmp_path / "ok.pkl")
+    test = {**data["test"], "regression_labels": np.array([np.nan, 7.5], np.float32),
+            "raw_text": np.array([None, float("nan")], dtype=object),
+            "audio_lengths": [9, 2]}  # 9 > the 6 frames stored
+    with caplog.at_level(logging.WARNING):
+        c = read_mmsa_pkl(_dump(tmp_path / "t.pkl", {**data, "test": test}))
+    assert "split 'test': 1 of 2 clip(s) have no label (NaN)" in caplog.text
+    assert "1 label(s) outside [-3, 3] (e.g. 7.5)" in caplog.text
+    assert "1 clip(s) have audio_lengths above the 6 frames stored" in caplog.text
+    tests = c.split("test")
+    assert [x.label for x in tests] == [None, 7.5] and [x.text for x in tests] == ["", ""]
+    assert tests[0].audio.shape[0] == 6
+    half = _damaged(data, lambda part: part.update(vision_lengths=[1, 2.5, 3, 4]))
+    with pytest.raises(InputError, match=r"split 'train': vision_lengths must be whole numbers of frames "
+                                         r"\(clip 'vidtrain\$_\$1' has 2.5\)"):
+        read_mmsa_pkl(_dump(tmp_path / "half.pkl", half))
+
+
+def test_a_label_csv_names_the_line_a_multi_line_record_ends_on_and_labels_off_the_scale(tmp_path, caplog):
+    p = tmp_path / "label.csv"
+    p.write_text('video_id,clip_id,text,label,mode\nv,1,"two\nlines",1.0,train\nv,2,b,bad,train\n', encoding="utf-8")
+    with pytest.raises(InputError, match="line 4: label 'bad'"):
+        read_label_csv(p)
+    p.write_text("video_id,clip_id,text,label,mode\nv,1,a,10,train\nv,2,b,-3,train\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        assert [c.label for c in read_label_csv(p).clips] == [10.0, -3.0]
+    assert "1 label(s) outside [-3, 3] (e.g. 10)" in caplog.text
+
+
 def test_an_unlabelled_clip_reads_back_unlabelled(tmp_path):
     """write_mmsa_pkl writes NaN for a clip without a label; reading it back gives no label, as an
     empty label in a label.csv does (not a NaN that would make the loss NaN)."""

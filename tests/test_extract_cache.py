@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 import time
@@ -239,7 +240,7 @@ def test_two_workers_give_the_same_features(grid_cache, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- corpora
 
 
-def test_mmsa_fet_corpus_layout(grid_cache, tmp_path: Path) -> None:  # noqa: F811
+def test_mmsa_fet_corpus_layout(grid_cache, tmp_path: Path, caplog) -> None:  # noqa: F811
     cache, cfg, _ = grid_cache
     root = tmp_path / "MyCorpus"
     for vid, cid, src in (("spk1", "1", GRID_CLIPS[0]), ("spk1", "2", GRID_CLIPS[1]), ("spk2", "1", GRID_CLIPS[2])):
@@ -257,13 +258,23 @@ def test_mmsa_fet_corpus_layout(grid_cache, tmp_path: Path) -> None:  # noqa: F8
     assert items[0].path == root / "Raw" / "spk1" / "1.mpg" and items[0].transcript is None
     report = extract_batch(items, cfg, cache, progress=False)
     assert len(report.failed) == 1 and "9.mp4" in report.failed[0][0]
-    corpus = corpus_from_batch(items, report, cache)
+    corpus = corpus_from_batch(items, report, cache, source=root / "label.csv")
     corpus.validate()
+    assert corpus.source == str(root / "label.csv")  # messages and checkpoints name the corpus, not the cache
     by_id = {c.clip_id: c for c in corpus.clips}
     assert set(by_id) == {"spk1$_$1", "spk1$_$2", "spk2$_$1"}
     assert by_id["spk1$_$2"].text == "bin red by k seven now" and by_id["spk1$_$2"].split == "valid"
     assert by_id["spk1$_$1"].text and by_id["spk1$_$1"].label == 0.5 and by_id["spk2$_$1"].label == 2.0
     assert list_videos(root) == sorted((root / "Raw").rglob("*.mpg"))
+    # an entry removed since extraction: that clip is left out with a warning, the others stay
+    gone = FeatureCache(tmp_path / "copy")
+    shutil.copytree(cache.root, gone.root, dirs_exist_ok=True)
+    shutil.rmtree(gone.entry_dir(report.keys[1]))
+    assert gone.get(report.keys[1]) is None, "the test removes the entry of spk1$_$2"
+    with caplog.at_level(logging.WARNING, logger="pipeline.batch"):
+        partial = corpus_from_batch(items, report, gone)
+    assert {c.clip_id for c in partial.clips} == {"spk1$_$1", "spk2$_$1"}
+    assert "1 clip(s) left out: their cache entries" in caplog.text and "2.mpg" in caplog.text
 
 
 def test_transcript_is_tokenised_with_the_encoders_tokenizer(tmp_path: Path) -> None:

@@ -139,6 +139,13 @@ def test_a_non_finite_prediction_makes_every_metric_nan():
         assert all(math.isnan(v) for v in m.values()), m  # no accuracy from a prediction without a sign
 
 
+def test_a_label_that_is_not_finite_is_refused_not_counted():
+    """An unlabelled clip (NaN) belongs out of the metrics: with it, MAE was NaN but Acc-2 and
+    Acc-7 counted it as a miss."""
+    with pytest.raises(ValueError, match="1 of 3 labels are not finite"):
+        regression_metrics(np.array([0.5, 1.0, 1.0]), np.array([1.0, float("nan"), 2.0]))
+
+
 def test_a_prediction_of_zero_is_non_negative_for_has0_and_negative_for_non0():
     m = regression_metrics(np.array([0.0, 0.0]), np.array([1.0, -1.0]))
     assert m["acc2_has0"] == 0.5  # 0 >= 0: right for the label 1, wrong for -1

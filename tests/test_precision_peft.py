@@ -180,6 +180,38 @@ def test_init_from_a_fully_fine_tuned_run_leaves_an_adapter_models_base_encoder_
     assert "not loaded: an adapter model" in caplog.text
 
 
+def test_init_from_keeps_the_encoder_of_the_fixed_and_random_ablations(tmp_path, caplog):
+    """Table II's Fixed keeps the pretrained encoder and Random a random one: a fine-tuned run's
+    encoder loaded by init_from would make either another experiment. A run of the same mode
+    (its --pretrain stage) passes its encoder on."""
+    from pipeline.train import init_weights
+
+    over = {**TINY, "epochs": 1, "precision": "fp32"}
+    tuned = train(make_corpus(12, text_only=True), load_config("quick", "language_only", over), tmp_path / "ft",
+                  progress=False)
+    frozen_cfg = load_config("quick", "language_only", {**over, "model.encoder_mode": "frozen"})
+    enc, _, hidden = load_encoder(frozen_cfg.model.encoder, "frozen")
+    model = SenBERT(frozen_cfg.model, enc, hidden)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with caplog.at_level(logging.WARNING, logger="pipeline.train"):
+        init_weights(model, tuned.checkpoint)
+    after = model.state_dict()
+    encoder = [k for k in after if k.startswith("language.encoder.")]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+    assert not torch.equal(before["language_head.1.weight"], after["language_head.1.weight"])
+    assert "encoder weights in" in caplog.text and "encoder_mode frozen keeps its pretrained encoder" in caplog.text
+    # a checkpoint of the same mode passes its encoder on
+    frozen_run = train(make_corpus(12, text_only=True), frozen_cfg, tmp_path / "fr", progress=False)
+    enc2, _, _ = load_encoder(frozen_cfg.model.encoder, "frozen")
+    model2 = SenBERT(frozen_cfg.model, enc2, hidden)
+    with torch.no_grad():
+        next(p for n, p in model2.named_parameters() if n.startswith("language.encoder.")).add_(1.0)
+    init_weights(model2, frozen_run.checkpoint)
+    saved = load_file(str(frozen_run.checkpoint / "model.safetensors"))
+    k = next(k for k in saved if k.startswith("language.encoder."))
+    assert torch.equal(model2.state_dict()[k], saved[k])
+
+
 def test_a_base_encoder_in_shards_is_hashed_shard_by_shard(tmp_path):
     """Sharded weights (an index and several files) are hashed too: before, only one weight file
     was, and an adapter checkpoint on a sharded encoder loaded onto any encoder of that name."""
