@@ -83,13 +83,21 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def trained_state(model: SenBERT, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """What a checkpoint stores: every tensor, or, for an adapter model (``model.adapter: lora``),
-    all but the frozen pretrained encoder's weights (they come from the base encoder at load
-    time). ``dtype`` stores floating-point tensors in another precision (e.g. fp16 to ship)."""
-    state = model.state_dict()
+def trained_state_keys(model: SenBERT) -> list[str]:
+    """The names of what a checkpoint stores: every tensor, or, for an adapter model
+    (``model.adapter: lora``), all but the frozen pretrained encoder's weights."""
+    keys = list(model.state_dict())
     if model.cfg.adapter != "none":
-        state = {k: v for k, v in state.items() if not k.startswith("language.encoder.") or is_adapter_weight(k)}
+        keys = [k for k in keys if not k.startswith("language.encoder.") or is_adapter_weight(k)]
+    return keys
+
+
+def trained_state(model: SenBERT, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """What a checkpoint stores (:func:`trained_state_keys`; an adapter model's frozen encoder
+    weights come from the base encoder at load time). ``dtype`` stores floating-point tensors in
+    another precision (e.g. fp16 to ship)."""
+    full = model.state_dict()
+    state = {k: full[k] for k in trained_state_keys(model)}
     return {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().clone()
             for k, v in state.items()}
 

@@ -6,8 +6,9 @@ early stopping on the valid split, and writes into ``out_dir``::
 
     config.yaml          the run's full configuration
     checkpoint/          the best epoch (see pipeline.checkpoint)
-    state/last.pt        model, optimiser, scheduler and RNG state after the last epoch (resume);
-                         removed when the run finishes unless ``keep_state: true``
+    state/last.pt        model, optimiser, scheduler and RNG state after the last epoch (resume;
+                         an adapter model's frozen base encoder is not in it, as in its
+                         checkpoint); removed when the run finishes unless ``keep_state: true``
     state/run.json       the configuration and training clips the state belongs to: a resume
                          with other settings (but epochs, patience, ...) or clips is refused
     metrics.jsonl        one JSON line per epoch: losses, valid metrics, sigmas, seconds
@@ -47,6 +48,8 @@ from pipeline.checkpoint import (
     read_weights,
     resolve_checkpoint_dir,
     save_checkpoint,
+    trained_state,
+    trained_state_keys,
     update_meta,
     versions,
 )
@@ -476,8 +479,11 @@ class _Progress:
 def _save_state(path: Path, model: SenBERT, loss_fn: UncertaintyWeightedLoss, opt: torch.optim.Optimizer,
                 sched: torch.optim.lr_scheduler.LambdaLR, schedule: Schedule, gen: torch.Generator,
                 prog: _Progress) -> None:
+    # an adapter model's frozen base encoder is the packaged one (named in state/run.json): not
+    # stored, so its state is a few MB, not the whole encoder
+    weights = trained_state(model) if model.cfg.adapter != "none" else model.state_dict()
     state = {
-        "model": model.state_dict(), "loss": loss_fn.state_dict(), "optimizer": opt.state_dict(),
+        "model": weights, "loss": loss_fn.state_dict(), "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(), "schedule": schedule.__dict__, "generator": gen.get_state(),
         "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -491,7 +497,12 @@ def _load_state(path: Path, dev: torch.device, model: SenBERT, loss_fn: Uncertai
                 opt: torch.optim.Optimizer, gen: torch.Generator) -> tuple[dict[str, Any], _Progress]:
     # on the CPU: the RNG states must stay CPU byte tensors; load_state_dict moves the rest to dev
     st = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(st["model"])
+    missing, unexpected = model.load_state_dict(st["model"], strict=False)
+    frozen_base = set(model.state_dict()) - set(trained_state_keys(model))
+    if unexpected or set(missing) - frozen_base:
+        raise ConfigError(f"{path}: this resume state does not fit the model (missing "
+                          f"{sorted(set(missing) - frozen_base)[:3]}, unexpected {sorted(unexpected)[:3]}); "
+                          "start the run afresh without --resume")
     loss_fn.load_state_dict(st["loss"])
     opt.load_state_dict(st["optimizer"])
     gen.set_state(st["generator"])

@@ -165,3 +165,42 @@ def test_a_non_finite_step_changes_nothing_and_an_epoch_of_them_stops_the_run(tm
                         lambda self, o, y: (real(self, o, y)[0] * float("nan"), real(self, o, y)[1]))
     with pytest.raises(ConfigError, match="every step had a non-finite loss"):
         train(corpus, cfg, tmp_path / "run2", progress=False)
+
+
+def test_an_adapter_runs_state_leaves_out_the_frozen_encoder_and_resumes_to_the_same_model(tmp_path, monkeypatch):
+    """A LoRA run's resume state holds what it trains, not the 100+ MB base encoder (the packaged
+    one, named in state/run.json); a run stopped after its first epoch and resumed ends with the
+    model of a run that was never stopped."""
+    import pipeline.train as train_mod
+
+    corpus = make_corpus(16, text_only=True)
+    over = {**TINY, "epochs": 2, "patience": 10, "precision": "fp32", "model.adapter": "lora",
+            "model.variant": "language_only", "keep_state": True}
+    cfg = load_config("quick", overrides=over)
+    whole = train(corpus, cfg, tmp_path / "whole", progress=False)
+    state = torch.load(state_path(tmp_path / "whole"), map_location="cpu", weights_only=False)["model"]
+    base = [k for k in state if k.startswith("language.encoder.") and ".lora_" not in k]
+    assert not base and any(".lora_A." in k for k in state) and "language_head.1.weight" in state
+
+    save = train_mod._save_state
+
+    def save_then_stop(*a, **k):
+        save(*a, **k)
+        raise KeyboardInterrupt  # the machine went away after the first epoch's state was written
+
+    monkeypatch.setattr(train_mod, "_save_state", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(corpus, cfg, tmp_path / "stopped", progress=False)
+    monkeypatch.setattr(train_mod, "_save_state", save)
+    resumed = train(corpus, cfg, tmp_path / "stopped", resume=True, progress=False)
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "stopped")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.valid["mae"] == whole.valid["mae"]
+    # a state that does not fit the model is refused by name, not loaded partly
+    bad = torch.load(state_path(tmp_path / "stopped"), map_location="cpu", weights_only=False)
+    bad["model"] = {k: v for k, v in bad["model"].items() if ".lora_A." not in k}
+    torch.save(bad, state_path(tmp_path / "stopped"))
+    from common.errors import ConfigError
+    with pytest.raises(ConfigError, match="this resume state does not fit the model"):
+        train(corpus, load_config("quick", overrides={**over, "epochs": 3}), tmp_path / "stopped", resume=True,
+              progress=False)
