@@ -57,8 +57,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, encoding: str
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, encoding: str = "utf-8",
                  fsync: bool = True) -> Path:
-    """Write ``data`` (text is encoded, newlines kept as given) to ``path`` atomically; the path."""
-    blob = data.encode(encoding) if isinstance(data, str) else bytes(data)
+    """Write ``data`` (text is encoded, newlines kept as given) to ``path`` atomically; the path.
+
+    A character the encoding cannot hold is written as its backslash escape: on Linux a file name
+    that is not UTF-8 reaches Python with lone surrogates (``\udcff``), which would otherwise fail
+    the whole write (JSON reads the escape back as the same name)."""
+    blob = data.encode(encoding, errors="backslashreplace") if isinstance(data, str) else bytes(data)
     with atomic_open(path, "wb", fsync=fsync) as f:
         f.write(blob)
     return Path(path)

@@ -348,13 +348,20 @@ def _damage_lines(stderr: str, codecs: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _ffmpeg_stream(path: Path, binary: str, **output_kwargs: Any) -> Any:
-    return (
-        ffmpeg_python.input(_media_arg(path))
+_INPUT = "senbert-input"  # stands for the file while ffmpeg-python builds the command line
+
+
+def _ffmpeg_stream(path: Path, binary: str, **output_kwargs: Any) -> list[str]:
+    """ffmpeg's command line decoding ``path`` to a pipe. The file goes in after the build:
+    ffmpeg-python hashes its arguments as UTF-8, which a Linux name that is not UTF-8 (lone
+    surrogates) fails; the command line itself takes any name the file system has."""
+    cmd = (
+        ffmpeg_python.input(_INPUT)
         .output("pipe:", **output_kwargs)
         .global_args("-nostdin", "-hide_banner", "-v", "error")
         .compile(cmd=binary)
     )
+    return [_media_arg(path) if a == _INPUT else a for a in cmd]
 
 
 def decode_audio(info: MediaInfo, settings: MediaSettings) -> tuple[np.ndarray, list[str]]:

@@ -50,7 +50,7 @@ def score_task(items: list[dict[str, Any]], checkpoint: str, cache_dir: str, out
                skipped: list[tuple[str, str]] | None = None, report: bool = True) -> dict[str, Any]:
     """Load the checkpoint once and score every file with features; write the output files."""
     predictor = Predictor.load(checkpoint, device=device)
-    clips = [ClipFeatures(c["path"], c.get("key"), c.get("error"), c.get("clip_id", "")) for c in items]
+    clips = [ClipFeatures(c["path"], c.get("key"), c.get("error"), clip_id=c.get("clip_id", "")) for c in items]
     clips += [ClipFeatures(p, None, reason, skipped=True) for p, reason in skipped or []]
     rep = score_features(clips, predictor, FeatureCache(cache_dir), out_dir,
                          utterances=UtteranceSettings.from_dict(utterances), report=report)

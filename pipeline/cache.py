@@ -135,7 +135,8 @@ class _JsonlLog:
     def append(self, recs: list[dict[str, Any]]) -> None:
         if not recs:
             return
-        blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs).encode("utf-8")
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
+        blob = text.encode("utf-8", errors="backslashreplace")  # a non-UTF-8 file name: its JSON escape
         with self._lock():
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -325,7 +326,8 @@ class FeatureCache:
                 "transcript": entry.transcript, "words": entry.words, "token_ids": entry.token_ids,
                 "face_share": entry.face_share, "warnings": entry.warnings, "meta": entry.meta,
             }
-            with open(tmp / "meta.json", "w", encoding="utf-8") as f:
+            # a source path that is not UTF-8 (lone surrogates) is written as its JSON escape
+            with open(tmp / "meta.json", "w", encoding="utf-8", errors="backslashreplace") as f:
                 json.dump(meta, f, indent=1, ensure_ascii=False)
                 f.flush()
                 os.fsync(f.fileno())

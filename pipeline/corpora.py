@@ -255,7 +255,8 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]], raw_dir: str | os.P
     other (non-hidden) file inside a given folder is appended to it as ``(path, reason)``
     (hidden files and folders are ignored silently); a file named explicitly is always kept.
     A path that does not exist is kept (``missing_ok``: the batch reports it with the other
-    failures) or refused.
+    failures) or refused. A file reached twice (a folder and a file in it, or the same file
+    named twice) is kept once, where it first appears; corpus rows are kept as they are.
     """
     items: list[Path | CorpusItem] = []
     for raw in inputs:
@@ -279,7 +280,16 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]], raw_dir: str | os.P
             items.append(p)
         else:
             raise InputError(f"{p}: no such file or folder")
-    return items
+    seen: set[str] = set()
+    unique: list[Path | CorpusItem] = []
+    for it in items:
+        if isinstance(it, Path):
+            where = os.path.abspath(it)
+            if where in seen:
+                continue
+            seen.add(where)
+        unique.append(it)
+    return unique
 
 
 #: Runs the extraction of a corpus's clips: (items, config, cache) -> the batch's report.

@@ -185,8 +185,11 @@ def score_colour(score: Any) -> str:
 
 
 def _file_name(row: Mapping[str, Any]) -> str:
+    """The file's name for display: bytes that are not UTF-8 (lone surrogates) as escapes, which
+    a plot title can draw."""
     p = str(row.get("path") or "")
-    return os.path.basename(p) or str(row.get("clip_id") or "file")
+    name = os.path.basename(p) or str(row.get("clip_id") or "file")
+    return name.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 # --------------------------------------------------------------------------- plot

@@ -490,8 +490,16 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
     rep.utterances = [u for us in utt_rows for u in us]
     rep.failed = [(r["path"], r["error"]) for r in final if r["status"] == "failed"]
     rep.skipped = [(r["path"], r["error"]) for r in final if r["status"] == "skipped"]
+    for r in final:
+        r["report"] = None  # this run's pages only: a reused row's page of an earlier run may be gone
     if report:
-        rep.report_index = _write_reports(out, final, utt_rows, entries)
+        try:
+            rep.report_index = _write_reports(out, final, utt_rows, entries)
+        except Exception as e:  # noqa: BLE001 - the scores must not be lost with the report
+            log.warning("%s: the HTML report could not be written (%s: %s); the scores are written", out,
+                        type(e).__name__, e)
+            for r in final:
+                r["report"] = None
     rep.utterances_csv, rep.utterances_jsonl = str(out / UTTERANCES_CSV), str(out / UTTERANCES_JSONL)
     csv_path, jsonl_path = write_scores(final, out, rep.utterances)
     rep.csv_path, rep.jsonl_path = str(csv_path), str(jsonl_path)

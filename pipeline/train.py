@@ -156,11 +156,12 @@ def train_step(model: SenBERT, loss_fn: UncertaintyWeightedLoss, opt: torch.opti
     if not torch.isfinite(loss):
         raise NonFiniteStep(f"loss {loss.item()}")
     loss.backward()
-    if cfg.grad_clip:
-        norm = torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(loss_fn.parameters()), cfg.grad_clip)
-        if not torch.isfinite(norm):
-            opt.zero_grad(set_to_none=True)
-            raise NonFiniteStep(f"gradient norm {norm.item()}")
+    params = [p for p in list(model.parameters()) + list(loss_fn.parameters()) if p.grad is not None]
+    # the norm is checked with clipping off too (grad_clip: 0 clips at infinity, i.e. not at all)
+    norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf"))
+    if not torch.isfinite(norm):
+        opt.zero_grad(set_to_none=True)
+        raise NonFiniteStep(f"gradient norm {norm.item()}")
     opt.step()
     return outputs, labels, loss, parts
 
@@ -422,6 +423,43 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix[:-1]} {old!r} -> {new!r}"]
 
 
+#: Settings in which a finished run may differ from the config that would reuse it (how it computed).
+REUSE_MAY_DIFFER = ("keep_state", "num_threads", "precision", "eval_batch_size", "name")
+
+
+def _recipe(d: dict[str, Any]) -> dict[str, Any]:
+    """A run config's mapping as a finished run is compared on: without :data:`REUSE_MAY_DIFFER`,
+    the feature widths the corpus fills in and the preliminary stage's settings when there is
+    none; corpus paths by their last two parts (a corpus may be reached by another path),
+    ``init_from`` by whether there is one."""
+    out = {k: v for k, v in d.items() if k not in REUSE_MAY_DIFFER}
+    out["model"] = {k: v for k, v in (d.get("model") or {}).items() if k not in ("audio_dim", "vision_dim")}
+    for key in ("extra_train", "pretrain"):
+        out[key] = ["/".join(Path(str(x)).parts[-2:]) for x in d.get(key) or []]
+    out["init_from"] = bool(d.get("init_from"))
+    if not out["pretrain"]:  # the preliminary stage's own settings have no effect without one
+        out.pop("pretrain_epochs", None)
+        out.pop("pretrain_context", None)
+    return json.loads(json.dumps(out))
+
+
+def check_finished_run(run_dir: Path, cfg: TrainConfig) -> None:
+    """ConfigError when the finished run in ``run_dir`` (reused instead of trained again) was
+    trained with other settings than ``cfg``: reusing it would mix recipes without a word."""
+    f = run_dir / "config.yaml"
+    try:
+        saved = yaml.safe_load(f.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{f}: unreadable ({e}); the finished run cannot be checked before it is reused") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{f}: not a run configuration; the finished run cannot be checked before it is reused")
+    diffs = _differences(_recipe(saved), _recipe(cfg.to_dict()))
+    if diffs:
+        raise ConfigError(f"{run_dir} is a finished run with other settings than this one: {'; '.join(diffs[:6])}"
+                          f"{' ...' if len(diffs) > 6 else ''}. It would be reused as it is: use another output "
+                          "folder, or remove that run to train it again")
+
+
 def _check_resume_identity(out: Path, ident: dict[str, Any]) -> None:
     """ConfigError when ``out``'s unfinished run was started with another configuration or
     other training clips than the resume would continue it with."""
@@ -517,11 +555,19 @@ def _load_state(path: Path, dev: torch.device, model: SenBERT, loss_fn: Uncertai
 def _resumed_schedule(st: dict[str, Any], planned: Schedule, out: Path) -> Schedule:
     """The schedule a resumed run continues with: the saved one; if the run now has another
     number of steps (``--epochs`` changed), the saved one up to now, then a linear decay to 0
-    at the new total from the rate it had."""
+    at the new total from the rate it had. A finished run extended (``keep_state``) had decayed
+    to 0, where continuing would train nothing: it restarts at the rate a run planned for the
+    new total has at that step, and says so."""
     saved = Schedule(**st["schedule"]) if st.get("schedule") else planned  # states before the key: planned
     if saved.total == planned.total:
         return saved
     step = int(st["scheduler"]["last_epoch"])
+    if saved.factor(step) <= 0.0 < planned.factor(step):
+        restart = Schedule(planned.warmup, planned.total, step, planned.factor(step))
+        log.warning("%s: the run had finished its schedule (learning rate 0 at step %d); extended to %d steps, "
+                    "it restarts at %.3g of the peak rate, where a run planned for %d steps would be, and decays "
+                    "linearly to 0", out, step, planned.total, restart.knot_factor, planned.total)
+        return restart
     ext = saved.extended(step, planned.total)
     log.info("%s: resumed with %d steps in all instead of %d: from step %d the learning rate decays linearly "
              "from %.3g of its peak to 0 (no warm restart)", out, planned.total, saved.total, step, ext.knot_factor)
@@ -742,16 +788,18 @@ def run_pretrain(cfg: TrainConfig, stage_dir: str | os.PathLike[str], progress: 
     on the train splits of those corpora and selected on the first one's valid split. A finished
     stage in ``stage_dir`` is reused, an interrupted one resumed. Returns its checkpoint."""
     stage = Path(stage_dir)
-    if not (stage / "result.json").exists():
-        first, *more = cfg.pretrain
-        context = cfg.context if cfg.pretrain_context is None else cfg.pretrain_context
-        stage_cfg = replace(cfg, name=f"{cfg.name}-pretrain", pretrain=[], init_from="", extra_train=list(more),
-                            epochs=cfg.pretrain_epochs, patience=cfg.pretrain_epochs,
-                            # the stage is shared by main-stage variants: no auxiliary ordinal term
-                            model=replace(cfg.model, ordinal_weight=0.0),
-                            context=context, pretrain_context=None,
-                            context_dropout=cfg.context_dropout if context > 0 else 0.0,
-                            calibration="none")  # the main stage starts from its weights only
+    first, *more = cfg.pretrain
+    context = cfg.context if cfg.pretrain_context is None else cfg.pretrain_context
+    stage_cfg = replace(cfg, name=f"{cfg.name}-pretrain", pretrain=[], init_from="", extra_train=list(more),
+                        epochs=cfg.pretrain_epochs, patience=cfg.pretrain_epochs,
+                        # the stage is shared by main-stage variants: no auxiliary ordinal term
+                        model=replace(cfg.model, ordinal_weight=0.0),
+                        context=context, pretrain_context=None,
+                        context_dropout=cfg.context_dropout if context > 0 else 0.0,
+                        calibration="none")  # the main stage starts from its weights only
+    if (stage / "result.json").exists():
+        check_finished_run(stage, stage_cfg)
+    else:
         log.info("preliminary stage: %d epoch(s) on %s -> %s", cfg.pretrain_epochs, ", ".join(cfg.pretrain), stage)
         train(load_corpus(first), stage_cfg, stage, resume=state_path(stage).exists(),
               progress=progress, device=device)
@@ -771,10 +819,11 @@ def train_seeds(corpus: Corpus, cfg: TrainConfig, out_root: str | os.PathLike[st
         cfg = replace(cfg, init_from=str(run_pretrain(cfg, root / "pretrain", progress=progress, device=device)))
     for seed in seeds:
         run_dir = root / f"seed_{seed}"
+        run_cfg = replace(cfg, seed=seed, model=replace(cfg.model))
         if (run_dir / "result.json").exists():
+            check_finished_run(run_dir, run_cfg)
             per_seed[seed] = json.loads((run_dir / "result.json").read_text())
             continue
-        run_cfg = replace(cfg, seed=seed, model=replace(cfg.model))
         train(corpus, run_cfg, run_dir, resume=state_path(run_dir).exists(),
               progress=progress, device=device)
         per_seed[seed] = json.loads((run_dir / "result.json").read_text())

@@ -263,7 +263,9 @@ def find_utterances(words: list[dict[str, Any]], duration: float, settings: Utte
         first, last = sp.first(a), sp.last(b)
         lo = 0.0 if k == 0 else sum(sp.pauses[a - 1]) / 2
         hi = duration if k == len(pieces) - 1 else sum(sp.pauses[b]) / 2
-        start, end = max(lo, first - s.pad_s, 0.0), min(hi, last + s.pad_s, duration)
+        # within the file even where the recogniser's word times run past its end
+        start = min(max(lo, first - s.pad_s, 0.0), duration)
+        end = min(hi, last + s.pad_s, duration)
         ws = words[a:b + 1]
         notes = []
         if last - first > s.max_s:

@@ -435,6 +435,9 @@ def test_a_folder_holds_videos_and_audio_files_and_names_what_it_skips(tmp_path)
     assert skipped == [(root / "notes.txt", "not a media file (.txt): skipped"),
                        (root / "sub" / "README", "not a media file (no extension): skipped")]
     assert collect_inputs([root]) == items  # without a list: the same clips, nothing reported
+    # a file reached twice (a folder and a file in it, or named twice) is one row, where it first appears
+    assert collect_inputs([root / "e.ogg", root, root / "sub" / ".." / "a.mp4"]) == \
+        [root / "e.ogg"] + [root / m for m in media if m != "e.ogg"]
     # a file named explicitly is kept (extraction reports what is wrong with it)
     assert collect_inputs([root / "notes.txt"], skipped=skipped) == [root / "notes.txt"]
     # a folder with no media file at all: an error that says audio files count too

@@ -156,3 +156,27 @@ def test_a_masked_modality_scores_as_when_that_modality_is_padded_away(inputs, s
     assert a["path"] == b["path"]
     assert a["score"] == pytest.approx(b["score"], abs=1e-4)
     assert a["score_sense"] == pytest.approx(b["score_sense"], abs=1e-4)
+
+
+def test_a_video_whose_name_is_not_utf8_is_extracted_scored_and_listed(tmp_path: Path, capsys) -> None:
+    """On Linux a file name is bytes: one that is not UTF-8 (Latin-1 "café") reaches Python with a
+    lone surrogate. ffmpeg-python hashed it as UTF-8 and the cache wrote it as UTF-8: the clip
+    failed ("extraction failed unexpectedly"). It is now decoded, cached and scored; the output
+    files write the name's odd byte as an escape that JSON reads back as the same name."""
+    import os
+    import shutil
+
+    from pipeline.scoring import read_scores
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9.mpg")
+    shutil.copyfile(GRID_CLIPS[0], folder / name)
+    out = tmp_path / "out"
+    code = main(["score", str(folder), "--out", str(out), "--cache", str(tmp_path / "cache"), "--quiet",
+                 "--set", *FAST])
+    assert code == 0, capsys.readouterr().err
+    (row,) = read_scores(out)
+    assert row["path"] == str(folder / name) and row["status"] == "ok" and row["transcript"]
+    assert row["report"] and Path(row["report"]).is_file()
+    assert "caf\\udce9.mpg" in (out / "scores.csv").read_text(encoding="utf-8")

@@ -171,8 +171,11 @@ def test_keep_state_lets_a_finished_run_be_extended(tmp_path):
     assert (tmp_path / "r" / "state" / "last.pt").exists() and one.best_epoch == 1
     more = train(corpus, load_config("quick", overrides={**TINY, "epochs": 3, "patience": 10, "keep_state": True}),
                  tmp_path / "r", resume=True, progress=False)
-    epochs = [json.loads(x)["epoch"] for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == [1, 2, 3]
+    history = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    # the finished run had decayed to 0 (the rate after its last step); the extension restarts above 0
+    # (stated in the log), or it would train nothing, and decays to 0 again at its own end
+    assert max(history[0]["lr"]) == 0 and min(history[1]["lr"]) > 0 and max(history[2]["lr"]) == 0
     assert json.loads((tmp_path / "r" / "result.json").read_text())["epochs_run"] == 3
     assert more.best_epoch >= 1
 

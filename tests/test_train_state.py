@@ -50,22 +50,37 @@ def test_schedule_extension_continues_from_the_current_rate():
     assert ext.extended(120, 300).factor(120) == pytest.approx(ext.factor(120))
 
 
-def test_resume_with_more_epochs_keeps_the_learning_rate_continuous(tmp_path):
-    """10 -> 20 epochs used to rebuild the schedule from the new total: the rate jumped back up."""
+def test_resume_with_more_epochs_keeps_the_learning_rate_continuous(tmp_path, monkeypatch):
+    """An interrupted run resumed with more epochs (10 -> 20) used to rebuild the schedule from the
+    new total: the rate jumped back up. It now decays on from the rate it had."""
+    import pipeline.train as train_mod
+
     corpus = make_corpus(16, text_only=True)
-    over = {**TINY, "epochs": 2, "patience": 10, "precision": "fp32", "keep_state": True, "warmup_ratio": 0.0}
+    over = {**TINY, "epochs": 4, "patience": 10, "precision": "fp32", "warmup_ratio": 0.0}
     cfg = load_config("quick", ablation="language_only", overrides=over)
     run = tmp_path / "run"
-    train(corpus, cfg, run, progress=False)
+    save, calls = train_mod._save_state, []
+
+    def stop_after_two(*a, **k):
+        save(*a, **k)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # interrupted after epoch 2 of 4
+
+    monkeypatch.setattr(train_mod, "_save_state", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(corpus, cfg, run, progress=False)
+    monkeypatch.setattr(train_mod, "_save_state", save)
     rates = [h["lr"][0] for h in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
-    longer = load_config("quick", ablation="language_only", overrides={**over, "epochs": 4})
+    assert len(rates) == 2 and 0 < rates[1] < rates[0]
+    longer = load_config("quick", ablation="language_only", overrides={**over, "epochs": 6})
     train(corpus, longer, run, resume=True, progress=False)
     after = [h["lr"][0] for h in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
-    assert after[:2] == rates
-    # the first run decayed linearly to 0 at its end; a resume can only go further down
-    assert rates[1] <= rates[0]
-    assert all(b <= a + 1e-12 for a, b in zip(after, after[1:]))
-    assert after[2] <= rates[1] + 1e-12
+    assert after[:2] == rates and len(after) == 6
+    assert all(b < a for a, b in zip(after[1:], after[2:-1]))  # no jump up: on down from where it was
+    assert after[-1] == 0.0
+    # each resumed epoch takes the same share of what was left: linear from the resume step to the end
+    assert after[2] == pytest.approx(rates[1] * 3 / 4)
 
 
 def test_resume_state_saves_and_restores_the_cuda_rng(tmp_path, monkeypatch):
@@ -165,6 +180,23 @@ def test_a_non_finite_step_changes_nothing_and_an_epoch_of_them_stops_the_run(tm
                         lambda self, o, y: (real(self, o, y)[0] * float("nan"), real(self, o, y)[1]))
     with pytest.raises(ConfigError, match="every step had a non-finite loss"):
         train(corpus, cfg, tmp_path / "run2", progress=False)
+    # a finite loss whose gradient is not finite (sqrt at 0), with gradient clipping off: skipped too
+    calls["n"] = 0
+
+    def nan_gradient_every_other(self, outputs, labels):
+        total, parts = real(self, outputs, labels)
+        calls["n"] += 1
+        if calls["n"] % 2:
+            total = total + torch.sqrt((next(iter(outputs.values())) * 0).sum())
+        return total, parts
+
+    monkeypatch.setattr(UncertaintyWeightedLoss, "forward", nan_gradient_every_other)
+    no_clip = load_config("quick", ablation="language_only",
+                          overrides={**TINY, "epochs": 1, "precision": "fp32", "grad_clip": 0})
+    train(corpus, no_clip, tmp_path / "run3", progress=False)
+    (rec,) = [json.loads(x) for x in (tmp_path / "run3" / "metrics.jsonl").read_text().splitlines()]
+    assert rec["train_skipped_steps"] >= 1 and math.isfinite(rec["train_loss"])
+    assert all(torch.isfinite(v).all() for v in _weights(tmp_path / "run3").values())
 
 
 def test_an_adapter_runs_state_leaves_out_the_frozen_encoder_and_resumes_to_the_same_model(tmp_path, monkeypatch):
@@ -204,3 +236,25 @@ def test_an_adapter_runs_state_leaves_out_the_frozen_encoder_and_resumes_to_the_
     with pytest.raises(ConfigError, match="this resume state does not fit the model"):
         train(corpus, load_config("quick", overrides={**over, "epochs": 3}), tmp_path / "stopped", resume=True,
               progress=False)
+
+
+def test_a_finished_seed_or_stage_is_reused_only_with_the_settings_it_was_trained_with(tmp_path):
+    """train_seeds reuses finished runs (and the preliminary stage) instead of training them again:
+    one of other settings is refused by name, not mixed in; how it computed may differ."""
+    from common.errors import ConfigError
+
+    corpus = make_corpus(12, text_only=True)
+    over = {**TINY, "epochs": 1, "pretrain": [str(SENTENCES)], "pretrain_epochs": 1, "precision": "fp32"}
+    cfg = load_config("quick", ablation="language_only", overrides=over)
+    train_seeds(corpus, cfg, tmp_path / "seeds", [1], progress=False)
+    before = (tmp_path / "seeds" / "seed_1" / "result.json").stat().st_mtime
+    same = load_config("quick", ablation="language_only", overrides={**over, "num_threads": 1, "eval_batch_size": 7})
+    train_seeds(corpus, same, tmp_path / "seeds", [1], progress=False)  # reused: only how it computes differs
+    assert (tmp_path / "seeds" / "seed_1" / "result.json").stat().st_mtime == before
+    other_lr = load_config("quick", ablation="language_only", overrides={**over, "lr_other": 0.5})
+    with pytest.raises(ConfigError, match=r"pretrain is a finished run with other settings than this one: "
+                                          r"lr_other 0.001 -> 0.5"):
+        train_seeds(corpus, other_lr, tmp_path / "seeds", [1], progress=False)
+    longer_main = load_config("quick", ablation="language_only", overrides={**over, "epochs": 2})
+    with pytest.raises(ConfigError, match=r"seed_1 is a finished run with other settings than this one: epochs 1 -> 2"):
+        train_seeds(corpus, longer_main, tmp_path / "seeds", [1], progress=False)  # the stage fits; the seed not

@@ -261,3 +261,52 @@ def test_with_a_context_model_the_neighbours_are_the_utterances_of_the_same_file
     assert ctx["alpha two is here."] == "before: alpha one is here. after: alpha three is here."
     assert ctx["beta one is here."] == "after: beta two is here."  # not the other file's utterances
     assert ctx["alpha four is here."] == "before: alpha three is here."
+
+
+def test_utterances_stay_within_the_file_when_word_times_run_past_its_end() -> None:
+    """A recogniser's word times can pass the end of the file: no utterance starts after it."""
+    words = words_of((1.0, "a b c d e."), (12.0, "f g h."), (22.0, "i j."), (23.5, "k l."))
+    utts = find_utterances(words, 20.0, UtteranceSettings(max_s=5, min_s=0.2), "")
+    assert utts and all(0.0 <= u.start <= u.end <= 20.0 for u in utts), [(u.start, u.end) for u in utts]
+    assert all(a.end <= b.start for a, b in zip(utts, utts[1:]))
+    assert " ".join(u.text for u in utts) == " ".join(w["word"] for w in words)  # every word in one utterance
+
+
+def test_a_file_name_that_is_not_utf8_and_a_failing_report_lose_no_scores(checkpoint, tmp_path: Path,
+                                                                          monkeypatch, caplog) -> None:
+    """On Linux a name that is not UTF-8 reaches Python with lone surrogates: writing it used to fail
+    every output of the run. A report that cannot be written costs the report only; a run without
+    a report leaves no row pointing at an earlier run's page."""
+    import logging
+
+    import pipeline.scoring as scoring
+    from pipeline.cache import CacheEntry, FeatureCache
+    from pipeline.predict import Predictor
+    from pipeline.scoring import ClipFeatures, read_scores, score_features
+
+    cache = FeatureCache(tmp_path / "cache")
+    bad = str(tmp_path / "caf\udce9.mp4")  # "café" in Latin-1 bytes, as the file system gave it
+    words = words_of((1.0, "what a lovely day."))
+    cache.put(CacheEntry(key="k", source_path=bad, duration=4.0, audio=np.zeros((0, 1), np.float32),
+                         audio_names=["x"], audio_times=np.zeros(0), vision=np.zeros((0, 1), np.float32),
+                         vision_names=["y"], vision_times=np.zeros(0), transcript="what a lovely day.",
+                         words=words, face_share=0.0, warnings=[], meta={"fingerprint": "t"}))
+    predictor = Predictor.load(checkpoint)
+    items = [ClipFeatures(bad, "k"), ClipFeatures(str(tmp_path / "notes\udcff.txt"), None, "not media", skipped=True)]
+    out = tmp_path / "s"
+    rep = score_features(items, predictor, cache, out, report=True)
+    rows = read_scores(out)
+    assert [r["path"] for r in rows] == [bad, str(tmp_path / "notes\udcff.txt")]  # read back as the same names
+    assert rows[0]["status"] == "ok" and rows[0]["report"] and Path(rows[0]["report"]).is_file()
+    assert "caf\\udce9" in (out / "scores.csv").read_text(encoding="utf-8")  # the escape, in valid UTF-8
+    assert rep.report_index and Path(rep.report_index).is_file()
+    # without a report: the row is reused, and names no page
+    again = score_features(items, predictor, cache, out, report=False)
+    assert again.reused == 1 and read_scores(out)[0]["report"] is None
+    # a report that fails: the scores are written all the same
+    monkeypatch.setattr(scoring, "_write_reports", lambda *a, **k: 1 / 0)
+    (out / "scores.csv").unlink()
+    with caplog.at_level(logging.WARNING, logger="pipeline.scoring"):
+        failed = score_features(items, predictor, cache, out, report=True)
+    assert (out / "scores.csv").is_file() and failed.rows[0]["status"] == "ok" and failed.rows[0]["report"] is None
+    assert "the HTML report could not be written (ZeroDivisionError" in caplog.text
