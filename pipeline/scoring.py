@@ -274,6 +274,21 @@ class _Piece:
     pred: dict[str, Any] | None = None  # the model's row, once scored
 
 
+def _predict_pieces(todo: list[_Piece], predictor: Any, cache: FeatureCache, progress: bool) -> None:
+    """Score ``todo`` in one batched pass (each piece gets its ``pred``); neighbours for context
+    come from the same file only."""
+    for n, p in enumerate(todo):
+        p.entry.clip_id = str(n)  # unique within this batch; the rows keep the real ids
+    corpus = entries_to_corpus([p.entry for p in todo], source=f"{len(todo)} utterance(s) from {cache.root}")
+    for c, p in zip(corpus.clips, todo, strict=True):
+        c.meta.update({"video_id": f"file{p.item}", "clip": str(p.utt.index)})  # context: the same file
+        if "text" not in p.used:
+            c.text = ""  # text masked: the model sees an empty transcript
+    preds = predictor.predict_corpus(corpus, progress=progress)
+    for p, pred in zip(todo, preds, strict=True):
+        p.pred = pred
+
+
 def _masked_reason(entry: CacheEntry, kind: str) -> str:
     masked = entry.meta.get("masked") or {}
     reason = masked.get(kind) if isinstance(masked, dict) else None
@@ -457,15 +472,18 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
 
     todo = [p for p in pieces if p.error is None]
     if todo:
-        for n, p in enumerate(todo):
-            p.entry.clip_id = str(n)  # unique within this batch; the rows keep the real ids
-        corpus = entries_to_corpus([p.entry for p in todo], source=f"{len(todo)} utterance(s) from {cache.root}")
-        for c, p in zip(corpus.clips, todo, strict=True):
-            c.meta.update({"video_id": f"file{p.item}", "clip": str(p.utt.index)})  # context: the same file
-            if "text" not in p.used:
-                c.text = ""  # text masked: the model sees an empty transcript
-        for p, pred in zip(todo, predictor.predict_corpus(corpus, progress=progress), strict=True):
-            p.pred = pred
+        try:
+            _predict_pieces(todo, predictor, cache, progress)
+        except Exception as e:  # noqa: BLE001 - one file must not cost the others their scores
+            log.warning("scoring all %d utterance(s) in one pass failed (%s: %s); scoring file by file",
+                        len(todo), type(e).__name__, e)
+            for i in dict.fromkeys(p.item for p in todo):
+                own = [p for p in todo if p.item == i]
+                try:
+                    _predict_pieces(own, predictor, cache, False)
+                except Exception as e2:  # noqa: BLE001 - listed as this file's failure
+                    for p in own:
+                        p.error = f"{items[i].path}: scoring failed ({type(e2).__name__}: {e2})"
     for p in pieces:
         utt_rows[p.item].append(_utterance_row(items[p.item], p, variant))
     for i in {p.item for p in pieces}:

@@ -310,3 +310,39 @@ def test_a_file_name_that_is_not_utf8_and_a_failing_report_lose_no_scores(checkp
         failed = score_features(items, predictor, cache, out, report=True)
     assert (out / "scores.csv").is_file() and failed.rows[0]["status"] == "ok" and failed.rows[0]["report"] is None
     assert "the HTML report could not be written (ZeroDivisionError" in caplog.text
+
+
+def test_a_file_whose_scoring_fails_costs_the_other_files_nothing(checkpoint, tmp_path: Path, monkeypatch) -> None:
+    """All utterances are scored in one batched pass; when that pass fails (say, memory for one
+    huge file) the files are scored one by one and only the failing file is listed as failed."""
+    from pipeline.cache import CacheEntry, FeatureCache
+    from pipeline.predict import Predictor
+    from pipeline.scoring import ClipFeatures, read_scores, score_features
+
+    cache = FeatureCache(tmp_path / "cache")
+    for key, lead in (("a", "alpha"), ("b", "beta")):
+        words = words_of((1.0, f"{lead} is a lovely day."))
+        cache.put(CacheEntry(key=key, source_path=f"/v/{key}.mp4", duration=5.0, audio=np.zeros((0, 1), np.float32),
+                             audio_names=["x"], audio_times=np.zeros(0), vision=np.zeros((0, 1), np.float32),
+                             vision_names=["y"], vision_times=np.zeros(0),
+                             transcript=" ".join(w["word"] for w in words), words=words, face_share=0.0,
+                             warnings=[], meta={"fingerprint": "t"}))
+    predictor = Predictor.load(checkpoint)
+    real = predictor.predict_corpus
+
+    def fails_on_beta(corpus, **kw):
+        if any(c.text.startswith("beta") for c in corpus.clips):
+            raise MemoryError("not enough memory for beta")
+        return real(corpus, **kw)
+
+    monkeypatch.setattr(predictor, "predict_corpus", fails_on_beta)
+    rep = score_features([ClipFeatures("/v/a.mp4", "a"), ClipFeatures("/v/b.mp4", "b")], predictor, cache,
+                         tmp_path / "s", report=False)
+    assert [r["status"] for r in rep.rows] == ["ok", "failed"]
+    assert rep.failed == [("/v/b.mp4", "/v/b.mp4: scoring failed (MemoryError: not enough memory for beta)")]
+    assert read_scores(tmp_path / "s")[0]["score"] is not None
+    # the next run reuses the scored file and tries the failed one again
+    monkeypatch.setattr(predictor, "predict_corpus", real)
+    again = score_features([ClipFeatures("/v/a.mp4", "a"), ClipFeatures("/v/b.mp4", "b")], predictor, cache,
+                           tmp_path / "s", report=False)
+    assert again.reused == 1 and again.scored == 1 and not again.failed
