@@ -755,8 +755,11 @@ def finish(out: Path, corpus: Corpus, history: list[dict[str, Any]], progress: b
     if raw_valid is not None:
         log.info("calibration (%s): valid MAE %.4f -> %.4f, Acc-7 %.4f -> %.4f", pred.calibration.describe(),
                  raw_valid["mae"], valid["mae"], raw_valid["acc7"], valid["acc7"])
-    test_clips = [c for c in corpus.split("test") if c.label is not None]
-    test = metrics_of(pred.predict_clips(test_clips, progress=progress)) if test_clips else None
+    # as `senbert evaluate` reads it: every test clip (an unlabelled one is a labelled one's
+    # neighbour for context), the metrics of the labelled ones
+    test_clips = corpus.split("test")
+    labelled = sum(c.label is not None for c in test_clips)
+    test = metrics_of(pred.predict_clips(test_clips, progress=progress)) if labelled else None
     secs = [h["train_seconds"] for h in history]
     best_epoch = int(pred.meta.metrics.get("epoch", 0))
     result = {"valid": valid, "test": test, "best_epoch": best_epoch, "epochs_run": len(history),

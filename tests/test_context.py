@@ -93,6 +93,28 @@ def test_a_context_model_saves_the_option_and_reads_neighbours_at_inference(tmp_
     assert m["mae"] == pytest.approx(float(np.mean(np.abs(np.asarray(want) - [c.label for c in valid]))), abs=1e-6)
 
 
+def test_a_runs_test_figures_read_the_split_as_evaluate_does(tmp_path):
+    """On a partly labelled test split, result.json's test metrics come from every test clip read
+    with its neighbours (labelled or not), as `senbert evaluate` reads it: the same figures."""
+    import json
+
+    corpus = make_corpus(24, text_only=True)
+    tests = corpus.split("test")
+    assert len(tests) >= 2
+    # a neighbour without a label, in the same video as a labelled test clip
+    tests[0].clip_id = tests[1].clip_id.split("$_$")[0] + "$_$8"
+    tests[0].label = None
+    tests[0].text = "absolutely terrible awful boring"
+    cfg = load_config("quick", ablation="language_only", overrides={**TINY, "epochs": 1, "context": 1,
+                                                                      "max_context_len": 16})
+    train(corpus, cfg, tmp_path / "run", progress=False)
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    m = Predictor.load(tmp_path / "run").evaluate(corpus, "test")
+    assert result["test"]["mae"] == pytest.approx(m["mae"], abs=1e-9)
+    alone = Predictor.load(tmp_path / "run").predict_clips([c for c in tests if c.label is not None])
+    assert not np.isclose(float(np.mean(np.abs(np.asarray(alone["multimodal"]) - alone["labels"]))), m["mae"])
+
+
 def test_context_settings_are_checked():
     with pytest.raises(Exception, match="context"):
         load_config("quick", overrides={"context": -1})
