@@ -55,14 +55,23 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, encoding: str
         raise
 
 
+def text_bytes(text: str, encoding: str = "utf-8") -> bytes:
+    """``text`` encoded, a character the encoding cannot hold written as its backslash escape: on
+    Linux a file name that is not UTF-8 reaches Python with lone surrogates (``\udcff``), which
+    would otherwise fail the whole write (JSON reads the escape back as the same name)."""
+    return text.encode(encoding, errors="backslashreplace")
+
+
+def display_text(text: str) -> str:
+    """``text`` with what UTF-8 cannot hold (lone surrogates) as escapes: printable and drawable."""
+    return text_bytes(text).decode("utf-8")
+
+
 def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, encoding: str = "utf-8",
                  fsync: bool = True) -> Path:
-    """Write ``data`` (text is encoded, newlines kept as given) to ``path`` atomically; the path.
-
-    A character the encoding cannot hold is written as its backslash escape: on Linux a file name
-    that is not UTF-8 reaches Python with lone surrogates (``\udcff``), which would otherwise fail
-    the whole write (JSON reads the escape back as the same name)."""
-    blob = data.encode(encoding, errors="backslashreplace") if isinstance(data, str) else bytes(data)
+    """Write ``data`` (text is encoded by :func:`text_bytes`, newlines kept as given) to ``path``
+    atomically; the path."""
+    blob = text_bytes(data, encoding) if isinstance(data, str) else bytes(data)
     with atomic_open(path, "wb", fsync=fsync) as f:
         f.write(blob)
     return Path(path)

@@ -43,7 +43,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from common.errors import ConfigError, InputError
-from common.io import atomic_write, file_lock
+from common.io import atomic_write, file_lock, text_bytes
 
 if TYPE_CHECKING:  # pipeline.data imports torch: not needed to extract, so not imported here
     from pipeline.data import Corpus
@@ -135,8 +135,7 @@ class _JsonlLog:
     def append(self, recs: list[dict[str, Any]]) -> None:
         if not recs:
             return
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
-        blob = text.encode("utf-8", errors="backslashreplace")  # a non-UTF-8 file name: its JSON escape
+        blob = text_bytes("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
         with self._lock():
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -326,9 +325,8 @@ class FeatureCache:
                 "transcript": entry.transcript, "words": entry.words, "token_ids": entry.token_ids,
                 "face_share": entry.face_share, "warnings": entry.warnings, "meta": entry.meta,
             }
-            # a source path that is not UTF-8 (lone surrogates) is written as its JSON escape
-            with open(tmp / "meta.json", "w", encoding="utf-8", errors="backslashreplace") as f:
-                json.dump(meta, f, indent=1, ensure_ascii=False)
+            with open(tmp / "meta.json", "wb") as f:  # a source path that is not UTF-8: its JSON escape
+                f.write(text_bytes(json.dumps(meta, indent=1, ensure_ascii=False)))
                 f.flush()
                 os.fsync(f.fileno())
             final.parent.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,11 @@ MMSA_KEYS = ("raw_text", "audio", "vision", "regression_labels", "id")
 _MODE_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "dev": "valid", "test": "test"}
 
 
+def _split_name(value: Any) -> str | None:
+    """The split a label.csv mode or a pickle's key names (val and dev read as valid), or None."""
+    return _MODE_ALIASES.get(value.strip().lower()) if isinstance(value, str) else None
+
+
 LABEL_RANGE = (-3.0, 3.0)  # CMU-MOSI / CMU-MOSEI sentiment scale
 
 
@@ -112,7 +117,7 @@ def read_label_rows(path: str | os.PathLike[str]) -> list[LabelRow]:
                         raise InputError(f"{p}, line {line_no}: label {label_raw!r} is not a number") from None
                     if not math.isfinite(label):
                         raise InputError(f"{p}, line {line_no}: label {label_raw!r} is not finite")
-                mode = _MODE_ALIASES.get((row.get("mode") or "").strip().lower())
+                mode = _split_name(row.get("mode") or "")
                 if mode is None:
                     raise InputError(
                         f"{p}, line {line_no}: mode {row.get('mode')!r} is not one of train/valid/test"
@@ -457,23 +462,19 @@ def read_mmsa_pkl(path: str | os.PathLike[str]) -> Corpus:
     if not isinstance(data, dict):
         raise InputError(f"{p}: expected a dict with train/valid/test splits (MMSA layout), "
                          f"got a {type(data).__name__}")
-
-    def split_of(key: Any) -> str | None:  # val and dev read as valid, as in a label.csv
-        return _MODE_ALIASES.get(key.strip().lower()) if isinstance(key, str) else None
-
     parts: dict[str, Any] = {}  # split -> its dict
     for key in data:
-        split = split_of(key)
+        split = _split_name(key)
         if split is None:
             continue
         if split in parts:
             raise InputError(f"{p}: two keys name the {split!r} split "
-                             f"({[k for k in data if split_of(k) == split]}); keep one")
+                             f"({[k for k in data if _split_name(k) == split]}); keep one")
         parts[split] = data[key]
     if not parts:
         raise InputError(f"{p}: expected a dict with train/valid/test splits (MMSA layout), found keys "
                          f"{[str(k) for k in list(data)[:8]]}")
-    ignored = [str(k) for k in data if split_of(k) is None]
+    ignored = [str(k) for k in data if _split_name(k) is None]
     if ignored:
         log.warning("%s: key(s) %s are not train/valid/test splits and are ignored", p, ignored)
     absent = [s for s in SPLITS if s not in parts]

@@ -40,7 +40,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from common.io import atomic_write
+from common.io import atomic_write, display_text
 from extractors.registry import FACE_PRESENT_COLUMN, LOUDNESS_DB_COLUMN
 
 if TYPE_CHECKING:
@@ -188,8 +188,7 @@ def _file_name(row: Mapping[str, Any]) -> str:
     """The file's name for display: bytes that are not UTF-8 (lone surrogates) as escapes, which
     a plot title can draw."""
     p = str(row.get("path") or "")
-    name = os.path.basename(p) or str(row.get("clip_id") or "file")
-    return name.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return display_text(os.path.basename(p) or str(row.get("clip_id") or "file"))
 
 
 # --------------------------------------------------------------------------- plot
