@@ -63,6 +63,20 @@ def test_output_shapes(minilm):
         assert torch.isfinite(v).all()
 
 
+def test_an_untrained_auxiliary_head_gives_no_output(minilm):
+    """W/O L_lan / W/O L_sen: that unimodal head is never trained, so its scores and MAE are not reported."""
+    from pipeline.inference import metrics_of
+
+    x = make_inputs(minilm[1], ["good movie", "bad"], [4, 9], [3, 5])
+    for flag, gone, kept in (("use_language_task", "language", "sense"), ("use_sense_task", "sense", "language")):
+        with torch.no_grad():
+            out = build(minilm, **{flag: False}).eval()(**x)
+        assert set(out) == {"multimodal", kept}, flag
+        pred = {"labels": [1.0, -2.0], **{k: v.tolist() for k, v in out.items()}}
+        m = metrics_of(pred)
+        assert f"{gone}_mae" not in m and f"{kept}_mae" in m
+
+
 def test_sense_block_shapes(minilm):
     model = build(minilm).eval()
     x = make_inputs(minilm[1], ["a", "b"], [4, 9], [3, 5])
