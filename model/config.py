@@ -91,6 +91,17 @@ class ModelConfig:
     def uses_sense(self) -> bool:
         return self.variant in ("full", "sense_only")
 
+    @property
+    def trained_tasks(self) -> tuple[str, ...]:
+        """The heads whose losses this configuration optimises (Table II's auxiliary-task ablations);
+        the model outputs only these (an untrained head's score would mean nothing)."""
+        if self.variant == "language_only":
+            return ("language",)
+        if self.variant == "sense_only":
+            return ("sense",)
+        return ("multimodal",) + (("language",) if self.use_language_task else ()) + \
+            (("sense",) if self.use_sense_task else ())
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -27,16 +27,7 @@ TASKS = ("multimodal", "language", "sense")
 
 def tasks_for(cfg: ModelConfig) -> list[str]:
     """The tasks whose losses a configuration optimises (Table II's auxiliary-task ablations)."""
-    if cfg.variant == "language_only":
-        return ["language"]
-    if cfg.variant == "sense_only":
-        return ["sense"]
-    tasks = ["multimodal"]
-    if cfg.use_language_task:
-        tasks.append("language")
-    if cfg.use_sense_task:
-        tasks.append("sense")
-    return tasks
+    return list(cfg.trained_tasks)
 
 
 class UncertaintyWeightedLoss(nn.Module):

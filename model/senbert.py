@@ -330,13 +330,13 @@ class SenBERT(nn.Module):
             if input_ids is None or attention_mask is None:
                 raise ValueError("this SenBERT variant needs input_ids and attention_mask")
             lang = self.language(input_ids, attention_mask)
-            if self.cfg.variant != "full" or self.cfg.use_language_task:  # W/O L_lan: that head is never trained
+            if "language" in self.cfg.trained_tasks:  # not under W/O L_lan: that head is never trained
                 out["language"] = self.language_head(lang["cls"]).squeeze(-1)  # [CLS_uni]
         if self.cfg.uses_sense:
             if audio is None or vision is None or audio_mask is None or vision_mask is None:
                 raise ValueError("this SenBERT variant needs audio, vision and their masks")
             sense = self.sense(vision, vision_mask, audio, audio_mask)
-            if self.cfg.variant != "full" or self.cfg.use_sense_task:  # W/O L_sen: likewise
+            if "sense" in self.cfg.trained_tasks:  # not under W/O L_sen: likewise
                 out["sense"] = self.sense_head(sense["scls"]).squeeze(-1)  # [SCLS_uni]
         if self.cfg.variant == "full":
             hca = self.multimodal(lang["z_l"], lang["mask_l"], sense["z_s"], sense["mask_s"], sense["acls_index"])

@@ -171,8 +171,7 @@ class TrainConfig:
         head = {"language_mae": "language", "sense_mae": "sense"}.get(self.select_metric)
         if isinstance(self.model, ModelConfig) and head and not getattr(self.model, f"uses_{head}"):
             raise ValueError(f"select_metric {self.select_metric}: the {self.model.variant} model has no {head} head")
-        if isinstance(self.model, ModelConfig) and head and self.model.variant == "full" \
-                and not getattr(self.model, f"use_{head}_task"):
+        if isinstance(self.model, ModelConfig) and head and head not in self.model.trained_tasks:
             raise ValueError(f"select_metric {self.select_metric}: the {head} head is not trained "
                              f"(use_{head}_task is false), so its MAE says nothing about the model")
         if self.context < 0 or self.max_context_len < 0:
