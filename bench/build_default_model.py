@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.calibration import KINDS as CALIBRATION_KINDS  # noqa: E402
 from pipeline.calibration import Calibration, calibrated, fit_quantile  # noqa: E402
+from pipeline.checkpoint import WEIGHTS_FILE, is_quantized, resolve_checkpoint_dir  # noqa: E402
 from pipeline.config import load_config, parse_overrides  # noqa: E402
 from pipeline.corpora import load_corpus  # noqa: E402
 from pipeline.data import TEXT_STYLES, read_alone  # noqa: E402
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                          "again); the other seeds are trained")
     ap.add_argument("--weights", choices=("auto", *WEIGHT_FORMATS), default="auto",
                     help="how members are stored: fp16, or int8 adapters (about half the size, raw scores within "
-                         "about 0.01); auto: fp16 when the pack fits in 10 MiB, int8 otherwise")
+                         "about 0.01); auto: fp16 when the pack fits in 10 MiB, int8 otherwise or when a member "
+                         "is int8 already (--members-from an int8 pack)")
     ap.add_argument("--name", default=NAME)
     ap.add_argument("--calibration", choices=CALIBRATION_KINDS, default="quantile",
                     help="the packed model's calibration of its final score, fitted on MOSI train (default: quantile, "
@@ -251,9 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         packed = Path(args.out)
         calibration = Predictor.load(packed).calibration
     else:
-        if not args.recalibrate:
+        to_train = [s for s in seeds if s not in reused]
+        if not args.recalibrate and to_train:  # every seed a member of --members-from: nothing to train
             t0 = time.perf_counter()
-            train_seeds(load_corpus(args.mosi), cfg, work, [s for s in seeds if s not in reused], progress=False)
+            train_seeds(load_corpus(args.mosi), cfg, work, to_train, progress=False)
             print(f"training: {time.perf_counter() - t0:.0f} s (finished runs are reused)", flush=True)
         packed, weights = _pack(ckpts, args.out, args.name, weights, args.text_style)
         calibration = fit_calibration(packed, args.mosi, args.calibration) if args.calibration != "none" else None
@@ -324,7 +327,14 @@ WEIGHTS_TEXT = {"fp16": "fp16",
 
 
 def _pack(ckpts: list[Path], out: str, name: str, weights: str, text_style: str) -> tuple[Path, str]:
-    """Pack in ``weights`` (``auto``: fp16 when it fits the repository's limits, int8 otherwise)."""
+    """Pack in ``weights`` (``auto``: fp16 when it fits the repository's limits, int8 otherwise;
+    int8 when a member is stored in int8 already, as ``--members-from`` an int8 pack gives them,
+    since a member is not packed at a higher precision than it holds)."""
+    if weights == "auto":
+        int8 = [ck for ck in ckpts if is_quantized(resolve_checkpoint_dir(ck) / WEIGHTS_FILE)]
+        if int8:
+            print(f"{int8[0]}: its adapters are stored in int8 already: packing every member in int8", flush=True)
+            weights = "int8"
     if weights != "auto":
         return pack_model(ckpts, out, name, weights=weights, text_style=text_style), weights
     try:

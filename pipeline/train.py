@@ -9,7 +9,8 @@ early stopping on the valid split, and writes into ``out_dir``::
     state/last.pt        model, optimiser, scheduler and RNG state after the last epoch (resume;
                          an adapter model's frozen base encoder is not in it, as in its
                          checkpoint); removed when the run finishes unless ``keep_state: true``
-    state/run.json       the configuration and training clips the state belongs to: a resume
+    state/run.json       the configuration, training clips and valid clips the state belongs
+                         to (with their feature sequences when the model reads them): a resume
                          with other settings (but epochs, patience, ...) or clips is refused
     metrics.jsonl        one JSON line per epoch: losses, valid metrics, sigmas, seconds
     plots/loss.png       loss curves;  plots/pred_vs_true.png  valid predictions vs labels
@@ -406,14 +407,30 @@ RESUME_MAY_CHANGE = ("epochs", "patience", "keep_state", "num_threads", "precisi
 RUN_FILE = "run.json"  # next to the resume state: what the run trains, for a resume to compare
 
 
-def _run_identity(cfg: TrainConfig, train_clips: list[Clip]) -> dict[str, Any]:
-    """What a resumed run must share with the run it continues: its configuration (less
-    :data:`RESUME_MAY_CHANGE`) and its training clips (ids, labels, transcripts)."""
-    conf = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_MAY_CHANGE}
+def _clips_sha256(clips: list[Clip], features: bool) -> str:
+    """A digest of what training reads of ``clips``: ids, labels, transcripts and, for a model
+    that reads them (``features``), the acoustic and visual sequences."""
     h = hashlib.sha256()
-    for c in train_clips:
+    for c in clips:
         h.update(f"{c.clip_id}\t{c.label!r}\t{c.text}\n".encode())
-    return json.loads(json.dumps({"config": conf, "train_clips": len(train_clips), "train_sha256": h.hexdigest()}))
+        if features:
+            for seq in (c.audio, c.vision):
+                arr = np.ascontiguousarray(seq if seq is not None else np.zeros((0, 0), np.float32))
+                h.update(f"{arr.dtype.str}{arr.shape}".encode())
+                h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _run_identity(cfg: TrainConfig, train_clips: list[Clip], valid_clips: list[Clip]) -> dict[str, Any]:
+    """What a resumed run must share with the run it continues: its configuration (less
+    :data:`RESUME_MAY_CHANGE`), its training clips and the clips it selects epochs on (ids,
+    labels, transcripts, and the feature sequences when the model reads them)."""
+    conf = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_MAY_CHANGE}
+    features = cfg.model.uses_sense
+    return json.loads(json.dumps({
+        "config": conf, "train_clips": len(train_clips), "train_sha256": _clips_sha256(train_clips, features),
+        "valid_clips": len(valid_clips), "valid_sha256": _clips_sha256(valid_clips, features),
+    }))
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -460,9 +477,9 @@ def check_finished_run(run_dir: Path, cfg: TrainConfig) -> None:
                           "folder, or remove that run to train it again")
 
 
-def _check_resume_identity(out: Path, ident: dict[str, Any]) -> None:
-    """ConfigError when ``out``'s unfinished run was started with another configuration or
-    other training clips than the resume would continue it with."""
+def _check_resume_identity(out: Path, ident: dict[str, Any], train_clips: list[Clip]) -> None:
+    """ConfigError when ``out``'s unfinished run was started with another configuration, other
+    training clips or other valid clips than the resume would continue it with."""
     f = state_path(out).parent / RUN_FILE
     if not f.is_file():  # a state saved before runs recorded this
         return
@@ -476,10 +493,17 @@ def _check_resume_identity(out: Path, ident: dict[str, Any]) -> None:
                           f"{'; '.join(diffs[:6])}{' ...' if len(diffs) > 6 else ''}. Resume it with the settings "
                           f"of its config.yaml (only {', '.join(RESUME_MAY_CHANGE[:-1])} may change), or start "
                           "a new --out")
-    if (old.get("train_clips"), old.get("train_sha256")) != (ident["train_clips"], ident["train_sha256"]):
-        raise ConfigError(f"{out}: the unfinished run was started on other training clips ({old.get('train_clips')} "
-                          f"then, {ident['train_clips']} now, or other ids, labels or transcripts); resume it on "
-                          "the same corpus, or start a new --out")
+    what = "ids, labels, transcripts or feature sequences"
+    if "valid_sha256" not in old:  # saved before runs recorded the valid split and the features
+        what = "ids, labels or transcripts"
+        ident = {**ident, "train_sha256": _clips_sha256(train_clips, features=False)}
+    for part, role in (("train", "training clips"), ("valid", "valid clips (which choose its best epoch)")):
+        if f"{part}_sha256" not in old:
+            continue
+        if (old.get(f"{part}_clips"), old[f"{part}_sha256"]) != (ident[f"{part}_clips"], ident[f"{part}_sha256"]):
+            raise ConfigError(f"{out}: the unfinished run was started on other {role} ({old.get(f'{part}_clips')} "
+                              f"then, {ident[f'{part}_clips']} now, or other {what}); resume it on the same "
+                              "corpus and features, or start a new --out")
 
 
 def _checkpoint_meta(corpus: Corpus, cfg: TrainConfig, train_clips: list[Clip]) -> CheckpointMeta:
@@ -633,9 +657,10 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
     set_seed(cfg.seed)
     cfg = resolve_run_config(cfg, corpus, device)
     train_clips = _training_clips(corpus, cfg)
-    ident = _run_identity(cfg, train_clips)
+    valid_clips = corpus.split("valid") or train_clips
+    ident = _run_identity(cfg, train_clips, valid_clips)
     if resume and state_file.exists():  # before config.yaml is written over
-        _check_resume_identity(out, ident)
+        _check_resume_identity(out, ident, train_clips)
     atomic_write(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     m = cfg.model
@@ -650,7 +675,6 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
 
     meta = _checkpoint_meta(corpus, cfg, train_clips)
     train_ds = make_dataset(train_clips, tok, m.uses_sense, meta)
-    valid_clips = corpus.split("valid") or train_clips
     if not corpus.split("valid"):
         log.warning("%s has no valid split: early stopping uses the train split", corpus.source)
     valid_ds = make_dataset(valid_clips, tok, m.uses_sense, meta)
@@ -688,7 +712,9 @@ def train(corpus: Corpus, cfg: TrainConfig, out_dir: str | os.PathLike[str], res
 
     metric = cfg.select_metric
     metrics_log = out / "metrics.jsonl"
-    stopped = prog.epoch >= cfg.epochs or (prog.best_epoch and prog.epoch - prog.best_epoch >= cfg.patience)
+    # as the loop below decides after an epoch (a run with no best epoch yet counts from 0), so a
+    # resume with a lower patience stops where a run started with it would have stopped
+    stopped = prog.epoch >= cfg.epochs or (prog.epoch > 0 and prog.epoch - prog.best_epoch >= cfg.patience)
     for epoch in range(prog.epoch + 1, cfg.epochs + 1):
         if stopped:
             break
@@ -815,6 +841,8 @@ def train_seeds(corpus: Corpus, cfg: TrainConfig, out_root: str | os.PathLike[st
 
     Writes ``summary.json`` (per-seed metrics, mean and standard deviation) and ``summary.md``.
     """
+    if not seeds:
+        raise ConfigError(f"{out_root}: no seed to train (give at least one, e.g. --seeds 1)")
     root = Path(out_root)
     root.mkdir(parents=True, exist_ok=True)
     per_seed: dict[int, dict[str, Any]] = {}

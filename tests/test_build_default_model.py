@@ -93,6 +93,18 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     card3 = (out3 / "MODEL_CARD.md").read_text()
     assert "3 member(s) (seeds 1, 2, 3)" in card3 and "in int8 with one fp32 scale per rank line" in card3
     assert "--weights int8" in card3 and "--members-from" not in card3  # seeds 1,2,3: the default
+    # --weights auto (the default) with members from an int8 pack: packed in int8 as they are, not refused
+    out4 = tmp_path / "model4"
+    cmd4 = cmd3[:-2]
+    cmd4[cmd4.index("--members-from") + 1] = str(out3)
+    cmd4[cmd4.index("--out") + 1] = str(out4)
+    r = subprocess.run(cmd4, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "stored in int8 already: packing every member in int8" in r.stdout
+    fourth = verify_packed(out4)
+    assert fourth["weights"] == "int8" and fourth["recipe"]["seeds"] == [1, 2, 3]
+    assert {k: v for k, v in fourth["files"].items() if k.endswith(".safetensors")} == \
+        {k: v for k, v in third["files"].items() if k.endswith(".safetensors")}  # byte for byte
     # the members of a model of another recipe cannot stand for seeds of this one
     r = subprocess.run(cmd3[:-4] + ["--members-from", str(out), "--set", "epochs=2"], capture_output=True,
                        text=True, cwd=ROOT, timeout=900)

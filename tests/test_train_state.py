@@ -149,6 +149,13 @@ def test_a_resume_with_other_settings_or_other_clips_is_refused(tmp_path, monkey
         train(corpus, reseeded, run, resume=True, progress=False)
     with pytest.raises(ConfigError, match="other training clips"):
         train(make_corpus(14, text_only=True), cfg, run, resume=True, progress=False)
+    # the same training clips, another valid split: it chose the best epoch so far
+    moved = make_corpus(12, text_only=True)
+    for c in moved.clips:
+        if c.split == "valid":
+            c.label = -(c.label or 0.5)
+    with pytest.raises(ConfigError, match=r"other valid clips \(which choose its best epoch\)"):
+        train(moved, cfg, run, resume=True, progress=False)
     assert (run / "config.yaml").read_text() == before
     longer = load_config("quick", ablation="language_only", overrides={**over, "epochs": 4, "patience": 4})
     res = train(corpus, longer, run, resume=True, progress=False)
@@ -258,3 +265,45 @@ def test_a_finished_seed_or_stage_is_reused_only_with_the_settings_it_was_traine
     longer_main = load_config("quick", ablation="language_only", overrides={**over, "epochs": 2})
     with pytest.raises(ConfigError, match=r"seed_1 is a finished run with other settings than this one: epochs 1 -> 2"):
         train_seeds(corpus, longer_main, tmp_path / "seeds", [1], progress=False)  # the stage fits; the seed not
+
+
+def test_a_resume_is_refused_on_other_feature_sequences_where_the_model_reads_them(tmp_path, monkeypatch):
+    """The same clip ids, labels and transcripts with other acoustic or visual sequences (a corpus
+    extracted again with other settings) are other training data for a model with a sense block."""
+    from common.errors import ConfigError
+    from tests.conftest import train_until_killed
+
+    corpus = make_corpus(12)
+    cfg = load_config("quick", ablation="sense_only", overrides={**TINY, "epochs": 3, "patience": 3,
+                                                                 "precision": "fp32"})
+    run = tmp_path / "run"
+    train_until_killed(monkeypatch, corpus, cfg, run)
+    for split in ("train", "valid"):
+        other = make_corpus(12)
+        clip = next(c for c in other.clips if c.split == split)
+        clip.audio = clip.audio + 1.0
+        with pytest.raises(ConfigError, match=f"other {'training' if split == 'train' else 'valid'} clips"):
+            train(other, cfg, run, resume=True, progress=False)
+    res = train(make_corpus(12), cfg, run, resume=True, progress=False)
+    assert res.best_epoch >= 1
+
+
+def test_a_resume_with_a_lower_patience_stops_where_a_run_started_with_it_would(tmp_path, monkeypatch):
+    """A run with no improving epoch yet (here: none ever counts as better) killed after epoch 2
+    and resumed with patience 2 has run out of patience: it trains no third epoch (it did, then
+    stopped) and says that no epoch gave a checkpoint."""
+    import pipeline.train as tr
+    from common.errors import ConfigError
+    from tests.conftest import train_until_killed
+
+    corpus = make_corpus(12, text_only=True)
+    over = {**TINY, "epochs": 5, "patience": 4, "precision": "fp32"}
+    monkeypatch.setattr(tr, "_better", lambda *a: False)
+    run = tmp_path / "run"
+    # killed in the 3rd state write, which never lands: the state of epoch 2 is the one on disk
+    train_until_killed(monkeypatch, corpus, load_config("quick", ablation="language_only", overrides=over), run,
+                       at_save=3)
+    lower = load_config("quick", ablation="language_only", overrides={**over, "patience": 2})
+    with pytest.raises(ConfigError, match="no valid checkpoint"):
+        train(corpus, lower, run, resume=True, progress=False)
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
