@@ -1,10 +1,13 @@
-"""Rebuild the shipped default model (pipeline/default_model/) from the MOSI and MOSEI label files.
+"""Build the packed model of one recipe from the MOSI and MOSEI label files: a part of the shipped
+default model (pipeline/default_model/, which ``bench/combine_default_model.py`` makes from two
+such parts; ``scripts/rebuild_default_model.sh`` runs every step), or a model of its own.
 
     python bench/build_default_model.py --mosi mosi/label.csv --mosei mosei/label.csv
 
 One command does it all, and can be stopped and started again (every stage and seed resumes):
 the recipe's preliminary MOSEI stage, one MOSI run per seed (``--work``, default
-runs/default_model), the packed model (the adapters of the chosen seeds in fp16, or in int8
+runs/default_model/stage), the packed model (``--out``, default runs/default_model/part_stage:
+the adapters of the chosen seeds in fp16, or in int8
 when fp16 would not fit the repository's 10 MiB (``--weights``), every file's SHA-256 in
 manifest.json), the calibration of its final score (``--calibration quantile``, fitted on
 MOSI train only: pipeline/calibration.py), its figures on MOSI valid and MOSEI valid (only
@@ -114,13 +117,34 @@ def fit_calibration(packed: Path, mosi: str, kind: str = "quantile") -> Calibrat
     return cal
 
 
-CARD = """# {name}: the default model of this project
-
-A **text-only** sentiment model: it reads the transcript of a clip (speech recognition's, or
+#: what a default model's card says first, under its title
+CARD_INTRO = """A **text-only** sentiment model: it reads the transcript of a clip (speech recognition's, or
 the corpus's) and predicts sentiment on CMU-MOSI's scale, -3 (highly negative) to +3 (highly
 positive). `senbert score`, `senbert evaluate` / `predict`, the Prefect `score` and `evaluate`
 deployments and `senbert demo` use it when no checkpoint is named; every output row names it
-(`model`) and what it read (`modalities`: `text`).
+(`model`) and what it read (`modalities`: `text`)."""
+
+#: the end of a default model's card: its metrics table, intended use and limits (a combination's too)
+CARD_TABLE_USE_LIMITS = """| | mae | corr | acc7 | acc5 | acc2_has0 | acc2_non0 | f1_has0 | f1_non0 |
+|---|---|---|---|---|---|---|---|---|
+{rows}
+
+## Intended use
+Sentiment of English spoken opinions (monologues, reviews, vlogs) from their transcripts, in
+research and prototypes; clips of one utterance, a few seconds to about 15 s, like MOSI's{use_context}.
+
+## Limits
+- It reads the **transcript only**. No sense block (face, voice) is trained: no multimodal
+  training data is available offline here. Train the full SenBERT on your own corpus for that.
+- Errors of speech recognition become its errors; it was never shown noisy ASR text.
+- Its labels come from crowd workers on YouTube opinion videos: other domains, languages,
+  sarcasm and long mixed-sentiment speech are out of its range.
+- Scores are a regression on [-3, 3]; the field's 7 classes are its rounded values.
+{calibration_limit}"""
+
+CARD = """# {name}: the default model of this project
+
+""" + CARD_INTRO + """
 
 ## What it is
 - {n_members} member(s) (seeds {members}), whose predictions are averaged. Each member is SenBERT's
@@ -148,30 +172,16 @@ deployments and `senbert demo` use it when no checkpoint is named; every output 
 Accuracies and F1 in %; Acc-2 / F1 "has0" count zero labels as non-negative, "non0" leave them
 out; members: mean ± sample std over the seeds.
 
-| | mae | corr | acc7 | acc5 | acc2_has0 | acc2_non0 | f1_has0 | f1_non0 |
-|---|---|---|---|---|---|---|---|---|
-{rows}
-
-## Intended use
-Sentiment of English spoken opinions (monologues, reviews, vlogs) from their transcripts, in
-research and prototypes; clips of one utterance, a few seconds to about 15 s, like MOSI's{use_context}.
-
-## Limits
-- It reads the **transcript only**. No sense block (face, voice) is trained: no multimodal
-  training data is available offline here. Train the full SenBERT on your own corpus for that.
-- Errors of speech recognition become its errors; it was never shown noisy ASR text.
-- Its labels come from crowd workers on YouTube opinion videos: other domains, languages,
-  sarcasm and long mixed-sentiment speech are out of its range.
-- Scores are a regression on [-3, 3]; the field's 7 classes are its rounded values.
-{calibration_limit}"""
+""" + CARD_TABLE_USE_LIMITS
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mosi", required=True, help="CMU-MOSI label.csv (train and valid splits)")
     ap.add_argument("--mosei", required=True, help="CMU-MOSEI label.csv (train and valid splits)")
-    ap.add_argument("--work", default="runs/default_model", help="training runs (resumable)")
-    ap.add_argument("--out", default=str(ROOT / "pipeline" / "default_model"), help="the packed model")
+    ap.add_argument("--work", default="runs/default_model/stage", help="training runs (resumable)")
+    ap.add_argument("--out", default="runs/default_model/part_stage",
+                    help="the packed model (the shipped default combines two: bench/combine_default_model.py)")
     ap.add_argument("--config", default=DEFAULT_CONFIG)
     ap.add_argument("--set", action="append", default=list(DEFAULT_SET), metavar="KEY=VALUE")
     ap.add_argument("--seeds", default=DEFAULT_SEEDS)
@@ -210,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     as_packed = args.card_only or args.recalibrate  # the packed model in --out as it is: no training
     old = read_manifest(args.out) if as_packed else {}
+    if "parts" in old.get("recipe", {}):
+        ap.error(f"{args.out} combines the packed models of several recipes: rebuild it with "
+                 "bench/combine_default_model.py (scripts/rebuild_default_model.sh runs every step)")
     if as_packed:  # the recipe the packed model was built with
         args.mosei_as = old.get("recipe", {}).get("mosei_as", "pretrain")
     if args.mosei_as == "extra":

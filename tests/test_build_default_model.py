@@ -1,7 +1,8 @@
 """bench/build_default_model.py end to end, tiny: the one command that rebuilds the shipped model
 (here a MiniLM LoRA recipe with utterance context on the sample corpus) trains, packs, measures on
 both valid splits and writes a model card that says what the model reads; ``--recalibrate``
-refits its calibration without training."""
+refits its calibration without training; bench/combine_default_model.py packs the members of
+several such models into one, as the shipped default combines two recipes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from pipeline.packed import read_manifest, verify_packed
@@ -105,6 +107,36 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     assert fourth["weights"] == "int8" and fourth["recipe"]["seeds"] == [1, 2, 3]
     assert {k: v for k, v in fourth["files"].items() if k.endswith(".safetensors")} == \
         {k: v for k, v in third["files"].items() if k.endswith(".safetensors")}  # byte for byte
+    # bench/combine_default_model.py: the members of several packed models in one, each part named in its card;
+    # parts that read transcripts in different styles are refused (out reads plain since --text-style plain)
+    mix = tmp_path / "combined"
+    combine = [sys.executable, str(ROOT / "bench" / "combine_default_model.py"), "--mosi", str(SENTENCES),
+               "--mosei", str(SENTENCES), "--work", str(work), "--out", str(mix), "--name", "tiny-mix"]
+    r = subprocess.run(combine + ["--parts", str(out), str(out3)], capture_output=True, text=True, cwd=ROOT,
+                       timeout=900)
+    assert r.returncode != 0 and "read transcripts in different styles" in r.stderr and not mix.exists()
+    r = subprocess.run(combine + ["--parts", str(out3), str(out4)], capture_output=True, text=True, cwd=ROOT,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    combined = verify_packed(mix)
+    assert combined["members"] == [f"member_{i}" for i in range(1, 7)] and combined["weights"] == "int8"
+    assert [p["n_members"] for p in combined["recipe"]["parts"]] == [3, 3] and "calibration.json" in combined["files"]
+    assert set(combined["figures"]) == {"MOSI", "MOSEI", "MOSI alone"}
+    assert combined["built"]["train_hours"] == pytest.approx(2 * fourth["built"]["train_hours"])
+    card_mix = (mix / "MODEL_CARD.md").read_text()
+    assert "# tiny-mix" in card_mix and "6 members whose predictions are averaged" in card_mix
+    assert "members 1-3: part 1, `tiny-ctx`" in card_mix and "members 4-6: part 2" in card_mix
+    assert "### Part 2: `tiny-ctx`" in card_mix and "context dropout 0.25" in card_mix
+    assert "- Rebuild: `bash scripts/rebuild_default_model.sh" in card_mix and "part 1 alone" in card_mix
+    assert card_mix.count("- Calibration") == 1 and card_mix.count("- Rebuild") == 1
+    assert not (work / "members_of_packed").exists()
+    model_mix = Predictor.load(mix)
+    assert model_mix.name == "tiny-mix" and model_mix.calibration is not None
+    # a combination is not rebuilt by the one-recipe script
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "build_default_model.py"), "--mosi", str(SENTENCES),
+                        "--mosei", str(SENTENCES), "--out", str(mix), "--recalibrate"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=900)
+    assert r.returncode != 0 and "bench/combine_default_model.py" in r.stderr
     # the members of a model of another recipe cannot stand for seeds of this one
     r = subprocess.run(cmd3[:-4] + ["--members-from", str(out), "--set", "epochs=2"], capture_output=True,
                        text=True, cwd=ROOT, timeout=900)
