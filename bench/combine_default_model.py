@@ -30,9 +30,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import build_default_model as bdm  # noqa: E402
 
 from pipeline.checkpoint import read_meta  # noqa: E402
-from pipeline.packed import CALIBRATION_FILE, member_dirs, pack_model, read_manifest, verify_packed  # noqa: E402
+from pipeline.packed import CALIBRATION_FILE, member_dirs, pack_model, read_manifest  # noqa: E402
 from pipeline.precision import capabilities  # noqa: E402
-from pipeline.predict import Predictor  # noqa: E402
 
 NAME = "senbert-text-mpnet-lora-ctx1-mix6"
 REBUILD = "bash scripts/rebuild_default_model.sh MOSI/label.csv MOSEI/label.csv"
@@ -83,13 +82,13 @@ def _recipe_section(card: str) -> str:
 
 
 def _part(folder: Path) -> dict[str, Any]:
-    manifest = verify_packed(folder)
+    members, manifest = member_dirs(folder)  # every file's SHA-256 checked
     recipe = manifest.get("recipe") or {}
     if "parts" in recipe or not recipe.get("config"):
         raise SystemExit(f"{folder}: not a packed model of one recipe (bench/build_default_model.py builds those)")
     card = (folder / "MODEL_CARD.md").read_text(encoding="utf-8")
     return {"folder": folder, "manifest": manifest, "recipe": recipe, "card": card,
-            "members": member_dirs(folder)[0], "built": manifest.get("built") or {}}
+            "members": members, "built": manifest.get("built") or {}}
 
 
 def _part_line(i: int, first: int, part: dict[str, Any]) -> str:
@@ -121,21 +120,25 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--parts: give two packed models or more (one is already a packed model)")
     styles = {p["recipe"].get("text_style", "as_given") for p in parts}
     if len(styles) > 1:
-        raise SystemExit(f"--parts read transcripts in different styles ({', '.join(sorted(styles))}): "
+        each = ", ".join(f"{p['folder']} {p['recipe'].get('text_style', 'as_given')}" for p in parts)
+        raise SystemExit(f"--parts read transcripts in different styles ({each}): "
                          "pack them to read in one (bench/build_default_model.py --text-style)")
-    reads = {(read_meta(f).context, read_meta(f).max_context_len) for p in parts for f in p["members"]}
-    if len(reads) > 1:
-        raise SystemExit(f"--parts read utterance context differently (context, max_context_len: {sorted(reads)}); "
-                         "an ensemble reads every clip one way")
     folders = [m for p in parts for m in p["members"]]
+    metas = [read_meta(f) for f in folders]
+    reads = {(x.context, x.max_context_len) for x in metas}
+    if len(reads) > 1:
+        each = ", ".join(f"{f}: context {x.context}, max_context_len {x.max_context_len}"
+                         for f, x in zip(folders, metas))
+        raise SystemExit(f"--parts read utterance context differently ({each}); an ensemble reads every clip one way")
+    style = styles.pop()
     # copies: packing replaces --out, which may hold one of the parts
     ckpts = bdm._copy_members(folders, [f"member_{i}" for i in range(1, len(folders) + 1)], Path(args.work))
-    packed, weights = bdm._pack(ckpts, args.out, args.name, args.weights, styles.pop())
+    packed, weights = bdm._pack(ckpts, args.out, args.name, args.weights, style)
     calibration = bdm.fit_calibration(packed, args.mosi, args.calibration) if args.calibration != "none" else None
     if calibration is not None:
-        packed = pack_model(ckpts, args.out, args.name, calibration=calibration, weights=weights)
+        packed = pack_model(ckpts, args.out, args.name, calibration=calibration, weights=weights, text_style=style)
     figures = {"MOSI": bdm.evaluate(packed, args.mosi), "MOSEI": bdm.evaluate(packed, args.mosei)}
-    meta = Predictor.load(packed).meta
+    meta = metas[0]  # the settings the card reads off a member (context: the same in all, checked above)
     if meta.context > 0:
         figures[bdm.ALONE] = bdm.evaluate(packed, args.mosi, alone=True)
     rows = []
@@ -154,11 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     builts = [p["built"] for p in parts]
     cpus = sorted({b.get("cpu", "?") for b in builts})
     precisions = sorted({b.get("precision", "") for b in builts} - {""})
+    built = {"train_hours": sum(float(b.get("train_hours", 0.0)) for b in builts), "cpu": " / ".join(cpus),
+             "precision": "/".join(precisions)}
     m = meta.model
     manifest = read_manifest(packed)
     sizes = {rel: (packed / rel).stat().st_size for rel in manifest["files"]}
     cal_text = bdm._calibration_text(calibration)
-    drops = {float(read_meta(p["members"][0]).train.get("context_dropout", 0.0)) for p in parts}
+    drops = {float(x.train.get("context_dropout", 0.0)) for x in metas}
     context = bdm._context_text(meta.context, meta.max_context_len, 0, drops.pop() if len(drops) == 1 else 0.0)
     card = CARD.format(
         name=args.name, n_members=len(folders), n_parts=len(parts),
@@ -168,14 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         files=", ".join(f"`{rel}` {n / 2**20:.2f} MiB" for rel, n in sizes.items() if rel.endswith(".safetensors")),
         total_mib=sum(sizes.values()) / 2**20, weights_text=bdm.WEIGHTS_TEXT[weights],
         part_recipes=part_recipes, calibration_line=cal_text["calibration_line"],
-        rebuild=args.rebuild, train_hours=sum(float(b.get("train_hours", 0.0)) for b in builts),
-        cpus=" / ".join(cpus), precision_note=f", precision {'/'.join(precisions)}" if precisions else "",
+        rebuild=args.rebuild, train_hours=built["train_hours"], cpus=built["cpu"],
+        precision_note=f", precision {built['precision']}" if precisions else "",
         rows="\n".join(rows), use_context=context["use_context"], calibration_limit=cal_text["calibration_limit"])
-    pack_model(ckpts, args.out, args.name, card=card, calibration=calibration, weights=weights, extra={
-        "figures": figures, "built": {"train_hours": sum(float(b.get("train_hours", 0.0)) for b in builts),
-                                      "cpu": " / ".join(cpus), "precision": "/".join(precisions)},
-        "recipe": {"parts": [{"name": p["manifest"]["name"], **p["recipe"], "n_members": len(p["members"])}
-                             for p in parts]}})
+    recipe = {"parts": [{"name": p["manifest"]["name"], **p["recipe"], "n_members": len(p["members"])} for p in parts]}
+    pack_model(ckpts, args.out, args.name, card=card, calibration=calibration, weights=weights, text_style=style,
+               extra={"figures": figures, "built": built, "recipe": recipe})
     shutil.rmtree(Path(args.work) / bdm.COPIES, ignore_errors=True)
     total = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
     print(card)
