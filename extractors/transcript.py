@@ -3,8 +3,11 @@
 A transcript given by the corpus always wins (the pipeline then runs no recogniser).
 Otherwise:
 
-- ``faster_whisper`` (default): Whisper base in CTranslate2 int8, offline
-  (:mod:`extractors.assets`), ``word_timestamps=True``, ``vad_filter=True`` (silero VAD
+- ``faster_whisper`` (default): Whisper in CTranslate2 int8, offline (:mod:`extractors.assets`):
+  ``asr.model`` empty or ``base`` is the packaged Whisper base, ``small`` the packaged Whisper
+  small (refused offline for now: its published packages are incomplete; see
+  :data:`extractors.assets.WHISPER_PACKAGED`), else a CTranslate2 folder or, with
+  ``asr.allow_download``, an online name. ``word_timestamps=True``, ``vad_filter=True`` (silero VAD
   shipped inside faster-whisper), greedy decoding (``beam_size: 1``). The model is loaded
   once per process and kept.
 
@@ -54,7 +57,7 @@ def thread_budget() -> int:
 class AsrSettings:
     """Config section ``asr``."""
 
-    model: str | None = None  # a CTranslate2 folder or an official name; None: packaged base
+    model: str | None = None  # None / "base" / "small": packaged offline size; a CTranslate2 folder; an online name
     compute_type: str = "int8"
     beam_size: int = 1
     language: str | None = "en"  # None: detect
@@ -206,7 +209,7 @@ class PocketsphinxTranscriber:
         return Transcript(text=text, words=words, language="en", engine=self.name, warnings=warnings)
 
 
-@register("faster_whisper", "text", "faster-whisper (Whisper base, int8) with word times and VAD")
+@register("faster_whisper", "text", "faster-whisper (Whisper base or asr.model, int8) with word times and VAD")
 def _make_whisper(settings: AsrSettings) -> WhisperTranscriber:
     return WhisperTranscriber(settings)
 
