@@ -46,7 +46,7 @@ RETRY = "senbert: retry crashed deployment runs"
 def crash_automation(within_s: float) -> Automation:
     return Automation(
         name=CRASH,
-        description=f"A flow run that stopped sending heartbeats for {within_s:.0f} s (its worker died) is set Crashed.",
+        description=f"A flow run without a heartbeat for {within_s:.0f} s (its worker died) is set Crashed.",
         trigger=EventTrigger(
             after={"prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
