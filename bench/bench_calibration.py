@@ -25,12 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.calibration import KINDS, fit_quantile  # noqa: E402
-from pipeline.corpora import load_corpus  # noqa: E402
-from pipeline.inference import metrics_of  # noqa: E402
-from pipeline.metrics import metric_cells, summarize_seeds  # noqa: E402
-from pipeline.precision import capabilities  # noqa: E402
-from pipeline.predict import Predictor  # noqa: E402
+from pipeline.corpora.load import load_corpus
+from pipeline.models.calibration import KINDS, fit_quantile
+from pipeline.models.inference import metrics_of
+from pipeline.models.metrics import metric_cells, summarize_seeds
+from pipeline.models.precision import capabilities
+from pipeline.models.predictor import Predictor
 
 KEYS = ("mae", "corr", "acc7", "acc2_non0", "f1_non0")
 

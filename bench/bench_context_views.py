@@ -30,13 +30,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.errors import InputError  # noqa: E402
-from pipeline.calibration import calibrated, fit_quantile  # noqa: E402
-from pipeline.corpora import load_corpus  # noqa: E402
-from pipeline.data import read_alone  # noqa: E402
-from pipeline.inference import metrics_of  # noqa: E402
-from pipeline.metrics import METRIC_NAMES, metric_cells  # noqa: E402
-from pipeline.precision import capabilities  # noqa: E402
-from pipeline.predict import Predictor  # noqa: E402
+from pipeline.corpora.clips import read_alone
+from pipeline.corpora.load import load_corpus
+from pipeline.models.calibration import calibrated, fit_quantile
+from pipeline.models.inference import metrics_of
+from pipeline.models.metrics import METRIC_NAMES, metric_cells
+from pipeline.models.precision import capabilities
+from pipeline.models.predictor import Predictor
 
 VIEWS = ("context", "alone", "mean")
 

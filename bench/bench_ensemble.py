@@ -24,13 +24,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.checkpoint import trained_state  # noqa: E402
-from pipeline.corpora import load_corpus  # noqa: E402
-from pipeline.data import read_alone  # noqa: E402
-from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
-from pipeline.metrics import METRIC_NAMES, metric_cells, summarize_seeds  # noqa: E402
-from pipeline.precision import capabilities  # noqa: E402
-from pipeline.predict import Predictor  # noqa: E402
+from pipeline.corpora.clips import read_alone
+from pipeline.corpora.load import load_corpus
+from pipeline.models.checkpoint import trained_state
+from pipeline.models.inference import ensemble_mean, metrics_of
+from pipeline.models.metrics import METRIC_NAMES, metric_cells, summarize_seeds
+from pipeline.models.precision import capabilities
+from pipeline.models.predictor import Predictor
 
 
 def cpu_name() -> str:
@@ -38,7 +38,7 @@ def cpu_name() -> str:
 
 
 def round_to(predictor: Predictor, dtype: str) -> int:
-    """Round what a checkpoint stores (:func:`~pipeline.checkpoint.trained_state`: for an adapter
+    """Round what a checkpoint stores (:func:`~pipeline.models.checkpoint.trained_state`: for an adapter
     model its adapters and heads, not the frozen base encoder, which loads from the packaged copy
     in fp32) to ``dtype``, as packing does. Returns the number of tensors rounded."""
     if dtype == "fp32":

@@ -59,10 +59,10 @@ def copies(clips: list[Path], n: int, folder: Path) -> list[Path]:
 def child(args: argparse.Namespace) -> None:
     """One batch in this process; prints a JSON line."""
     t_start = time.perf_counter()
-    from pipeline.batch import extract_batch, warm_up
-    from pipeline.cache import FeatureCache
-    from pipeline.corpora import list_videos
-    from pipeline.extract_config import load_extract_config
+    from pipeline.corpora.inputs import list_videos
+    from pipeline.features.cache import FeatureCache
+    from pipeline.features.config import load_extract_config
+    from pipeline.features.pool import extract_batch, warm_up
 
     clips = list_videos(args.data)[: args.limit or None]
     cfg = load_extract_config(args.config, overrides=args.set)
@@ -112,8 +112,8 @@ def visual_overhead(args: argparse.Namespace) -> dict[str, float]:
 
     from extractors import registry
     from extractors.media import effective_fps, open_media
-    from pipeline.corpora import list_videos
-    from pipeline.extract_config import load_extract_config
+    from pipeline.corpora.inputs import list_videos
+    from pipeline.features.config import load_extract_config
 
     cfg = load_extract_config(args.config, overrides=args.set)
     vex = registry.create(cfg.extractors.vision or "mediapipe_face", cfg.visual)
@@ -170,7 +170,7 @@ def main() -> None:
         args.workers = int(args.workers)
         child(args)
         return
-    from pipeline.precision import capabilities
+    from pipeline.models.precision import capabilities
 
     print(f"CPU: {capabilities().describe()}", flush=True)
     print(f"clips: {args.data}  config: {args.config} {args.set}  cores: {os.cpu_count()}  "

@@ -5,7 +5,7 @@
 Brings up a real local stack (flows/stack.py: ``prefect server start`` on a free port with a
 temporary SQLite database, and the serving process), then:
 
-1. Overhead, models loaded: in this process, after :func:`pipeline.batch.warm_up`, the same
+1. Overhead, models loaded: in this process, after :func:`pipeline.features.pool.warm_up`, the same
    clips are extracted into a fresh cache by ``extract_batch(workers=1)`` (direct) and by the
    ``build-features`` flow called in-process against the server (one Prefect task per clip),
    alternately, ``--repeat`` times each. Reported: medians of the wall time of the whole call
@@ -55,8 +55,8 @@ def main() -> int:
     args = ap.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from pipeline.corpora import list_videos
-    from pipeline.precision import capabilities
+    from pipeline.corpora.inputs import list_videos
+    from pipeline.models.precision import capabilities
 
     print(f"CPU: {capabilities().describe()}", flush=True)
 
@@ -85,9 +85,9 @@ def main() -> int:
 
 def overhead(args: argparse.Namespace, clips: list[Path], tmp: Path, stack: Any) -> None:
     from flows.runtime import make_task_runner
-    from pipeline.batch import extract_batch, warm_up
-    from pipeline.cache import FeatureCache
-    from pipeline.extract_config import load_extract_config
+    from pipeline.features.cache import FeatureCache
+    from pipeline.features.config import load_extract_config
+    from pipeline.features.pool import extract_batch, warm_up
 
     cfg = load_extract_config(args.config)
     t = time.perf_counter()

@@ -22,13 +22,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.calibration import calibrated  # noqa: E402
-from pipeline.corpora import load_corpus  # noqa: E402
-from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
-from pipeline.metrics import metric_cells  # noqa: E402
-from pipeline.packed import default_model_dir, member_dirs, pack_model, read_manifest  # noqa: E402
-from pipeline.precision import capabilities  # noqa: E402
-from pipeline.predict import Predictor  # noqa: E402
+from pipeline.corpora.load import load_corpus
+from pipeline.models.calibration import calibrated
+from pipeline.models.inference import ensemble_mean, metrics_of
+from pipeline.models.metrics import metric_cells
+from pipeline.models.packed import default_model_dir, member_dirs, pack_model, read_manifest
+from pipeline.models.precision import capabilities
+from pipeline.models.predictor import Predictor
 
 KEYS = ("mae", "corr", "acc7", "acc2_has0", "acc2_non0", "f1_non0")
 

@@ -32,12 +32,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import load_config  # noqa: E402
-from pipeline.corpora import load_corpus  # noqa: E402
-from pipeline.metrics import format_table  # noqa: E402
-from pipeline.precision import capabilities  # noqa: E402
-from pipeline.predict import Predictor  # noqa: E402
-from pipeline.train import run_pretrain, train_seeds  # noqa: E402
+from pipeline.corpora.load import load_corpus
+from pipeline.models.metrics import format_table
+from pipeline.models.precision import capabilities
+from pipeline.models.predictor import Predictor
+from pipeline.training.config import load_config
+from pipeline.training.trainer import run_pretrain, train_seeds
 
 #: name -> (config, overrides, needs). "mosei_extra" adds MOSEI's train split to the training set;
 #: "mosei_pretrain" first trains on MOSEI (selected on MOSEI valid) and starts MOSI from it.
@@ -196,7 +196,7 @@ def main() -> int:
         entry = {"valid": summary["valid"], "seconds_per_epoch": summary["seconds_per_epoch"], "seeds": seeds,
                  "config": cfg.to_dict()}
         for split in args.eval_split:
-            from pipeline.metrics import summarize_seeds
+            from pipeline.models.metrics import summarize_seeds
 
             per = [Predictor.load(out / name / f"seed_{s}").evaluate(corpus, split) for s in seeds]
             entry[split] = summarize_seeds(per)

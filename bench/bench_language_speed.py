@@ -7,7 +7,7 @@ the ``train`` texts of a ``label.csv`` in four settings, each adding one option 
     +fused        Adam fused into one kernel
     +grouped      batches of similar text length (``group_by_length``)
     +bf16         bfloat16 autocast (``precision: bf16``; what ``precision: auto`` picks where the
-                  CPU has native bf16, see pipeline/precision.py)
+                  CPU has native bf16, see pipeline/models/precision.py)
 
 It prints the CPU and its bf16 capability first: bf16 is fast only with native units. For each
 setting it times ``--steps`` batches spread evenly over one epoch's batch order (after
@@ -34,14 +34,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.config_files import parse_overrides
 from model.loss import UncertaintyWeightedLoss, tasks_for  # noqa: E402
 from model.senbert import SenBERT  # noqa: E402
-from pipeline.config import load_config, parse_overrides  # noqa: E402
-from pipeline.corpora import load_corpus  # noqa: E402
-from pipeline.data import ClipDataset, with_context  # noqa: E402
-from pipeline.encoders import load_encoder, load_tokenizer, lora_settings  # noqa: E402
-from pipeline.precision import capabilities, resolve_precision  # noqa: E402
-from pipeline.train import make_loader, train_step  # noqa: E402
+from pipeline.corpora.clips import with_context
+from pipeline.corpora.load import load_corpus
+from pipeline.models.dataset import ClipDataset
+from pipeline.models.encoders import load_encoder, load_tokenizer, lora_settings
+from pipeline.models.precision import capabilities, resolve_precision
+from pipeline.training.config import load_config
+from pipeline.training.trainer import make_loader, train_step
 
 SETTINGS = [  # name, fused Adam, length-grouped batches, bf16 autocast
     ("fp32", False, False, False),

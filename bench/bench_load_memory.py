@@ -1,5 +1,5 @@
 """Memory of a loaded packed model: ``Predictor.load`` with each member holding its own copy of the
-frozen base encoder (as before pipeline.checkpoint.share_frozen_base) against the members sharing
+frozen base encoder (as before pipeline.models.checkpoint.share_frozen_base) against the members sharing
 it, each in a fresh process: load time, resident memory (anonymous and file-backed: the base's
 safetensors are memory-mapped on a CPU) after loading and after scoring 64 clips, and the CUDA
 memory on a GPU.
@@ -36,9 +36,9 @@ def _rss_mib() -> dict[str, float]:
 def _child(mode: str, checkpoint: str | None, data: str | None, device: str) -> dict:
     import torch
 
-    import pipeline.predict as predict
-    from pipeline.corpora import load_corpus
-    from pipeline.packed import default_model_dir
+    import pipeline.models.predictor as predict
+    from pipeline.corpora.load import load_corpus
+    from pipeline.models.packed import default_model_dir
 
     if mode == "one copy each":  # the members as loaded before sharing: each keeps its own base
         predict.share_frozen_base = lambda model, first: 0
@@ -70,7 +70,7 @@ def main() -> int:
     if args.child:
         print(json.dumps(_child(args.child, args.checkpoint, args.data, args.device)))
         return 0
-    from pipeline.precision import capabilities
+    from pipeline.models.precision import capabilities
 
     print(f"CPU: {capabilities('cpu').describe()}; device {args.device}")
     print("| members' base encoder | members | load s | RSS loaded (anon + file) MiB | score 64 clips s | "

@@ -30,13 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from extractors import acoustic, transcript, visual  # noqa: E402
 from extractors.media import find_ffmpeg, probe  # noqa: E402
-from pipeline.batch import extract_batch, warm_up  # noqa: E402
-from pipeline.cache import FeatureCache  # noqa: E402
-from pipeline.corpora import list_media  # noqa: E402
-from pipeline.extract_config import load_extract_config  # noqa: E402
-from pipeline.precision import capabilities  # noqa: E402
-from pipeline.predict import Predictor  # noqa: E402
-from pipeline.scoring import ClipFeatures, score_features  # noqa: E402
+from pipeline.corpora.inputs import list_media
+from pipeline.features.cache import FeatureCache
+from pipeline.features.config import load_extract_config
+from pipeline.features.pool import extract_batch, warm_up
+from pipeline.models.precision import capabilities
+from pipeline.models.predictor import Predictor
+from pipeline.scoring.score import ClipFeatures, score_features
 
 CALLS: Counter[str] = Counter()
 
@@ -154,7 +154,7 @@ def main() -> int:
     warm_up(load_extract_config("default", overrides=args.set))  # models load before either set is timed
     short = run_set("short", shorts, out, args.set, predictor, args.keep_cache)
     long = run_set("long", [long_file], out, args.set, predictor, args.keep_cache)
-    from pipeline.scoring import read_scores
+    from pipeline.scoring.score import read_scores
 
     utts = read_scores(out / "scores_long", "utterances.jsonl")
     joins = joins_of(clips, out / "joined.mp4", long_file)

@@ -26,10 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import load_config  # noqa: E402
-from pipeline.corpora import read_mmsa_pkl  # noqa: E402
-from pipeline.precision import capabilities  # noqa: E402
-from pipeline.train import train  # noqa: E402
+from pipeline.corpora.mmsa import read_mmsa_pkl
+from pipeline.models.precision import capabilities
+from pipeline.training.config import load_config
+from pipeline.training.trainer import train
 
 SHAPES = {  # (acoustic T, d), (visual T, d), real train-split size
     "mosi": ((375, 5), (500, 20), 1284),

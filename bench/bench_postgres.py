@@ -97,9 +97,9 @@ def count_rows(url: str) -> dict[str, int]:
 
 def tiny_checkpoint(out: Path) -> Path:
     """A small language-only checkpoint on the shipped template corpus (1 epoch)."""
-    from pipeline.config import load_config
-    from pipeline.corpora import load_corpus
-    from pipeline.train import train
+    from pipeline.corpora.load import load_corpus
+    from pipeline.training.config import load_config
+    from pipeline.training.trainer import train
 
     overrides = {"epochs": 1, "model.d_model": 16, "model.num_heads": 2, "model.low_level_layers": 1,
                  "model.self_attn_layers": 1, "model.high_level_layers": 1, "max_text_len": 16}
@@ -111,7 +111,7 @@ def tiny_checkpoint(out: Path) -> Path:
 def exercise(label: str, database_url: str | None, tmp: Path, checkpoint: Path) -> dict[str, float]:
     """Stack up, build-features twice, score once; seconds of each step."""
     from flows.stack import LocalStack
-    from pipeline.scoring import read_scores
+    from pipeline.scoring.score import read_scores
 
     videos = tmp / f"videos-{label}"
     videos.mkdir()
@@ -150,7 +150,7 @@ def main() -> int:
     ap.add_argument("--no-sqlite", action="store_true", help="skip the SQLite comparison")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from pipeline.precision import capabilities
+    from pipeline.models.precision import capabilities
 
     print(f"CPU: {capabilities().describe()}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench_pg_"))

@@ -19,10 +19,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.corpora import load_corpus  # noqa: E402
-from pipeline.inference import make_dataset, make_loader, predict_dataset, run_inference  # noqa: E402
-from pipeline.precision import capabilities  # noqa: E402
-from pipeline.predict import Predictor  # noqa: E402
+from pipeline.corpora.load import load_corpus
+from pipeline.models.inference import make_dataset, make_loader, predict_dataset, run_inference
+from pipeline.models.precision import capabilities
+from pipeline.models.predictor import Predictor
 
 
 def main() -> int:

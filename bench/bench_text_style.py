@@ -5,7 +5,7 @@ like speech recognition's, are cased and punctuated ("They didn't really."). A m
 training stage read MOSI sees the second style at scoring time. This bench scores ``--split`` of
 every ``--data`` file twice with one checkpoint (default: the shipped default model), with the
 transcripts (and so their neighbours' context) as given and in ``plain`` style
-(``pipeline.data.styled``), and prints the field's metrics of both, with the model's own
+(``pipeline.corpora.clips.styled``), and prints the field's metrics of both, with the model's own
 calibration and without it; ``--alone`` also scores each clip read without its neighbours.
 
     python bench/bench_text_style.py --data mosi/label.csv --data mosei/label.csv --alone --out style.json
@@ -27,12 +27,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.corpora import load_corpus  # noqa: E402
-from pipeline.data import read_alone, styled  # noqa: E402
-from pipeline.inference import metrics_of  # noqa: E402
-from pipeline.metrics import METRIC_NAMES, metric_cells  # noqa: E402
-from pipeline.precision import capabilities  # noqa: E402
-from pipeline.predict import Predictor  # noqa: E402
+from pipeline.corpora.clips import read_alone, styled
+from pipeline.corpora.load import load_corpus
+from pipeline.models.inference import metrics_of
+from pipeline.models.metrics import METRIC_NAMES, metric_cells
+from pipeline.models.precision import capabilities
+from pipeline.models.predictor import Predictor
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,11 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.loss import UncertaintyWeightedLoss, tasks_for  # noqa: E402
 from model.senbert import SenBERT  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.data import Clip, ClipDataset, collate  # noqa: E402
-from pipeline.encoders import load_encoder  # noqa: E402
-from pipeline.precision import capabilities  # noqa: E402
-from pipeline.train import build_optimizer, train_step  # noqa: E402
+from pipeline.corpora.clips import Clip
+from pipeline.models.dataset import ClipDataset, collate
+from pipeline.models.encoders import load_encoder
+from pipeline.models.precision import capabilities
+from pipeline.training.config import load_config
+from pipeline.training.trainer import build_optimizer, train_step
 
 WORDS = "the movie was honestly really good but the ending felt a bit too long and slow for me".split()
 

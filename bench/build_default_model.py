@@ -10,7 +10,7 @@ runs/default_model/stage), the packed model (``--out``, default runs/default_mod
 the adapters of the chosen seeds in fp16, or in int8
 when fp16 would not fit the repository's 10 MiB (``--weights``), every file's SHA-256 in
 manifest.json), the calibration of its final score (``--calibration quantile``, fitted on
-MOSI train only: pipeline/calibration.py), its figures on MOSI valid and MOSEI valid (only
+MOSI train only: pipeline/models/calibration.py), its figures on MOSI valid and MOSEI valid (only
 valid: the test splits are not used), and MODEL_CARD.md written from those figures. Prints the
 CPU, the wall time of each step and the size of the shipped files.
 
@@ -40,25 +40,26 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.calibration import KINDS as CALIBRATION_KINDS  # noqa: E402
-from pipeline.calibration import Calibration, calibrated, fit_quantile  # noqa: E402
-from pipeline.checkpoint import WEIGHTS_FILE, is_quantized, resolve_checkpoint_dir  # noqa: E402
-from pipeline.config import load_config, parse_overrides  # noqa: E402
-from pipeline.corpora import load_corpus  # noqa: E402
-from pipeline.data import TEXT_STYLES, read_alone  # noqa: E402
-from pipeline.inference import ensemble_mean, metrics_of  # noqa: E402
-from pipeline.metrics import metric_cells, summarize_seeds  # noqa: E402
-from pipeline.packed import MANIFEST, WEIGHT_FORMATS, PackTooLarge, member_dirs, pack_model, read_manifest  # noqa: E402
-from pipeline.precision import capabilities  # noqa: E402
-from pipeline.predict import Predictor  # noqa: E402
-from pipeline.train import train_seeds  # noqa: E402
+from common.config_files import parse_overrides
+from pipeline.corpora.clips import TEXT_STYLES, read_alone
+from pipeline.corpora.load import load_corpus
+from pipeline.models.calibration import KINDS as CALIBRATION_KINDS
+from pipeline.models.calibration import Calibration, calibrated, fit_quantile
+from pipeline.models.checkpoint import WEIGHTS_FILE, is_quantized, resolve_checkpoint_dir
+from pipeline.models.inference import ensemble_mean, metrics_of
+from pipeline.models.metrics import metric_cells, summarize_seeds
+from pipeline.models.packed import MANIFEST, WEIGHT_FORMATS, PackTooLarge, member_dirs, pack_model, read_manifest
+from pipeline.models.precision import capabilities
+from pipeline.models.predictor import Predictor
+from pipeline.training.config import load_config
+from pipeline.training.trainer import train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "senbert-text-mpnet-lora-ctx1"
 DEFAULT_CONFIG = "language_lora"
 DEFAULT_SET: list[str] = ["context=1", "pretrain_context=0", "context_dropout=0.3", "epochs=15"]
 DEFAULT_SEEDS = "1,2,3"
-#: how the packed members read transcripts (pipeline/data.py: styled)
+#: how the packed members read transcripts (pipeline/corpora/clips.py: styled)
 DEFAULT_TEXT_STYLE = "as_given"
 ALONE = "MOSI alone"  # figures key: MOSI valid with every clip read without neighbours (context models)
 #: how a recipe trains on MOSEI: a preliminary stage before MOSI, or MOSEI's train split added to MOSI's
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=NAME)
     ap.add_argument("--calibration", choices=CALIBRATION_KINDS, default="quantile",
                     help="the packed model's calibration of its final score, fitted on MOSI train (default: quantile, "
-                         "signs kept; pipeline/calibration.py)")
+                         "signs kept; pipeline/models/calibration.py)")
     ap.add_argument("--text-style", choices=TEXT_STYLES,
                     help="how the packed members read transcripts (default: the style they were trained in, the "
                          f"recipe's text_style, {DEFAULT_TEXT_STYLE} unless --set says otherwise; with --recalibrate "
@@ -332,8 +333,9 @@ def main(argv: list[str] | None = None) -> int:
 #: the card's line on how the members read transcripts, by text style
 STYLE_LINE = {"plain": (
     "- Transcripts are read in plain style, CMU-MOSI's (lower case, no punctuation, apostrophes dropped:\n"
-    "  \"They didn't!\" is read as \"they didnt\"; `pipeline/data.py: styled`), the style of its last training\n"
-    "  stage: speech recognition's cased, punctuated text and MOSEI's are turned into it before tokenising.\n")}
+    "  \"They didn't!\" is read as \"they didnt\"; `pipeline/corpora/clips.py: styled`), the style of its last\n"
+    "  training stage: speech recognition's cased, punctuated text and MOSEI's are turned into it before\n"
+    "  tokenising.\n")}
 
 WEIGHTS_TEXT = {"fp16": "fp16",
                 "int8": "the adapter matrices in int8 with one fp32 scale per rank line, the heads in fp16"}

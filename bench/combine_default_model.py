@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import build_default_model as bdm  # noqa: E402
 
-from pipeline.checkpoint import read_meta  # noqa: E402
-from pipeline.packed import CALIBRATION_FILE, member_dirs, pack_model, read_manifest  # noqa: E402
-from pipeline.precision import capabilities  # noqa: E402
+from pipeline.models.checkpoint import read_meta  # noqa: E402
+from pipeline.models.packed import CALIBRATION_FILE, member_dirs, pack_model, read_manifest  # noqa: E402
+from pipeline.models.precision import capabilities  # noqa: E402
 
 NAME = "senbert-text-mpnet-lora-ctx1-mix6"
 REBUILD = "bash scripts/rebuild_default_model.sh MOSI/label.csv MOSEI/label.csv"

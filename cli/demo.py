@@ -50,10 +50,10 @@ def _say(msg: str) -> None:
 
 def train_text_model(out: Path) -> Path:
     """The demo's language-only checkpoint under ``out/text_model`` (trained when missing)."""
-    from pipeline.checkpoint import META_FILE, WEIGHTS_FILE
-    from pipeline.config import load_config
-    from pipeline.corpora import load_corpus
-    from pipeline.train import state_path, train
+    from pipeline.corpora.load import load_corpus
+    from pipeline.models.checkpoint import META_FILE, WEIGHTS_FILE
+    from pipeline.training.config import load_config
+    from pipeline.training.trainer import state_path, train
 
     run = out / "text_model"
     ckpt = run / "checkpoint"
@@ -78,7 +78,7 @@ def _tail(text: str, n: int = 25) -> str:
 
 
 def default_model() -> Path:
-    from pipeline.packed import default_model_dir, read_manifest
+    from pipeline.models.packed import default_model_dir, read_manifest
 
     folder = default_model_dir()  # verifies every file's SHA-256
     _say(f"[1/3] default model {read_manifest(folder).get('name')}: {folder} (SHA-256 verified)")
@@ -115,14 +115,14 @@ def score_with_stack(out: Path, ckpt: Path) -> tuple[int, Path]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from pipeline.scoring import format_scores_table, read_scores, score_videos
+    from pipeline.scoring.score import format_scores_table, read_scores, score_videos
 
     out = Path(getattr(args, "out", None) or "runs/demo")
     out.mkdir(parents=True, exist_ok=True)
     sample = getattr(args, "train_sample", False)
     ckpt = train_text_model(out) if sample else default_model()
     if getattr(args, "no_stack", False):
-        from pipeline.corpora import list_videos
+        from pipeline.corpora.inputs import list_videos
 
         _say(f"[2/3] scoring {SAMPLE_VIDEOS.relative_to(ROOT)} directly (no Prefect) ...")
         report = score_videos(list_videos(SAMPLE_VIDEOS), ckpt, out / "scores", cache_dir=out / "features",

@@ -62,10 +62,16 @@ def register(subparsers: Any) -> None:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     """SenbertErrors propagate to :func:`cli.main`, which prints them without a traceback."""
-    from pipeline.batch import default_cache_dir, default_errors_path, extract_batch, read_errors, resolve_workers
-    from pipeline.cache import FeatureCache
-    from pipeline.corpora import collect_inputs
-    from pipeline.extract_config import load_extract_config
+    from pipeline.corpora.inputs import collect_inputs
+    from pipeline.features.cache import FeatureCache
+    from pipeline.features.config import load_extract_config
+    from pipeline.features.pool import (
+        default_cache_dir,
+        default_errors_path,
+        extract_batch,
+        read_errors,
+        resolve_workers,
+    )
 
     config = load_extract_config(args.config, overrides=args.set)
     cache = FeatureCache(args.cache or default_cache_dir())
@@ -107,7 +113,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_assets(args: argparse.Namespace) -> int:
     """SenbertErrors propagate to :func:`cli.main`, which prints them without a traceback."""
     from extractors.assets import check_assets
-    from pipeline.encoders import check_text_encoders
+    from pipeline.models.encoders import check_text_encoders
 
     install = args.action == "install"
     rows: list[dict[str, Any]] = []

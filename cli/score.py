@@ -7,7 +7,7 @@ without Prefect.
 
 Writes the same files as the Prefect ``score`` flow (scores.csv / scores.jsonl per file,
 utterances.csv / utterances.jsonl per utterance, score-errors.json, report/index.html with a
-page per file, plots/*.png; :mod:`pipeline.scoring`). Exit status: 0 every file scored, 1 some
+page per file, plots/*.png; :mod:`pipeline.scoring.score`). Exit status: 0 every file scored, 1 some
 failed, 2 a usage or configuration error. Files of a folder that are not media are listed as
 skipped (they do not change the exit status).
 """
@@ -47,8 +47,8 @@ def register(sub: Any) -> None:
 
 def utterance_settings(args: argparse.Namespace) -> Any:
     """The utterance settings of ``--max-utterance``, ``--pause`` and ``--utterance k=v``."""
-    from pipeline.config import parse_overrides
-    from pipeline.utterances import UtteranceSettings
+    from common.config_files import parse_overrides
+    from pipeline.scoring.utterances import UtteranceSettings
 
     values = parse_overrides(args.utterance, option="--utterance")
     if args.max_utterance is not None:
@@ -59,10 +59,10 @@ def utterance_settings(args: argparse.Namespace) -> Any:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from pipeline.batch import resolve_workers
-    from pipeline.corpora import collect_inputs
-    from pipeline.predict import resolve_model_path
-    from pipeline.scoring import score_videos
+    from pipeline.corpora.inputs import collect_inputs
+    from pipeline.features.pool import resolve_workers
+    from pipeline.models.predictor import resolve_model_path
+    from pipeline.scoring.score import score_videos
 
     settings = utterance_settings(args)
     skipped: list[tuple[Path, str]] = []

@@ -18,7 +18,7 @@ from typing import Any
 from cli.options import CACHE_HELP, add_model_options
 from common.io import atomic_open
 
-SPLITS = ("train", "valid", "test")  # pipeline.data.SPLITS, without importing torch for --help
+SPLITS = ("train", "valid", "test")  # pipeline.corpora.clips.SPLITS, without importing torch for --help
 PREDICTION_FIELDS = ["id", "split", "label", "score", "polarity", "class7", "class7_name", "score_language",
                      "score_sense", "score_raw", "text", "model", "modalities", "calibration"]
 
@@ -77,14 +77,15 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 def open_corpus(args: argparse.Namespace) -> Any:
     """The corpus named by ``--data`` (and ``--raw-dir``, ``--cache``, ``--extract-config``)."""
-    from pipeline.corpora import load_corpus
+    from pipeline.corpora.load import load_corpus
 
     return load_corpus(args.data, args.raw_dir, cache_dir=args.cache, extract_config=args.extract_config)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config, parse_overrides
-    from pipeline.train import check_run, train, train_seeds
+    from common.config_files import parse_overrides
+    from pipeline.training.config import load_config
+    from pipeline.training.trainer import check_run, train, train_seeds
 
     overrides = parse_overrides(args.set)
     if args.encoder:
@@ -117,13 +118,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def fmt_metrics(m: dict[str, float]) -> str:
-    from pipeline.metrics import METRIC_NAMES
+    from pipeline.models.metrics import METRIC_NAMES
 
     return "  ".join(f"{k} {m[k]:.4f}" for k in METRIC_NAMES if k in m)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pipeline.predict import Predictor
+    from pipeline.models.predictor import Predictor
 
     pred = Predictor.load(args.checkpoint, device=args.device)
     corpus = open_corpus(args)
@@ -137,7 +138,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from pipeline.predict import Predictor
+    from pipeline.models.predictor import Predictor
 
     pred = Predictor.load(args.checkpoint, device=args.device)
     corpus = open_corpus(args)
@@ -157,8 +158,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.corpora import write_mmsa_pkl
-    from pipeline.encoders import load_tokenizer
+    from pipeline.corpora.mmsa import write_mmsa_pkl
+    from pipeline.models.encoders import load_tokenizer
 
     corpus = open_corpus(args)
     tok = load_tokenizer(args.tokenizer) if args.tokenizer else None

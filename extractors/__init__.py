@@ -8,7 +8,7 @@
 - :mod:`extractors.registry`: name -> extractor; the extract config selects by name.
 
 This package knows media and signal processing only; caching, batches and corpora live in
-``pipeline/`` (``pipeline.clip``, ``pipeline.batch``, ``pipeline.cache``, ``pipeline.corpora``).
+``pipeline/`` (``pipeline.features``: one file, the worker pool, the cache; ``pipeline.corpora``).
 """
 
 from extractors.registry import FeatureSequence, Transcript, Word, available, create

@@ -1,6 +1,6 @@
 """``build-features``: a folder of videos (or an MMSA-FET label.csv corpus) -> cached features.
 
-One Prefect task per clip calls :func:`pipeline.clip.extract_clip`. A task's cache key is
+One Prefect task per clip calls :func:`pipeline.features.extract.extract_clip`. A task's cache key is
 the feature-cache key (the file's SHA-256 + the extractor config's fingerprint + the given
 transcript), and its record lives in ``<cache>/prefect-results``: a second run recomputes
 nothing (the tasks end ``Cached``) and a crashed run resumes where it stopped. The feature
@@ -41,12 +41,13 @@ from flows.runtime import (
     results_dir,
     task_runner_from_env,
 )
-from pipeline.batch import BatchItem, BatchReport, default_errors_path, write_errors
-from pipeline.cache import FeatureCache
-from pipeline.clip import clip_key, extract_clip
-from pipeline.corpora import load_corpus, read_mmsa_fet_corpus
-from pipeline.data import Corpus
-from pipeline.extract_config import ExtractConfig
+from pipeline.corpora.clips import Corpus
+from pipeline.corpora.label_csv import read_mmsa_fet_corpus
+from pipeline.corpora.load import load_corpus
+from pipeline.features.cache import FeatureCache
+from pipeline.features.config import ExtractConfig
+from pipeline.features.extract import extract_clip, media_key
+from pipeline.features.pool import BatchItem, BatchReport, default_errors_path, write_errors
 
 _CONFIGS: dict[str, ExtractConfig] = {}
 
@@ -66,7 +67,7 @@ def feature_task_key(context: Any, parameters: dict[str, Any]) -> str | None:
     """
     try:
         cache = FeatureCache(parameters["cache_dir"])
-        key = clip_key(parameters["path"], _config(parameters["config"]), cache, parameters.get("transcript")).key
+        key = media_key(parameters["path"], _config(parameters["config"]), cache, parameters.get("transcript")).key
     except Exception:  # noqa: BLE001 - a missing or unreadable file: let the task say it
         return None
     record = f"features-{key}"
@@ -248,7 +249,7 @@ def check_data(data: str | None) -> Path:
 
 def open_corpus(data: Path, raw_dir: str | None, extract_config: str, overrides: list[str] | None,
                 cache_dir: str | None) -> Corpus:
-    """The labelled corpus of ``data`` (:func:`pipeline.corpora.load_corpus`); for a label.csv with
+    """The labelled corpus of ``data`` (:func:`pipeline.corpora.load.load_corpus`); for a label.csv with
     videos (``Raw/`` next to it, or ``raw_dir``) the build-features subflow extracts the features."""
     raw = resolve_path(raw_dir, "raw_dir")
     if raw is None and has_videos(data, None):

@@ -21,8 +21,8 @@ from flows.runtime import (
     publish_table,
     task_runner_from_env,
 )
-from pipeline.data import SPLITS
-from pipeline.predict import Predictor, resolve_model_path
+from pipeline.corpora.clips import SPLITS
+from pipeline.models.predictor import Predictor, resolve_model_path
 
 METRICS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 

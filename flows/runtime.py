@@ -19,9 +19,9 @@ from typing import Any
 
 from common.errors import ConfigError, InputError
 from common.process import usable_cores
-from pipeline.batch import default_cache_dir
-from pipeline.corpora import collect_inputs
-from pipeline.extract_config import ExtractConfig, load_extract_config
+from pipeline.corpora.inputs import collect_inputs
+from pipeline.features.config import ExtractConfig, load_extract_config
+from pipeline.features.pool import default_cache_dir
 
 TASK_RUNNER_ENV = "SENBERT_TASK_RUNNER"
 RESULTS_FOLDER = "prefect-results"  # Prefect's task records, inside the feature cache
@@ -111,9 +111,9 @@ def load_extract(name: str, overrides: Sequence[str] | None) -> ExtractConfig:
 def check_checkpoint_fits(checkpoint: Path, extract_config: str, overrides: Sequence[str] | None) -> None:
     """Before any extraction: refuse a checkpoint whose sense block was trained on other frame
     rates than the extract config gives (read from the checkpoint's description only)."""
-    from pipeline.cache import config_feature_info
-    from pipeline.checkpoint import check_extract_config
-    from pipeline.predict import model_meta
+    from pipeline.features.cache import config_feature_info
+    from pipeline.models.checkpoint import check_extract_config
+    from pipeline.models.predictor import model_meta
 
     info = config_feature_info(load_extract(extract_config, overrides))
     check_extract_config(model_meta(checkpoint), info, checkpoint)

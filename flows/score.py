@@ -1,7 +1,7 @@
 """``score``: batch scoring of a folder of video and audio files with a checkpoint.
 
 Builds the missing features (the ``build-features`` flow, as a subflow: cached files cost
-nothing), then :func:`pipeline.scoring.score_features` cuts long files into utterances and
+nothing), then :func:`pipeline.scoring.score.score_features` cuts long files into utterances and
 writes into ``out``: ``scores.csv`` / ``scores.jsonl`` (one row per file: path, multimodal
 score in [-3, 3] (the duration-weighted mean of its utterances), polarity, 7-class label,
 language-only and sense-only scores, transcript, share of frames with a face, the modalities
@@ -38,10 +38,10 @@ from flows.runtime import (
     resolve_path,
     task_runner_from_env,
 )
-from pipeline.cache import FeatureCache
-from pipeline.predict import Predictor, resolve_model_path
-from pipeline.scoring import ClipFeatures, score_features
-from pipeline.utterances import UtteranceSettings
+from pipeline.features.cache import FeatureCache
+from pipeline.models.predictor import Predictor, resolve_model_path
+from pipeline.scoring.score import ClipFeatures, score_features
+from pipeline.scoring.utterances import UtteranceSettings
 
 
 @task(name="score-clips", cache_policy=NO_CACHE)

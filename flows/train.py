@@ -1,7 +1,7 @@
 """``train``: retraining on a (new) corpus with a named config.
 
 Builds the features that are missing (the ``build-features`` subflow, for a label.csv with
-videos), trains with :func:`pipeline.train.train`, saves the checkpoint under ``out`` and
+videos), trains with :func:`pipeline.training.trainer.train`, saves the checkpoint under ``out`` and
 publishes the metrics (``train-metrics`` table) and the plots (``train-plots``, the loss
 curves and the valid predictions against the labels) as artifacts.
 
@@ -36,7 +36,7 @@ METRICS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "
 
 @task(name="train-model", cache_policy=NO_CACHE)
 def train_task(corpus: Any, cfg: Any, out_dir: str, resume: bool = False, device: str = "cpu") -> dict[str, Any]:
-    from pipeline.train import train
+    from pipeline.training.trainer import train
 
     res = train(corpus, cfg, out_dir, resume=resume, progress=False, device=device)
     return {"out": str(res.out_dir), "checkpoint": str(res.checkpoint), "best_epoch": res.best_epoch,
@@ -82,8 +82,8 @@ def train_flow(data: str, config: str = "quick", ablation: str | None = None, ov
         seed: random seed. resume: continue an unfinished run in ``out``.
         device: cpu, or cuda on a GPU worker.
     """
-    from pipeline.config import load_config
-    from pipeline.train import check_run
+    from pipeline.training.config import load_config
+    from pipeline.training.trainer import check_run
 
     logger = get_run_logger()
     data_path = check_data(data)

@@ -19,7 +19,7 @@ Masks are boolean with ``True`` on real steps. Padded steps never receive attent
 masked as keys), never enter a mean, and are zeroed before every convolution, so adding padding
 to a batch does not change any output.
 
-This module is pure torch: the encoder is built elsewhere (``pipeline.encoders``) and passed in.
+This module is pure torch: the encoder is built elsewhere (``pipeline.models.encoders``) and passed in.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pipeline.data import Clip, Corpus  # noqa: E402
+from pipeline.corpora.clips import Clip, Corpus
 
 #: A small SenBERT for fast tests: real MiniLM encoder, narrow and shallow fusion layers.
 TINY = {
@@ -55,7 +55,7 @@ def train_until_killed(monkeypatch: pytest.MonkeyPatch, corpus: Corpus, cfg, run
     """Train ``cfg`` into ``run_dir`` and kill it just after its ``at_save``-th resume-state write
     (the run dies in the epoch after that state, as a killed process would); ``torch.save`` is
     itself again afterwards."""
-    import pipeline.train as tr
+    import pipeline.training.trainer as tr
 
     real_save = tr.torch.save
     calls = {"n": 0}
@@ -78,6 +78,6 @@ def train_until_killed(monkeypatch: pytest.MonkeyPatch, corpus: Corpus, cfg, run
 @pytest.fixture(scope="session")
 def minilm():
     """(encoder, tokenizer, hidden) of the packaged all-MiniLM-L6-v2 (loaded once)."""
-    from pipeline.encoders import load_encoder
+    from pipeline.models.encoders import load_encoder
 
     return load_encoder("all-MiniLM-L6-v2")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.batch import extract_batch
-from pipeline.cache import FeatureCache
-from pipeline.extract_config import ExtractConfig, load_extract_config
+from pipeline.features.cache import FeatureCache
+from pipeline.features.config import ExtractConfig, load_extract_config
+from pipeline.features.pool import extract_batch
 
 GRID_DIR = Path(__file__).parent / "fixtures" / "grid"
 GRID_CLIPS = sorted(GRID_DIR.glob("*.mpg"))

@@ -7,7 +7,7 @@ import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor
 
-from pipeline.batch import run_isolating_crashes
+from pipeline.features.pool import run_isolating_crashes
 
 FATAL = 3
 

@@ -14,8 +14,8 @@ import sys
 import pytest
 import yaml
 
-from pipeline.packed import read_manifest, verify_packed
-from pipeline.predict import Predictor
+from pipeline.models.packed import read_manifest, verify_packed
+from pipeline.models.predictor import Predictor
 from tests.conftest import SENTENCES, TINY
 
 ROOT = SENTENCES.parents[2]

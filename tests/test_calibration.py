@@ -1,4 +1,4 @@
-"""The final score's calibration (pipeline/calibration.py): the quantile map itself, a run that
+"""The final score's calibration (pipeline/models/calibration.py): the quantile map itself, a run that
 fits it on its train split, a packed ensemble that carries its own, and malformed ones refused."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from common.errors import CheckpointMismatchError, InputError
-from pipeline.calibration import Calibration, calibrated, fit_quantile
-from pipeline.config import load_config
-from pipeline.corpora import load_corpus
-from pipeline.inference import ensemble_mean
-from pipeline.packed import CALIBRATION_FILE, pack_model, read_manifest
-from pipeline.predict import Ensemble, Predictor
-from pipeline.train import train
+from pipeline.corpora.load import load_corpus
+from pipeline.models.calibration import Calibration, calibrated, fit_quantile
+from pipeline.models.inference import ensemble_mean
+from pipeline.models.packed import CALIBRATION_FILE, pack_model, read_manifest
+from pipeline.models.predictor import Ensemble, Predictor
+from pipeline.training.config import load_config
+from pipeline.training.trainer import train
 from tests.conftest import SENTENCES, TINY, make_corpus
 
 
@@ -126,7 +126,7 @@ def test_a_run_whose_calibration_cannot_be_fitted_keeps_its_checkpoint_and_says_
     for c in corpus.clips:
         c.label = abs(c.label) + 0.5  # no negative label: no negative side to map
     cfg = load_config("quick", ablation="language_only", overrides={**TINY, "epochs": 1, "calibration": "quantile"})
-    with caplog.at_level("WARNING", logger="pipeline.train"):
+    with caplog.at_level("WARNING", logger="pipeline.training.trainer"):
         res = train(corpus, cfg, tmp_path / "run", progress=False)
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert "two negative and two positive" in result["calibration_error"] and "valid_uncalibrated" not in result

@@ -11,7 +11,7 @@ import pytest
 
 from common.errors import InputError
 from model.config import ModelConfig
-from pipeline.checkpoint import META_FILE, CheckpointMeta, read_meta
+from pipeline.models.checkpoint import META_FILE, CheckpointMeta, read_meta
 
 
 def _write(folder: Path, raw) -> Path:
@@ -65,8 +65,8 @@ def test_a_damaged_weights_file_is_named_wherever_it_is_read(tmp_path: Path) -> 
     from safetensors.torch import save_file
 
     from common.errors import CheckpointMismatchError
-    from pipeline.checkpoint import WEIGHTS_FILE, load_weights_file, read_weights
-    from pipeline.train import init_weights
+    from pipeline.models.checkpoint import WEIGHTS_FILE, load_weights_file, read_weights
+    from pipeline.training.trainer import init_weights
 
     folder = _write(tmp_path / "ck", _good())
     weights = folder / WEIGHTS_FILE

@@ -30,7 +30,7 @@ def test_train_evaluate_predict_on_pkl(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "p.csv", encoding="utf-8")))
     assert len(rows) == 16 and rows[0]["score_sense"] != "" and rows[0]["score_language"] != ""
     assert main(["export-mmsa", "--data", str(tmp_path / "unaligned_50.pkl"), "--out", str(tmp_path / "e.pkl")]) == 0
-    from pipeline.corpora import load_corpus
+    from pipeline.corpora.load import load_corpus
 
     src, back = load_corpus(tmp_path / "unaligned_50.pkl"), load_corpus(tmp_path / "e.pkl")
     assert back.split_sizes() == src.split_sizes() and back.audio_names == src.audio_names
@@ -81,7 +81,8 @@ def test_unknown_config_and_ablation(tmp_path, capsys):
 
 
 def test_named_configs_load():
-    from pipeline.config import CONFIG_DIR, load_config
+    from common.config_files import CONFIG_DIR
+    from pipeline.training.config import load_config
 
     for f in list(CONFIG_DIR.glob("*.yaml")) + list(CONFIG_DIR.glob("ablations/*.yaml")):
         rel = f.relative_to(CONFIG_DIR).with_suffix("")
@@ -98,7 +99,7 @@ def test_named_configs_load():
 @pytest.mark.parametrize("name", ["bert-base-uncased", "./no/such/dir"])
 def test_missing_encoder_says_how_to_get_it(name, monkeypatch):
     from common.errors import AssetError
-    from pipeline.encoders import load_encoder
+    from pipeline.models.encoders import load_encoder
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(AssetError) as ei:
@@ -111,7 +112,7 @@ def test_missing_encoder_says_how_to_get_it(name, monkeypatch):
 
 
 def test_config_names_are_the_leaf_names():
-    from pipeline.config import load_config
+    from pipeline.training.config import load_config
 
     assert load_config("paper").name == "paper"
     assert load_config("default").name == "default"
@@ -121,7 +122,7 @@ def test_config_names_are_the_leaf_names():
 
 def test_an_ablation_that_would_change_nothing_is_refused():
     from common.errors import ConfigError
-    from pipeline.config import load_config
+    from pipeline.training.config import load_config
 
     for ablation in ("full", "no_language_task", "no_sense_task"):  # one head: no auxiliary tasks
         with pytest.raises(ConfigError, match=f"--ablation {ablation} .*language_only variant"):
@@ -134,7 +135,7 @@ def test_an_ablation_that_would_change_nothing_is_refused():
 
 def test_select_metric_is_checked_when_the_config_loads():
     from common.errors import ConfigError
-    from pipeline.config import load_config
+    from pipeline.training.config import load_config
 
     with pytest.raises(ConfigError, match="select_metric must be one of .*not 'loss'"):
         load_config("quick", overrides={"select_metric": "loss"})  # no valid loss is computed
@@ -150,7 +151,7 @@ def test_select_metric_is_checked_when_the_config_loads():
 
 def test_an_override_that_undoes_the_ablation_is_refused():
     from common.errors import ConfigError
-    from pipeline.config import load_config
+    from pipeline.training.config import load_config
 
     with pytest.raises(ConfigError, match=r"override model.variant='full' undoes the ablation 'language_only'"):
         load_config("paper", "language_only", {"model.variant": "full"})

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from common.config_files import parse_overrides
 from common.errors import ConfigError
 from common.typed import coerce
-from pipeline.config import load_config, parse_overrides
+from pipeline.training.config import load_config
 
 
 def test_numbers_written_as_yaml_reads_them_are_numbers() -> None:

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.config import load_config
-from pipeline.data import Clip, encode_texts, with_context
-from pipeline.predict import Predictor
-from pipeline.train import train, train_seeds
+from pipeline.corpora.clips import Clip, with_context
+from pipeline.models.dataset import encode_texts
+from pipeline.models.predictor import Predictor
+from pipeline.training.config import load_config
+from pipeline.training.trainer import train, train_seeds
 from tests.conftest import SENTENCES, TINY, make_corpus, train_until_killed
 
 
@@ -83,7 +84,7 @@ def test_a_context_model_saves_the_option_and_reads_neighbours_at_inference(tmp_
     assert np.all(np.isfinite(mixed))
     assert not np.allclose(base, mixed)
     # evaluate reads the unlabelled clips of the split too (as neighbours), scores the labelled ones
-    from pipeline.data import Corpus
+    from pipeline.corpora.clips import Corpus
 
     unlabelled = [Clip(c.clip_id, c.text, None, c.split) for c in extra]
     with_them = Corpus(changed + unlabelled, [], [], source="mixed")
@@ -145,7 +146,7 @@ def test_context_dropout_reads_some_clips_alone_in_training_only(minilm):
     and datasets that never had it set (valid, inference) are untouched."""
     import torch
 
-    from pipeline.data import ClipDataset
+    from pipeline.models.dataset import ClipDataset
 
     _, tok, _ = minilm
     clips = with_context([_clip("v", str(i), f"sentence number {i} was fine") for i in range(40)]
@@ -190,8 +191,8 @@ def test_context_dropout_trains_resumes_and_is_checked(tmp_path, monkeypatch):
 def test_an_extra_corpus_gives_no_neighbours_to_the_main_one(tmp_path):
     """Two corpora trained together (``extra_train``) that use the same video id: each clip's
     context comes from its own corpus only."""
-    from pipeline.corpora import load_corpus
-    from pipeline.train import _training_clips
+    from pipeline.corpora.load import load_corpus
+    from pipeline.training.trainer import _training_clips
 
     rows = {"main": ["good one", "good two", "good three"], "extra": ["bad one", "bad two"]}
     paths = {}

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from common.errors import InputError
-from pipeline.corpora import load_corpus, read_label_csv, read_mmsa_pkl, write_mmsa_pkl
+from pipeline.corpora.label_csv import read_label_csv
+from pipeline.corpora.load import load_corpus
+from pipeline.corpora.mmsa import read_mmsa_pkl, write_mmsa_pkl
 from tests.conftest import make_corpus
 
 
@@ -360,7 +362,8 @@ def test_the_raw_dir_path_reads_label_csv_like_the_text_path(tmp_path):
     ("v1,,a,1.0,train", r"line 2: empty video_id or clip_id"),
 ])
 def test_the_raw_dir_path_refuses_bad_rows(tmp_path, row, match):
-    from pipeline.corpora import collect_inputs, read_mmsa_fet_corpus
+    from pipeline.corpora.inputs import collect_inputs
+    from pipeline.corpora.label_csv import read_mmsa_fet_corpus
 
     (tmp_path / "Raw").mkdir()
     p = tmp_path / "label.csv"
@@ -379,7 +382,7 @@ def test_the_raw_dir_path_refuses_bad_rows(tmp_path, row, match):
 def test_a_clip_id_that_is_a_path_is_refused_where_it_names_a_file(tmp_path, vid, cid):
     """Raw/<video_id>/<clip_id>.<ext>: an id holding a path would point outside Raw/ (or, absolute,
     abort the glob); a text-only corpus has no files and keeps it as a name."""
-    from pipeline.corpora import read_mmsa_fet_corpus
+    from pipeline.corpora.label_csv import read_mmsa_fet_corpus
 
     (tmp_path / "Raw").mkdir()
     p = tmp_path / "label.csv"
@@ -390,7 +393,7 @@ def test_a_clip_id_that_is_a_path_is_refused_where_it_names_a_file(tmp_path, vid
 
 
 def test_a_clip_id_with_glob_characters_finds_its_own_file(tmp_path):
-    from pipeline.corpora import read_mmsa_fet_corpus
+    from pipeline.corpora.label_csv import read_mmsa_fet_corpus
 
     (tmp_path / "Raw" / "v").mkdir(parents=True)
     for name in ("[1].mp4", "1.mp4"):
@@ -404,7 +407,7 @@ def test_a_clip_id_with_glob_characters_finds_its_own_file(tmp_path):
 # ----------------------------------------------------------------------------- folders of inputs
 def test_a_broken_link_in_a_folder_is_listed_not_left_out_unseen(tmp_path):
     from extractors.media import check_file
-    from pipeline.corpora import list_media
+    from pipeline.corpora.inputs import list_media
 
     root = tmp_path / "inputs"
     root.mkdir()
@@ -420,7 +423,8 @@ def test_a_broken_link_in_a_folder_is_listed_not_left_out_unseen(tmp_path):
 
 
 def test_a_folder_holds_videos_and_audio_files_and_names_what_it_skips(tmp_path):
-    from pipeline.corpora import collect_inputs, list_media, list_videos, read_mmsa_fet_corpus
+    from pipeline.corpora.inputs import collect_inputs, list_media, list_videos
+    from pipeline.corpora.label_csv import read_mmsa_fet_corpus
 
     root = tmp_path / "inputs"
     for rel in ("a.mp4", "b.WAV", "sub/c.mp3", "sub/d.flac", "e.ogg", "f.m4a", "notes.txt", "sub/README",

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from common.errors import CheckpointMismatchError
-from pipeline.packed import MANIFEST, MAX_FILE_BYTES, MAX_TOTAL_BYTES, default_model_dir, read_manifest
-from pipeline.predict import Predictor
-from pipeline.scoring import score_videos
+from pipeline.models.packed import MANIFEST, MAX_FILE_BYTES, MAX_TOTAL_BYTES, default_model_dir, read_manifest
+from pipeline.models.predictor import Predictor
+from pipeline.scoring.score import score_videos
 
 ROOT = Path(__file__).resolve().parent.parent
 SPOKEN = Path(__file__).parent / "fixtures" / "spoken"
@@ -43,7 +43,7 @@ def test_the_default_model_fits_the_repository_and_names_its_base_encoder():
 def test_it_loads_offline_and_reads_text(default_model):
     assert default_model.modalities == "text"
     assert default_model.name == read_manifest(default_model_dir())["name"]
-    from pipeline.data import Clip
+    from pipeline.corpora.clips import Clip
 
     clips = [Clip("a", "i loved it, a wonderful and moving film"), Clip("b", "awful, boring, a waste of my time")]
     out = default_model.predict_clips(clips)

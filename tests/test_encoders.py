@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
 import json, sys
-from pipeline.encoders import load_encoder, load_tokenizer
+from pipeline.models.encoders import load_encoder, load_tokenizer
 from common.errors import AssetError
 out = {}
 model, tok, hidden = load_encoder("someone/cached-minilm")
@@ -32,7 +32,7 @@ print(json.dumps(out))
 
 
 def test_hub_id_from_the_local_cache_and_a_clear_error_when_the_hub_is_unreachable(tmp_path):
-    from pipeline.encoders import resolve_encoder
+    from pipeline.models.encoders import resolve_encoder
 
     minilm_dir = Path(resolve_encoder("all-MiniLM-L6-v2").path)
     # A Hugging Face cache holding one model, laid out as huggingface_hub writes it.

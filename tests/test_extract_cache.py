@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from common.errors import ConfigError, InputError, MediaError
-from pipeline.batch import corpus_from_batch, extract_batch, read_errors
-from pipeline.cache import FeatureCache, entries_to_corpus
-from pipeline.clip import extract_clip
-from pipeline.corpora import list_videos, read_mmsa_fet_corpus
-from pipeline.data import Corpus
-from pipeline.extract_config import ExtractConfig, load_extract_config
+from pipeline.corpora.clips import Corpus
+from pipeline.corpora.inputs import corpus_from_batch, entries_to_corpus, list_videos
+from pipeline.corpora.label_csv import read_mmsa_fet_corpus
+from pipeline.features.cache import FeatureCache
+from pipeline.features.config import ExtractConfig, load_extract_config
+from pipeline.features.extract import extract_clip
+from pipeline.features.pool import extract_batch, read_errors
 from tests.extract_fixtures import GRID_CLIPS, bad_inputs, fast_config, grid_cache, unicode_copy  # noqa: F401
 
 # --------------------------------------------------------------------------- config
@@ -123,7 +124,7 @@ def test_damaged_entry_counts_as_absent_and_tmp_leftovers_are_ignored(grid_cache
     # a read the system refuses now (out of file handles) is not damage: the entry stays
     import errno
 
-    import pipeline.cache as cache_mod
+    import pipeline.features.cache as cache_mod
 
     def refuse(*_a, **_k):
         raise OSError(errno.EMFILE, "Too many open files")
@@ -271,7 +272,7 @@ def test_mmsa_fet_corpus_layout(grid_cache, tmp_path: Path, caplog) -> None:  # 
     shutil.copytree(cache.root, gone.root, dirs_exist_ok=True)
     shutil.rmtree(gone.entry_dir(report.keys[1]))
     assert gone.get(report.keys[1]) is None, "the test removes the entry of spk1$_$2"
-    with caplog.at_level(logging.WARNING, logger="pipeline.batch"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.features.pool"):
         partial = corpus_from_batch(items, report, gone)
     assert {c.clip_id for c in partial.clips} == {"spk1$_$1", "spk2$_$1"}
     assert "1 clip(s) left out: their cache entries" in caplog.text and "2.mpg" in caplog.text

@@ -53,7 +53,7 @@ def test_extract_single_video_with_transcript(tmp_path: Path, capsys: pytest.Cap
     code = run_cli("extract", str(GRID_CLIPS[2]), "--cache", str(tmp_path / "c"), "--set", "visual.fps=5",
                    "--transcript", "lay blue at x four now", "--quiet")
     assert code == 0
-    from pipeline.cache import FeatureCache
+    from pipeline.features.cache import FeatureCache
 
     (entry,) = FeatureCache(tmp_path / "c").entries()
     assert entry.transcript == "lay blue at x four now" and entry.meta["transcript_source"] == "given"

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from common.config_files import apply_overrides, parse_overrides
 from common.errors import ConfigError
-from pipeline.cache import FeatureCache
-from pipeline.clip import cached_entry, clip_key
-from pipeline.config import apply_overrides, load_config, parse_overrides
-from pipeline.extract_config import config_names, load_extract_config
+from pipeline.features.cache import FeatureCache
+from pipeline.features.config import config_names, load_extract_config
+from pipeline.features.extract import cached_entry, media_key
+from pipeline.training.config import load_config
 from tests.extract_fixtures import GRID_DIR
 
 # Pinned: a change is deliberate (2026-12-05: acoustic extractor 1.1, voicing_prob in silence).
@@ -44,9 +45,9 @@ def test_fingerprints_of_the_named_configs_are_pinned() -> None:
 def test_the_cache_key_of_a_clip_is_pinned(tmp_path: Path) -> None:
     cache, cfg = FeatureCache(tmp_path / "c"), load_extract_config("default")
     clip = GRID_DIR / "lbax4n.mpg"
-    assert clip_key(clip, cfg, cache).key == "a9f3632230ea5a404d20fe233d8a7fa0e5e1f655"
-    assert clip_key(clip, cfg, cache, "lay blue").key == "cf156b5f5f6d162ba2b800799482f31ce7de0e51"
-    assert clip_key(clip, cfg, cache, "  ").key == clip_key(clip, cfg, cache).key  # empty: no transcript
+    assert media_key(clip, cfg, cache).key == "a9f3632230ea5a404d20fe233d8a7fa0e5e1f655"
+    assert media_key(clip, cfg, cache, "lay blue").key == "cf156b5f5f6d162ba2b800799482f31ce7de0e51"
+    assert media_key(clip, cfg, cache, "  ").key == media_key(clip, cfg, cache).key  # empty: no transcript
     assert cached_entry(clip, cfg, cache) is None
 
 
@@ -70,7 +71,7 @@ def test_one_override_parser_for_train_and_extract_configs() -> None:
 
 def test_values_that_go_together_are_checked_together() -> None:
     from common.errors import ConfigError
-    from pipeline.extract_config import load_extract_config
+    from pipeline.features.config import load_extract_config
 
     with pytest.raises(ConfigError, match=r"acoustic\.pitch_window_ms 20\.0 must hold two periods of fmin_hz 60\.0"):
         load_extract_config("default", ["acoustic.pitch_window_ms=20"])  # YIN's floor would rise silently

@@ -11,8 +11,9 @@ import pytest
 from common.errors import MediaError
 from extractors.acoustic import LIBROSA_COLUMNS
 from extractors.visual import COLUMNS
-from pipeline.cache import FeatureCache, entries_to_corpus
-from pipeline.clip import extract_clip
+from pipeline.corpora.inputs import entries_to_corpus
+from pipeline.features.cache import FeatureCache
+from pipeline.features.extract import extract_clip
 from tests.extract_fixtures import GRID_CLIPS, bad_inputs, fast_config  # noqa: F401 - fixture
 
 

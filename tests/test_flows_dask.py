@@ -28,7 +28,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 
 from flows.build_features import build_features
 from flows.runtime import TASK_RUNNER_ENV, make_task_runner
-from pipeline.cache import FeatureCache
+from pipeline.features.cache import FeatureCache
 
 GRID_DIR = Path(__file__).parent / "fixtures" / "grid"
 CLIPS = ["brbk7n.mpg", "lbax4n.mpg"]

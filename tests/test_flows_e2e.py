@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from flows.stack import LocalStack, _group_gone, prefect_exe, sigterm_as_interrupt
-from pipeline.cache import FeatureCache
-from pipeline.scoring import FIELDS, read_scores
+from pipeline.features.cache import FeatureCache
+from pipeline.scoring.score import FIELDS, read_scores
 from tests.test_flows_scoring import tiny_checkpoint
 
 GRID_DIR = Path(__file__).parent / "fixtures" / "grid"

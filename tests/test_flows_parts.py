@@ -83,8 +83,8 @@ def test_build_parameters_checked_before_work(tmp_path: Path) -> None:
 def test_task_cache_key_is_the_feature_key_and_stale_records_go(tmp_path: Path) -> None:
     from flows.build_features import feature_task_key
     from flows.runtime import results_dir
-    from pipeline.cache import FeatureCache
-    from pipeline.extract_config import load_extract_config
+    from pipeline.features.cache import FeatureCache
+    from pipeline.features.config import load_extract_config
 
     cfg = load_extract_config("default")
     cache = FeatureCache(tmp_path / "c")

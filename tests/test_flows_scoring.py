@@ -1,4 +1,4 @@
-"""Batch scoring (pipeline/scoring.py) and ``senbert score``, without Prefect.
+"""Batch scoring (pipeline/scoring/score.py) and ``senbert score``, without Prefect.
 
 Real components: a tiny language-only checkpoint trained here, real cache entries, and the
 GRID clips of tests/fixtures/grid (CC BY 4.0) through the real extractors.
@@ -16,15 +16,8 @@ import numpy as np
 import pytest
 
 from common.errors import InputError
-from pipeline.cache import CacheEntry, FeatureCache
-from pipeline.scoring import (
-    FIELDS,
-    ClipFeatures,
-    format_scores_table,
-    read_scores,
-    score_features,
-    score_videos,
-)
+from pipeline.features.cache import CacheEntry, FeatureCache
+from pipeline.scoring.score import FIELDS, ClipFeatures, format_scores_table, read_scores, score_features, score_videos
 from tests.conftest import TINY, make_corpus
 
 GRID_DIR = Path(__file__).parent / "fixtures" / "grid"
@@ -33,8 +26,8 @@ FAST = ["visual.fps=5"]  # fewer frames, same extractors
 
 def tiny_checkpoint(base: Path) -> Path:
     """A tiny language-only checkpoint, trained once per test session (shared through ``base``)."""
-    from pipeline.config import load_config
-    from pipeline.train import train
+    from pipeline.training.config import load_config
+    from pipeline.training.trainer import train
 
     run = base / "tiny_text_model"
     if not (run / "result.json").exists():
@@ -52,7 +45,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(checkpoint: Path):
-    from pipeline.predict import Predictor
+    from pipeline.models.predictor import Predictor
 
     return Predictor.load(checkpoint)
 
@@ -127,8 +120,8 @@ def test_same_checkpoint_and_features_are_not_scored_again(cache_with_entries, p
     third = score_features(items2, predictor, cache, out)
     assert (third.scored, third.reused) == (1, 2)
     # another checkpoint (other weights file): everything is scored again
-    from pipeline.checkpoint import WEIGHTS_FILE
-    from pipeline.predict import Predictor
+    from pipeline.models.checkpoint import WEIGHTS_FILE
+    from pipeline.models.predictor import Predictor
 
     other = tmp_path / "other_ckpt"
     shutil.copytree(checkpoint, other)
@@ -155,7 +148,7 @@ def test_files_of_the_same_content_keep_their_own_utterances_when_reused(cache_w
 
 
 def test_a_file_whose_utterance_rows_are_incomplete_is_scored_again() -> None:
-    from pipeline.scoring import _whole_utterances
+    from pipeline.scoring.score import _whole_utterances
 
     row = {"n_utterances": 3}
     utts = [{"index": 0, "x": "a"}, {"index": 2, "x": "c"}]  # index 1: a damaged line skipped on reading
@@ -174,7 +167,7 @@ def test_entry_missing_from_the_cache_is_a_failed_row(cache_with_entries, predic
 
 
 def test_resolve_checkpoint_dir(checkpoint: Path, tmp_path: Path) -> None:
-    from pipeline.checkpoint import resolve_checkpoint_dir
+    from pipeline.models.checkpoint import resolve_checkpoint_dir
 
     assert resolve_checkpoint_dir(checkpoint) == checkpoint
     assert resolve_checkpoint_dir(checkpoint.parent) == checkpoint  # a run folder
@@ -195,7 +188,7 @@ def grid_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_score_videos_on_grid_clips_with_a_broken_file(grid_folder: Path, checkpoint: Path, tmp_path: Path) -> None:
-    from pipeline.corpora import list_videos
+    from pipeline.corpora.inputs import list_videos
 
     videos = list_videos(grid_folder)
     cache = tmp_path / "cache"

@@ -40,9 +40,10 @@ def test_a_non_editable_install_finds_its_configs_and_default_model(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}  # the installed copy, not the source tree
-    probe = ("from pipeline.config import config_dir, load_config\n"
-             "from pipeline.extract_config import config_names, load_extract_config\n"
-             "from pipeline.packed import default_model_dir\n"
+    probe = ("from common.config_files import config_dir\n"
+             "from pipeline.training.config import load_config\n"
+             "from pipeline.features.config import config_names, load_extract_config\n"
+             "from pipeline.models.packed import default_model_dir\n"
              "import pipeline\n"
              "print(pipeline.__file__)\nprint(config_dir())\nprint(default_model_dir())\n"
              "print(load_config('quick').model.encoder, load_config('quick', ablation='sense_only').model.variant)\n"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model.loss import UncertaintyWeightedLoss
-from pipeline.metrics import (
+from pipeline.models.metrics import (
     format_table,
     metric_cell,
     metric_cells,

@@ -13,11 +13,11 @@ from safetensors.torch import load_file
 from common.errors import ConfigError
 from model.loss import UncertaintyWeightedLoss, tasks_for
 from model.senbert import SenBERT
-from pipeline.config import load_config
-from pipeline.data import ClipDataset, collate
-from pipeline.inference import batch_to_inputs
-from pipeline.predict import Predictor
-from pipeline.train import drop_modalities, train
+from pipeline.models.dataset import ClipDataset, collate
+from pipeline.models.inference import batch_to_inputs
+from pipeline.models.predictor import Predictor
+from pipeline.training.config import load_config
+from pipeline.training.trainer import drop_modalities, train
 from tests.conftest import TINY, make_corpus, train_until_killed
 
 

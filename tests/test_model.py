@@ -10,7 +10,7 @@ import torch
 from model.config import ModelConfig
 from model.loss import UncertaintyWeightedLoss, tasks_for
 from model.senbert import SenBERT, TemporalConv, masked_mean, sinusoidal_positions
-from pipeline.config import ABLATIONS
+from pipeline.training.config import ABLATIONS
 
 D_A, D_V = 5, 7
 
@@ -65,7 +65,7 @@ def test_output_shapes(minilm):
 
 def test_an_untrained_auxiliary_head_gives_no_output(minilm):
     """W/O L_lan / W/O L_sen: that unimodal head is never trained, so its scores and MAE are not reported."""
-    from pipeline.inference import metrics_of
+    from pipeline.models.inference import metrics_of
 
     x = make_inputs(minilm[1], ["good movie", "bad"], [4, 9], [3, 5])
     for flag, gone, kept in (("use_language_task", "language", "sense"), ("use_sense_task", "sense", "language")):
@@ -307,8 +307,9 @@ def test_a_clip_without_a_modality_alone_equals_it_batched_as_all_padding(minilm
     step, mask all False) it scores exactly as in a batch with a clip of 10 steps of it."""
     import numpy as np
 
-    from pipeline.data import Clip, ClipDataset, collate
-    from pipeline.inference import batch_to_inputs
+    from pipeline.corpora.clips import Clip
+    from pipeline.models.dataset import ClipDataset, collate
+    from pipeline.models.inference import batch_to_inputs
 
     model = build(minilm).eval()
     tok = minilm[1]

@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 from model.config import ModelConfig
 from model.loss import UncertaintyWeightedLoss, tasks_for
 from model.senbert import ORDINAL_THRESHOLDS
-from pipeline.config import load_config
-from pipeline.predict import Predictor
-from pipeline.train import train, train_seeds
+from pipeline.models.predictor import Predictor
+from pipeline.training.config import load_config
+from pipeline.training.trainer import train, train_seeds
 from tests.conftest import SENTENCES, TINY, make_corpus
 from tests.test_model import build, make_inputs, tiny_cfg
 

@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from common.errors import CheckpointMismatchError, InputError
-from pipeline.checkpoint import QSCALE, quantize_int8, read_weights
-from pipeline.config import load_config
-from pipeline.packed import member_dirs, pack_model, read_manifest
-from pipeline.predict import Predictor
-from pipeline.train import train
+from pipeline.models.checkpoint import QSCALE, quantize_int8, read_weights
+from pipeline.models.packed import member_dirs, pack_model, read_manifest
+from pipeline.models.predictor import Predictor
+from pipeline.training.config import load_config
+from pipeline.training.trainer import train
 from tests.conftest import SENTENCES, TINY, make_corpus
 
 

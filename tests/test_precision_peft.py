@@ -14,13 +14,13 @@ from safetensors.torch import load_file
 
 from common.errors import CheckpointMismatchError
 from model.senbert import SenBERT
-from pipeline import precision
-from pipeline.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint, update_meta
-from pipeline.config import load_config
-from pipeline.encoders import encoder_identity, load_encoder, lora_settings, resolve_encoder
-from pipeline.precision import Capabilities, resolve_precision
-from pipeline.predict import Predictor
-from pipeline.train import train
+from pipeline.models import precision
+from pipeline.models.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint, update_meta
+from pipeline.models.encoders import encoder_identity, load_encoder, lora_settings, resolve_encoder
+from pipeline.models.precision import Capabilities, resolve_precision
+from pipeline.models.predictor import Predictor
+from pipeline.training.config import load_config
+from pipeline.training.trainer import train
 from tests.conftest import TINY, make_corpus
 
 AVX2 = Capabilities("AMD EPYC (AVX2 only)", frozenset({"avx", "avx2", "fma"}))
@@ -41,13 +41,13 @@ def test_auto_precision_follows_the_hardware():
 
 def test_explicit_bf16_without_native_support_warns_once(caplog, monkeypatch):
     monkeypatch.setattr(precision, "_warned", set())
-    with caplog.at_level(logging.WARNING, logger="pipeline.precision"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.models.precision"):
         assert resolve_precision("bf16", "cpu", AVX2) == "bf16"
         assert resolve_precision("bf16", "cpu", AVX2) == "bf16"
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "26x slower" in warnings[0].getMessage()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="pipeline.precision"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.models.precision"):
         resolve_precision("bf16", "cpu", ZEN4)
     assert not caplog.records
 
@@ -165,13 +165,13 @@ def test_adapter_needs_a_fine_tunable_encoder():
 def test_init_from_a_fully_fine_tuned_run_leaves_an_adapter_models_base_encoder_alone(tmp_path, caplog):
     """An adapter checkpoint stores only the adapters and names the packaged base: base weights
     taken from a fully fine-tuned run would be trained on but never saved, so they are not loaded."""
-    from pipeline.train import init_weights
+    from pipeline.training.trainer import init_weights
 
     full = load_config("quick", ablation="language_only", overrides={**TINY, "epochs": 1, "precision": "fp32"})
     res = train(make_corpus(12, text_only=True), full, tmp_path / "full", progress=False)
     _, model, _ = _lora_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with caplog.at_level(logging.WARNING, logger="pipeline.train"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.training.trainer"):
         init_weights(model, res.checkpoint)
     after = model.state_dict()
     base = [k for k in after if k.startswith("language.encoder.") and ".lora_" not in k]
@@ -184,7 +184,7 @@ def test_init_from_keeps_the_encoder_of_the_fixed_and_random_ablations(tmp_path,
     """Table II's Fixed keeps the pretrained encoder and Random a random one: a fine-tuned run's
     encoder loaded by init_from would make either another experiment. A run of the same mode
     (its --pretrain stage) passes its encoder on."""
-    from pipeline.train import init_weights
+    from pipeline.training.trainer import init_weights
 
     over = {**TINY, "epochs": 1, "precision": "fp32"}
     tuned = train(make_corpus(12, text_only=True), load_config("quick", "language_only", over), tmp_path / "ft",
@@ -193,7 +193,7 @@ def test_init_from_keeps_the_encoder_of_the_fixed_and_random_ablations(tmp_path,
     enc, _, hidden = load_encoder(frozen_cfg.model.encoder, "frozen")
     model = SenBERT(frozen_cfg.model, enc, hidden)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with caplog.at_level(logging.WARNING, logger="pipeline.train"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.training.trainer"):
         init_weights(model, tuned.checkpoint)
     after = model.state_dict()
     encoder = [k for k in after if k.startswith("language.encoder.")]
@@ -217,7 +217,7 @@ def test_a_base_encoder_in_shards_is_hashed_shard_by_shard(tmp_path):
     was, and an adapter checkpoint on a sharded encoder loaded onto any encoder of that name."""
     from safetensors.torch import save_file
 
-    from pipeline.encoders import weights_digest
+    from pipeline.models.encoders import weights_digest
 
     d = tmp_path / "sharded"
     d.mkdir()

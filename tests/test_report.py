@@ -1,4 +1,4 @@
-"""HTML reports and timeline plots (pipeline/report.py) on synthetic rows and timelines.
+"""HTML reports and timeline plots (pipeline/scoring/report.py) on synthetic rows and timelines.
 
 One test opens a report in headless Chromium (Debian's ``chromium``) over the DevTools
 protocol: the page must render without console errors, uncaught exceptions or failed loads,
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.cache import CacheEntry
-from pipeline.report import (
+from pipeline.features.cache import CacheEntry
+from pipeline.scoring.report import (
     MAX_BINS,
     ReportFiles,
     Timeline,
@@ -189,7 +189,7 @@ def test_fmt_clock():
 
 
 def test_importing_report_does_not_import_matplotlib():
-    code = "import sys, pipeline.report; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
+    code = "import sys, pipeline.scoring.report; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 
 
@@ -374,7 +374,7 @@ def test_file_names_with_dollar_signs_are_plotted_as_text(tmp_path):
 
 
 def test_a_page_that_cannot_be_made_costs_the_other_files_nothing(tmp_path, monkeypatch):
-    import pipeline.report as report
+    import pipeline.scoring.report as report
 
     good, bad = make_file_row("/v/good.mp4", 0.5), make_file_row("/v/bad.mp4", -0.5)
     real = report.timeline_png

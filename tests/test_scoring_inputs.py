@@ -50,10 +50,11 @@ def text_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def sense_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny full SenBERT trained on the GRID clips' real features (made-up labels)."""
-    from pipeline.batch import extract_batch
-    from pipeline.cache import FeatureCache, entries_to_corpus
-    from pipeline.config import load_config
-    from pipeline.train import train
+    from pipeline.corpora.inputs import entries_to_corpus
+    from pipeline.features.cache import FeatureCache
+    from pipeline.features.pool import extract_batch
+    from pipeline.training.config import load_config
+    from pipeline.training.trainer import train
 
     d = tmp_path_factory.mktemp("sense")
     cache = FeatureCache(d / "cache")
@@ -122,7 +123,7 @@ def test_a_checkpoint_with_a_sense_block(inputs, sense_checkpoint, tmp_path: Pat
 def test_a_checkpoint_trained_on_other_frame_rates_is_refused_before_any_extraction(
         inputs, sense_checkpoint, tmp_path: Path, capsys) -> None:
     from flows.runtime import check_checkpoint_fits
-    from pipeline.predict import model_meta, resolve_model_path
+    from pipeline.models.predictor import model_meta, resolve_model_path
 
     cache = tmp_path / "cache"
     code = main(["score", str(inputs["video"]), "--checkpoint", str(sense_checkpoint), "--out", str(tmp_path / "o"),
@@ -146,7 +147,7 @@ def test_a_masked_modality_scores_as_when_that_modality_is_padded_away(inputs, s
                                                                       tmp_path: Path) -> None:
     """The audio file scored alone equals the audio file in a batch with a full video (where its
     vision is all padding)."""
-    from pipeline.scoring import score_videos
+    from pipeline.scoring.score import score_videos
 
     alone = score_videos([inputs["audio"]], sense_checkpoint, tmp_path / "a", overrides=FAST,
                          cache_dir=tmp_path / "cache", progress=False, report=False)
@@ -166,7 +167,7 @@ def test_a_video_whose_name_is_not_utf8_is_extracted_scored_and_listed(tmp_path:
     import os
     import shutil
 
-    from pipeline.scoring import read_scores
+    from pipeline.scoring.score import read_scores
 
     folder = tmp_path / "in"
     folder.mkdir()

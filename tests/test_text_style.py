@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from common.errors import ConfigError, InputError
-from pipeline.checkpoint import read_meta
-from pipeline.config import load_config
-from pipeline.data import Clip, styled
-from pipeline.packed import member_dirs, pack_model, read_manifest
-from pipeline.predict import Predictor
-from pipeline.train import train
+from pipeline.corpora.clips import Clip, styled
+from pipeline.models.checkpoint import read_meta
+from pipeline.models.packed import member_dirs, pack_model, read_manifest
+from pipeline.models.predictor import Predictor
+from pipeline.training.config import load_config
+from pipeline.training.trainer import train
 from tests.conftest import TINY, make_corpus
 
 ASR = ["They didn't LIKE it, honestly!", "It’s a well-known film... (2019) – 10/10 “great”.", "Okay?  Fine: snake_case"]

@@ -12,11 +12,12 @@ import torch
 from common.errors import CheckpointMismatchError, ConfigError, InputError
 from model.loss import UncertaintyWeightedLoss, tasks_for
 from model.senbert import SenBERT
-from pipeline.checkpoint import WEIGHTS_FILE, read_meta
-from pipeline.config import load_config
-from pipeline.data import ClipDataset, Corpus, Normalizer, collate
-from pipeline.predict import Predictor
-from pipeline.train import train, train_seeds
+from pipeline.corpora.clips import Corpus, Normalizer
+from pipeline.models.checkpoint import WEIGHTS_FILE, read_meta
+from pipeline.models.dataset import ClipDataset, collate
+from pipeline.models.predictor import Predictor
+from pipeline.training.config import load_config
+from pipeline.training.trainer import train, train_seeds
 from tests.conftest import TINY, make_corpus, train_until_killed
 
 

@@ -12,10 +12,10 @@ from safetensors.torch import load_file
 from common.errors import ConfigError, InputError
 from model.loss import UncertaintyWeightedLoss, tasks_for
 from model.senbert import SenBERT
-from pipeline.config import load_config
-from pipeline.data import LengthGroupedBatches
-from pipeline.predict import Predictor
-from pipeline.train import build_optimizer, train, train_seeds
+from pipeline.models.dataset import LengthGroupedBatches
+from pipeline.models.predictor import Predictor
+from pipeline.training.config import load_config
+from pipeline.training.trainer import build_optimizer, train, train_seeds
 from tests.conftest import SENTENCES, TINY, make_corpus
 
 

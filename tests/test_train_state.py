@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.config import load_config
-from pipeline.train import Schedule, state_path, train, train_seeds
+from pipeline.training.config import load_config
+from pipeline.training.trainer import Schedule, state_path, train, train_seeds
 from tests.conftest import SENTENCES, TINY, make_corpus
 
 
@@ -53,7 +53,7 @@ def test_schedule_extension_continues_from_the_current_rate():
 def test_resume_with_more_epochs_keeps_the_learning_rate_continuous(tmp_path, monkeypatch):
     """An interrupted run resumed with more epochs (10 -> 20) used to rebuild the schedule from the
     new total: the rate jumped back up. It now decays on from the rate it had."""
-    import pipeline.train as train_mod
+    import pipeline.training.trainer as train_mod
 
     corpus = make_corpus(16, text_only=True)
     over = {**TINY, "epochs": 4, "patience": 10, "precision": "fp32", "warmup_ratio": 0.0}
@@ -210,7 +210,7 @@ def test_an_adapter_runs_state_leaves_out_the_frozen_encoder_and_resumes_to_the_
     """A LoRA run's resume state holds what it trains, not the 100+ MB base encoder (the packaged
     one, named in state/run.json); a run stopped after its first epoch and resumed ends with the
     model of a run that was never stopped."""
-    import pipeline.train as train_mod
+    import pipeline.training.trainer as train_mod
 
     corpus = make_corpus(16, text_only=True)
     over = {**TINY, "epochs": 2, "patience": 10, "precision": "fp32", "model.adapter": "lora",
@@ -292,7 +292,7 @@ def test_a_resume_with_a_lower_patience_stops_where_a_run_started_with_it_would(
     """A run with no improving epoch yet (here: none ever counts as better) killed after epoch 2
     and resumed with patience 2 has run out of patience: it trains no third epoch (it did, then
     stopped) and says that no epoch gave a checkpoint."""
-    import pipeline.train as tr
+    import pipeline.training.trainer as tr
     from common.errors import ConfigError
     from tests.conftest import train_until_killed
 

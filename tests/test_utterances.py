@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from common.errors import ConfigError
-from pipeline.utterances import UtteranceSettings, find_utterances, quiet_stretches
+from pipeline.scoring.utterances import UtteranceSettings, find_utterances, quiet_stretches
 from tests.extract_fixtures import GRID_CLIPS, run_ffmpeg
 from tests.test_flows_scoring import tiny_checkpoint
 
@@ -164,7 +164,7 @@ def long_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[floa
 
 
 def test_a_long_file_is_scored_by_utterance(long_file, checkpoint, tmp_path: Path) -> None:
-    from pipeline.scoring import FIELDS, UTTERANCE_FIELDS, read_scores, score_videos
+    from pipeline.scoring.score import FIELDS, UTTERANCE_FIELDS, read_scores, score_videos
 
     path, joins = long_file
     out, cache = tmp_path / "scores", tmp_path / "cache"
@@ -175,7 +175,7 @@ def test_a_long_file_is_scored_by_utterance(long_file, checkpoint, tmp_path: Pat
     for u, v, join in zip(utts, utts[1:], joins):
         assert abs(u["end"] - join) <= 0.5 and abs(v["start"] - join) <= 0.5, (u, v, join)
     # the transcript is complete: every recognised word is in exactly one utterance, in order
-    from pipeline.cache import FeatureCache
+    from pipeline.features.cache import FeatureCache
 
     entry = FeatureCache(cache).get(rep.rows[0]["feature_key"])
     assert " ".join(u["transcript"] for u in utts).split() == [w["word"] for w in entry.words]
@@ -202,7 +202,7 @@ def test_a_long_file_is_scored_by_utterance(long_file, checkpoint, tmp_path: Pat
     # scored again with the same settings: reused; with other settings: scored again, one utterance
     again = score_videos([path], checkpoint, out, overrides=FAST, cache_dir=cache, progress=False)
     assert (again.scored, again.reused, len(again.utterances)) == (0, 1, 11)
-    from pipeline.utterances import UtteranceSettings
+    from pipeline.scoring.utterances import UtteranceSettings
 
     whole = score_videos([path], checkpoint, out, overrides=FAST, cache_dir=cache, progress=False,
                          utterances=UtteranceSettings(max_s=60))
@@ -214,8 +214,8 @@ def test_a_long_file_is_scored_by_utterance(long_file, checkpoint, tmp_path: Pat
 
 def test_the_limits_of_the_model_are_written_on_the_rows(long_file, checkpoint, tmp_path: Path) -> None:
     """The tiny checkpoint reads 16 tokens: the whole 33 s transcript is cut, and the row says so."""
-    from pipeline.scoring import score_videos
-    from pipeline.utterances import UtteranceSettings
+    from pipeline.scoring.score import score_videos
+    from pipeline.scoring.utterances import UtteranceSettings
 
     path, _ = long_file
     rep = score_videos([path], checkpoint, tmp_path / "s", overrides=FAST, cache_dir=tmp_path / "cache",
@@ -229,10 +229,10 @@ def test_with_a_context_model_the_neighbours_are_the_utterances_of_the_same_file
                                                                                  monkeypatch) -> None:
     """The corpus handed to the model: each utterance's context is built from its own file's
     utterances, in time order, never from another file's."""
-    from pipeline.cache import CacheEntry, FeatureCache
-    from pipeline.data import with_context
-    from pipeline.predict import Predictor
-    from pipeline.scoring import ClipFeatures, score_features
+    from pipeline.corpora.clips import with_context
+    from pipeline.features.cache import CacheEntry, FeatureCache
+    from pipeline.models.predictor import Predictor
+    from pipeline.scoring.score import ClipFeatures, score_features
 
     cache = FeatureCache(tmp_path / "cache")
     for key, lead in (("a", "alpha"), ("b", "beta")):
@@ -279,10 +279,10 @@ def test_a_file_name_that_is_not_utf8_and_a_failing_report_lose_no_scores(checkp
     a report leaves no row pointing at an earlier run's page."""
     import logging
 
-    import pipeline.scoring as scoring
-    from pipeline.cache import CacheEntry, FeatureCache
-    from pipeline.predict import Predictor
-    from pipeline.scoring import ClipFeatures, read_scores, score_features
+    import pipeline.scoring.score as scoring
+    from pipeline.features.cache import CacheEntry, FeatureCache
+    from pipeline.models.predictor import Predictor
+    from pipeline.scoring.score import ClipFeatures, read_scores, score_features
 
     cache = FeatureCache(tmp_path / "cache")
     bad = str(tmp_path / "caf\udce9.mp4")  # "café" in Latin-1 bytes, as the file system gave it
@@ -306,7 +306,7 @@ def test_a_file_name_that_is_not_utf8_and_a_failing_report_lose_no_scores(checkp
     # a report that fails: the scores are written all the same
     monkeypatch.setattr(scoring, "_write_reports", lambda *a, **k: 1 / 0)
     (out / "scores.csv").unlink()
-    with caplog.at_level(logging.WARNING, logger="pipeline.scoring"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.scoring.score"):
         failed = score_features(items, predictor, cache, out, report=True)
     assert (out / "scores.csv").is_file() and failed.rows[0]["status"] == "ok" and failed.rows[0]["report"] is None
     assert "the HTML report could not be written (ZeroDivisionError" in caplog.text
@@ -315,9 +315,9 @@ def test_a_file_name_that_is_not_utf8_and_a_failing_report_lose_no_scores(checkp
 def test_a_file_whose_scoring_fails_costs_the_other_files_nothing(checkpoint, tmp_path: Path, monkeypatch) -> None:
     """All utterances are scored in one batched pass; when that pass fails (say, memory for one
     huge file) the files are scored one by one and only the failing file is listed as failed."""
-    from pipeline.cache import CacheEntry, FeatureCache
-    from pipeline.predict import Predictor
-    from pipeline.scoring import ClipFeatures, read_scores, score_features
+    from pipeline.features.cache import CacheEntry, FeatureCache
+    from pipeline.models.predictor import Predictor
+    from pipeline.scoring.score import ClipFeatures, read_scores, score_features
 
     cache = FeatureCache(tmp_path / "cache")
     for key, lead in (("a", "alpha"), ("b", "beta")):

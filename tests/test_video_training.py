@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cli import main
-from pipeline.corpora import read_mmsa_pkl
+from pipeline.corpora.mmsa import read_mmsa_pkl
 
 GRID = Path(__file__).parent / "fixtures" / "grid"
 TINY_SET = ["--set", "model.d_model=16", "--set", "model.num_heads=2", "--set", "model.low_level_layers=1",

@@ -116,9 +116,9 @@ TASK_SCRIPT = """
 import sys, time
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
-from pipeline.cache import FeatureCache
-from pipeline.clip import extract_clip
-from pipeline.extract_config import load_extract_config
+from pipeline.features.cache import FeatureCache
+from pipeline.features.extract import extract_clip
+from pipeline.features.config import load_extract_config
 
 def task(path, cache):
     # what a task of the build-features flow runs in a worker of Prefect's ProcessPoolTaskRunner

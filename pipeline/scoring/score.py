@@ -2,7 +2,7 @@
 row per utterance in ``utterances.csv`` / ``utterances.jsonl``, plus an HTML report per file.
 
 A file no longer than the utterance limit (15 s by default) is one utterance, scored whole. A
-longer one is cut at its speech boundaries (:mod:`pipeline.utterances`: the recogniser's word
+longer one is cut at its speech boundaries (:mod:`pipeline.scoring.utterances`: the recogniser's word
 times and the pauses in the voice), each utterance is scored from its own transcript, face
 frames and voice frames (slices of the file's cached sequences: extraction runs once per
 file), and the file's row summarises them: the duration-weighted mean score, the most
@@ -18,12 +18,12 @@ listed in ``score-errors.json``); a file of a folder that is not media gets ``st
 skipped``. Limits a model has (``max_text_len`` tokens, ``max_seq_len`` steps) are written on
 the utterance rows they cut, never applied silently.
 
-Features come from the :class:`~pipeline.cache.FeatureCache` (extracted on the way when
+Features come from the :class:`~pipeline.features.cache.FeatureCache` (extracted on the way when
 missing). A file whose rows in an earlier run of the same output folder were made with the
 same checkpoint (:attr:`Predictor.fingerprint`), the same features (the cache key: file
 content + extractor config) and the same utterance settings is not scored again.
 
->>> from pipeline.scoring import score_videos
+>>> from pipeline.scoring.score import score_videos
 >>> report = score_videos(["a.mp4", "talk.mp3"], "default", "runs/scores")
 >>> print(report.table())
 
@@ -46,12 +46,13 @@ from typing import Any
 
 from common.errors import InputError
 from common.io import atomic_write, atomic_write_json
-from pipeline.batch import default_cache_dir, extract_batch, failure_lines
-from pipeline.cache import CacheEntry, FeatureCache, entries_to_corpus
-from pipeline.extract_config import ExtractConfig, load_extract_config
-from pipeline.metrics import polarity, seven_class
-from pipeline.predict import Predictor
-from pipeline.utterances import Utterance, UtteranceSettings, entry_utterances, slice_entry
+from pipeline.corpora.inputs import entries_to_corpus
+from pipeline.features.cache import CacheEntry, FeatureCache
+from pipeline.features.config import ExtractConfig, load_extract_config
+from pipeline.features.pool import default_cache_dir, extract_batch, failure_lines
+from pipeline.models.metrics import polarity, seven_class
+from pipeline.models.predictor import Predictor
+from pipeline.scoring.utterances import Utterance, UtteranceSettings, entry_utterances, slice_entry
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +417,7 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
     """Score files whose features are in ``cache``, utterance by utterance; write the files'
     and the utterances' CSV and JSONL, the errors file and (``report``) the HTML reports.
 
-    ``predictor`` is a :class:`~pipeline.predict.Predictor` (or an ensemble). Rows of an earlier
+    ``predictor`` is a :class:`~pipeline.models.predictor.Predictor` (or an ensemble). Rows of an earlier
     run in ``out_dir`` with the same feature key, checkpoint fingerprint and utterance settings
     are reused.
     """
@@ -548,9 +549,9 @@ def _whole_utterances(row: dict[str, Any] | None, utts: list[dict[str, Any]] | N
 
 def _write_reports(out: Path, rows: list[dict[str, Any]], utt_rows: list[list[dict[str, Any]]],
                    entries: dict[int, CacheEntry]) -> str:
-    """The HTML reports and PNG timelines (:mod:`pipeline.report`); each row gets its report's
+    """The HTML reports and PNG timelines (:mod:`pipeline.scoring.report`); each row gets its report's
     path; the index's path."""
-    from pipeline import report as html  # matplotlib: only when reports are written
+    from pipeline.scoring import report as html  # matplotlib: only when reports are written
 
     timelines = {rows[i]["path"]: html.timeline_from_entry(e) for i, e in entries.items()}
     by_path = {rows[i]["path"]: utt_rows[i] for i in range(len(rows))}
@@ -592,7 +593,7 @@ def score_videos(
     """Extract (or take from the cache) and score media files (video or audio), without Prefect.
 
     ``checkpoint`` is a checkpoint (or run) directory, a packed model or a loaded Predictor;
-    ``extract_config`` a config name, YAML path or :class:`~pipeline.extract_config.ExtractConfig`;
+    ``extract_config`` a config name, YAML path or :class:`~pipeline.features.config.ExtractConfig`;
     ``device`` where the model runs (``cuda`` on a GPU machine; extraction stays on the CPU);
     ``utterances`` how long files are cut; ``skipped`` (path, reason) of files a folder held
     that are not media: they get ``skipped`` rows.

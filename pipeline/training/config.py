@@ -13,33 +13,21 @@ any config (:data:`ABLATIONS`; ``full`` is the model as configured).
 from __future__ import annotations
 
 import copy
-import importlib.util
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from common.config_files import CONFIG_DIR, apply_overrides
 from common.errors import ConfigError
 from common.typed import coerce_fields
 from model.config import ModelConfig
-from pipeline.calibration import KINDS as CALIBRATION_KINDS
-from pipeline.data import TEXT_STYLES
-from pipeline.metrics import SELECT_METRICS
+from pipeline.corpora.clips import TEXT_STYLES
+from pipeline.models.calibration import KINDS as CALIBRATION_KINDS
+from pipeline.models.metrics import SELECT_METRICS
 
-
-def config_dir() -> Path:
-    """The folder of the named configs: the installed package data ``pipeline.configs`` (the
-    repository's ``configs/``, mapped by pyproject.toml), or ``configs/`` of a source tree that
-    was not installed."""
-    spec = importlib.util.find_spec("pipeline.configs")
-    if spec is not None and spec.submodule_search_locations:
-        return Path(list(spec.submodule_search_locations)[0])
-    return Path(__file__).resolve().parent.parent / "configs"
-
-
-CONFIG_DIR = config_dir()
 ABLATIONS_DIR = CONFIG_DIR / "ablations"
 
 
@@ -77,37 +65,6 @@ class _Ablations(Mapping[str, dict[str, Any]]):
 ABLATIONS: Mapping[str, dict[str, Any]] = _Ablations()
 
 
-def parse_overrides(items: Iterable[str] | None, option: str = "--set") -> dict[str, Any]:
-    """``KEY=VALUE`` strings (``--set``, or the command-line ``option`` named in errors) ->
-    ``{dotted key: value parsed as YAML}``; a later one wins."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"{option} expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{option} {item!r}: the value is not valid YAML ({exc})") from None
-    return out
-
-
-def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Set each dotted key of ``overrides`` (``model.d_model``) in the nested mapping ``data``
-    (in place; missing sections are created); ``data``."""
-    for key, value in overrides.items():
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {key}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = value
-    return data
-
-
 #: The modalities ``modality_dropout`` may name.
 MODALITY_DROPOUT_KEYS = ("audio", "vision", "text")
 
@@ -137,9 +94,9 @@ class TrainConfig:
     context_dropout: float = 0.0  # training only: the probability that a clip is read without its context
     #                               (drawn per clip each epoch), so the model also serves clips given alone
     text_style: str = "as_given"  # how transcripts are read, in training and at scoring: "as_given", or "plain"
-    #                               (lower case, no punctuation: CMU-MOSI's style; pipeline/data.py: styled)
+    #                               (lower case, no punctuation: CMU-MOSI's style; pipeline/corpora/clips.py: styled)
     calibration: str = "none"  # "quantile": after training, map the final score's distribution on the train
-    #                            split onto its labels' (pipeline/calibration.py; reaches the extreme classes)
+    #                            split onto its labels' (pipeline/models/calibration.py; reaches the extreme classes)
     seed: int = 1
     num_threads: int = 0  # torch intra-op threads (0 = torch's default)
     extra_train: list[str] = field(default_factory=list)  # extra training corpora (label.csv/pkl): their
@@ -150,7 +107,7 @@ class TrainConfig:
     pretrain_epochs: int = 2  # epochs of the preliminary stage
     pretrain_context: int | None = None  # ``context`` of the preliminary stage (None: the same as ``context``;
     #                                      0: a stage without context, ~3x cheaper, then context on the main stage)
-    precision: str = "auto"  # "auto": bf16 autocast where the hardware has native bf16 (pipeline/precision.py),
+    precision: str = "auto"  # "auto": bf16 autocast where the hardware has native bf16 (pipeline/models/precision.py),
     #                          else fp32; "bf16" / "fp32" force one (weights and optimiser always stay fp32)
     group_by_length: bool = False  # batches of similar text length (shuffled), less padding per step
     keep_state: bool = False  # keep state/last.pt (weights + Adam moments, ~3x the checkpoint) once a run has

@@ -2,7 +2,7 @@
 
 The configuration is typed (:class:`ExtractConfig`: one frozen dataclass per section, values
 coerced from YAML by the field types), loaded from ``configs/extract/<name>.yaml`` or a YAML
-path, with ``section.key=value`` overrides parsed by :func:`pipeline.config.parse_overrides`.
+path, with ``section.key=value`` overrides parsed by :func:`common.config_files.parse_overrides`.
 Its :meth:`ExtractConfig.fingerprint` (settings + extractor and library versions + model
 hashes, :func:`extractor_versions`) is part of every feature-cache key: changing how it is
 computed invalidates every cache (``tests/test_extract_config.py`` pins it).
@@ -22,6 +22,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from common.config_files import CONFIG_DIR as TRAIN_CONFIG_DIR
+from common.config_files import apply_overrides, parse_overrides
 from common.errors import ConfigError
 from common.io import sha256_file
 from common.typed import coerce
@@ -32,9 +34,7 @@ from extractors.media import MediaSettings
 from extractors.registry import available
 from extractors.transcript import AsrSettings
 from extractors.visual import VisualSettings
-from pipeline.cache import CACHE_FORMAT
-from pipeline.config import CONFIG_DIR as TRAIN_CONFIG_DIR
-from pipeline.config import apply_overrides, parse_overrides
+from pipeline.features.cache import CACHE_FORMAT
 
 EXTRACT_VERSION = "1.1"  # bump when the assembly of an entry changes (1.1: masked modalities, meta keys)
 CONFIG_DIR = TRAIN_CONFIG_DIR / "extract"

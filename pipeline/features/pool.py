@@ -1,7 +1,7 @@
 """Batches of clips: many files extracted in one process or in a pool of worker processes.
 
 ``extract_batch`` serves cached clips in the parent and sends the others to the extractors
-(:func:`pipeline.clip.extract_clip`), with a progress bar; a clip that fails never stops the
+(:func:`pipeline.features.extract.extract_clip`), with a progress bar; a clip that fails never stops the
 batch and is listed, with the reason, in an errors file (``<cache>/errors-<config>.json``). A
 second run serves cached clips and retries only the failed ones (``read_errors``).
 """
@@ -21,7 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -31,12 +31,9 @@ from common.io import atomic_write_json, senbert_home
 from common.process import exit_with_parent, usable_cores
 from extractors import registry
 from extractors.transcript import set_thread_budget
-from pipeline.cache import CacheEntry, FeatureCache, entries_to_corpus
-from pipeline.clip import cached_entry, extract_clip
-from pipeline.extract_config import ExtractConfig
-
-if TYPE_CHECKING:  # pipeline.data imports torch: not needed to extract
-    from pipeline.data import Corpus
+from pipeline.features.cache import CacheEntry, FeatureCache
+from pipeline.features.config import ExtractConfig
+from pipeline.features.extract import cached_entry, extract_clip
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +45,7 @@ class BatchItem:
     clip_id: str
 
 
-def _as_item(x: Any) -> BatchItem:
+def as_item(x: Any) -> BatchItem:
     if isinstance(x, BatchItem):
         return x
     if isinstance(x, (str, os.PathLike)):
@@ -247,11 +244,11 @@ def extract_batch(
     must not overwrite the last extraction's list.
 
     ``items``: paths, ``(path, transcript)`` pairs, or objects with ``.path`` (and optionally
-    ``.transcript``, ``.uid`` or ``.clip_id``) such as :class:`~pipeline.corpora.CorpusItem`. With ``workers > 1``
-    clips run in that many processes (spawned), each with ``cores // workers`` threads.
+    ``.transcript``, ``.uid`` or ``.clip_id``) such as :class:`~pipeline.corpora.label_csv.CorpusItem`.
+    With ``workers > 1`` clips run in that many processes (spawned), each with ``cores // workers`` threads.
     ``load_entries=False`` keeps only keys (large corpora).
     """
-    batch = [_as_item(x) for x in items]
+    batch = [as_item(x) for x in items]
     cache.clean_tmp()  # what killed writers left (over an hour old: no live writer's)
     workers = max(1, int(workers))
     report = BatchReport(workers=workers)
@@ -342,39 +339,6 @@ def extract_batch(
     if errors_file:
         write_errors(epath, config, [(batch[i], msg) for i, msg in failures], len(batch))
     return report
-
-
-def corpus_from_batch(items: Sequence[Any], report: BatchReport, cache: FeatureCache,
-                      source: str | os.PathLike[str] | None = None) -> Corpus:
-    """A Corpus of a batch's succeeded clips, with labels and splits from the items when they have
-    them. ``source`` names the corpus in messages and checkpoints (default: the cache folder).
-    A clip whose cache entry is gone by now (removed since it was extracted) is left out with a
-    warning; running the batch again extracts it."""
-    labels: dict[str, float] = {}
-    splits: dict[str, str] = {}
-    entries: list[CacheEntry] = []
-    gone: list[str] = []
-    for x, key in zip(items, report.keys, strict=True):
-        if key is None:
-            continue
-        it = _as_item(x)
-        e = cache.get(key)
-        if e is None:
-            gone.append(str(it.path))
-            continue
-        e.clip_id = it.clip_id
-        entries.append(e)
-        label = getattr(x, "label", None)
-        if label is not None:
-            labels[it.clip_id] = float(label)
-        mode = getattr(x, "mode", None)
-        if mode:
-            splits[it.clip_id] = str(mode)
-    if gone:
-        log.warning("%d clip(s) left out: their cache entries in %s are gone since extraction (run again to "
-                    "extract them): %s", len(gone), cache.root, ", ".join(gone[:5]) + (" ..." if len(gone) > 5 else ""))
-    return entries_to_corpus(entries, labels or None, splits or None,
-                             source=str(source) if source is not None else str(cache.root))
 
 
 def default_cache_dir() -> Path:

@@ -1,11 +1,11 @@
 """Prediction and evaluation with a saved checkpoint, a packed model, or the shipped default.
 
->>> from pipeline.predict import Predictor
+>>> from pipeline.models.predictor import Predictor
 >>> p = Predictor.load("runs/demo/checkpoint")   # or Predictor.load("default"): the shipped model
 >>> rows = p.predict_corpus(corpus)   # one dict per clip: score, language and sense scores
 
 :meth:`Predictor.load` returns an :class:`Ensemble` for a packed model with several members
-(:mod:`pipeline.packed`): the mean of their predictions, with the same interface.
+(:mod:`pipeline.models.packed`): the mean of their predictions, with the same interface.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import torch
 
 from common.errors import CheckpointMismatchError, InputError
 from model.senbert import SenBERT
-from pipeline.calibration import Calibration, calibrated
-from pipeline.checkpoint import (
+from pipeline.corpora.clips import Clip, Corpus
+from pipeline.models.calibration import Calibration, calibrated
+from pipeline.models.checkpoint import (
     META_FILE,
     WEIGHTS_FILE,
     CheckpointMeta,
@@ -35,10 +36,16 @@ from pipeline.checkpoint import (
     resolve_checkpoint_dir,
     share_frozen_base,
 )
-from pipeline.data import Clip, Corpus
-from pipeline.inference import ensemble_mean, make_dataset, metrics_of, predict_dataset
-from pipeline.metrics import polarity, seven_class
-from pipeline.packed import DEFAULT_NAMES, default_model_dir, is_packed, member_dirs, read_calibration, verify_packed
+from pipeline.models.inference import ensemble_mean, make_dataset, metrics_of, predict_dataset
+from pipeline.models.metrics import polarity, seven_class
+from pipeline.models.packed import (
+    DEFAULT_NAMES,
+    default_model_dir,
+    is_packed,
+    member_dirs,
+    read_calibration,
+    verify_packed,
+)
 
 
 def modalities_of(meta: CheckpointMeta) -> str:
@@ -79,7 +86,7 @@ class _Scoring:
 
     def check_extract(self, config: Any) -> None:
         """Before extracting: refuse an extract config whose frame rates the model was not trained on."""
-        from pipeline.cache import config_feature_info
+        from pipeline.features.cache import config_feature_info
 
         check_extract_config(self.meta, config_feature_info(config), self.path)
 

@@ -17,9 +17,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from model.senbert import SenBERT
-from pipeline.checkpoint import CheckpointMeta
-from pipeline.data import Clip, ClipDataset, LengthGroupedBatches, collate, styled, with_context
-from pipeline.metrics import regression_metrics
+from pipeline.corpora.clips import Clip, styled, with_context
+from pipeline.models.checkpoint import CheckpointMeta
+from pipeline.models.dataset import ClipDataset, LengthGroupedBatches, collate
+from pipeline.models.metrics import regression_metrics
 
 INPUT_KEYS = ("input_ids", "attention_mask", "audio", "audio_mask", "vision", "vision_mask")
 

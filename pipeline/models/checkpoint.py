@@ -32,8 +32,14 @@ from common.errors import CheckpointMismatchError, InputError
 from common.io import atomic_write
 from model.config import ModelConfig
 from model.senbert import SenBERT
-from pipeline.data import TEXT_STYLES, Corpus, Normalizer
-from pipeline.encoders import encoder_from_saved, encoder_identity, is_adapter_weight, load_encoder, lora_settings
+from pipeline.corpora.clips import TEXT_STYLES, Corpus, Normalizer
+from pipeline.models.encoders import (
+    encoder_from_saved,
+    encoder_identity,
+    is_adapter_weight,
+    load_encoder,
+    lora_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +62,7 @@ class CheckpointMeta:
     max_seq_len: int = 0
     context: int = 0  # neighbouring clips on each side whose transcripts are a second text segment
     max_context_len: int = 0
-    text_style: str = "as_given"  # how transcripts are read before tokenising (pipeline/data.py: styled)
+    text_style: str = "as_given"  # how transcripts are read before tokenising (pipeline/corpora/clips.py: styled)
     sigmas: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     data_source: str = ""
@@ -349,7 +355,7 @@ def _check_rates(meta: CheckpointMeta, have: dict[str, Any], source: str, checkp
 
 def check_extract_config(meta: CheckpointMeta, info: dict[str, Any], checkpoint: Path | str = "") -> None:
     """Before any extraction: refuse an extract config whose frame rates differ from those the
-    checkpoint was trained on (``info``: :func:`pipeline.cache.feature_info` of the config). Only
+    checkpoint was trained on (``info``: :func:`pipeline.features.cache.feature_info` of the config). Only
     a model with a sense block reads those features; the column names are checked after
     extraction (:func:`check_corpus`)."""
     if meta.model_config.uses_sense:

@@ -44,7 +44,7 @@ from common.io import atomic_write, display_text
 from extractors.registry import FACE_PRESENT_COLUMN, LOUDNESS_DB_COLUMN
 
 if TYPE_CHECKING:
-    from pipeline.cache import CacheEntry
+    from pipeline.features.cache import CacheEntry
 
 log = logging.getLogger(__name__)
 

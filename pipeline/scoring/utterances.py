@@ -43,7 +43,7 @@ import numpy as np
 
 from common.errors import ConfigError
 from extractors.registry import FACE_PRESENT_COLUMN, LOUDNESS_DB_COLUMN
-from pipeline.cache import CacheEntry
+from pipeline.features.cache import CacheEntry
 
 SENTENCE_END = (".", "?", "!")
 

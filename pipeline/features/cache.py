@@ -37,16 +37,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from common.errors import ConfigError, InputError
+from common.errors import InputError
 from common.io import atomic_write, file_lock, text_bytes
-
-if TYPE_CHECKING:  # pipeline.data imports torch: not needed to extract, so not imported here
-    from pipeline.data import Corpus
 
 log = logging.getLogger(__name__)
 
@@ -379,47 +376,6 @@ def feature_info(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_feature_info(config: Any) -> dict[str, Any]:
-    """:func:`feature_info` of the features an :class:`~pipeline.extract_config.ExtractConfig`
+    """:func:`feature_info` of the features an :class:`~pipeline.features.config.ExtractConfig`
     would make, known before any extraction."""
     return feature_info({"config_name": config.name, "config": config.to_dict(), "fingerprint": config.fingerprint()})
-
-
-def entries_to_corpus(
-    entries: Iterable[CacheEntry],
-    labels: dict[str, float] | None = None,
-    splits: dict[str, str] | None = None,
-    source: str = "feature cache",
-) -> Corpus:
-    """A :class:`~pipeline.data.Corpus` of cached entries (text = transcript).
-
-    ``labels`` and ``splits`` map a clip id (``entry.clip_id``, else the file name stem) to a
-    label and a split; clips without one get ``None`` and ``"test"``. All entries must come
-    from one extract configuration (same column names).
-    """
-    from pipeline.data import Clip, Corpus  # imports torch: not on the extraction path
-
-    clips: list[Clip] = []
-    audio_names: list[str] | None = None
-    vision_names: list[str] | None = None
-    first_meta: dict[str, Any] = {}
-    for e in entries:
-        if audio_names is None:
-            audio_names, vision_names = list(e.audio_names), list(e.vision_names)
-            first_meta = e.meta
-        elif e.audio_names != audio_names or e.vision_names != vision_names:
-            raise ConfigError(
-                f"{e.source_path}: its features have other columns than the first clip's; the entries "
-                "come from different extract configurations; extract them all with one config"
-            )
-        cid = e.clip_id or Path(e.source_path).stem
-        clips.append(Clip(
-            clip_id=cid, text=e.transcript,
-            label=None if labels is None or cid not in labels else float(labels[cid]),
-            split=(splits or {}).get(cid, "test"),
-            audio=e.audio if e.audio_names else None,
-            vision=e.vision if e.vision_names else None,
-            meta={"face_share": e.face_share, "warnings": list(e.warnings), "path": e.source_path,
-                  "key": e.key, "words": e.words, "duration": e.duration},
-        ))
-    return Corpus(clips=clips, audio_names=audio_names or [], vision_names=vision_names or [], source=source,
-                  feature_info=feature_info(first_meta))

@@ -1,11 +1,11 @@
-"""Training and evaluation of SenBERT on a :class:`~pipeline.data.Corpus`.
+"""Training and evaluation of SenBERT on a :class:`~pipeline.corpora.clips.Corpus`.
 
 ``train(corpus, cfg, out_dir)`` runs the paper's setup: Adam with two learning rates (encoder
 and the rest), linear warm-up then linear decay, batch 32, the multi-task loss of eq. (8),
 early stopping on the valid split, and writes into ``out_dir``::
 
     config.yaml          the run's full configuration
-    checkpoint/          the best epoch (see pipeline.checkpoint)
+    checkpoint/          the best epoch (see pipeline.models.checkpoint)
     state/last.pt        model, optimiser, scheduler and RNG state after the last epoch (resume;
                          an adapter model's frozen base encoder is not in it, as in its
                          checkpoint); removed when the run finishes unless ``keep_state: true``
@@ -42,8 +42,10 @@ from common.errors import ConfigError, InputError
 from common.io import atomic_open, atomic_write
 from model.loss import UncertaintyWeightedLoss, tasks_for
 from model.senbert import SenBERT
-from pipeline.calibration import Calibration, fit_quantile
-from pipeline.checkpoint import (
+from pipeline.corpora.clips import Clip, Corpus, Normalizer, in_corpus
+from pipeline.corpora.load import load_corpus
+from pipeline.models.calibration import Calibration, fit_quantile
+from pipeline.models.checkpoint import (
     CheckpointMeta,
     read_meta,
     read_weights,
@@ -54,14 +56,12 @@ from pipeline.checkpoint import (
     update_meta,
     versions,
 )
-from pipeline.config import TrainConfig
-from pipeline.corpora import load_corpus
-from pipeline.data import Clip, Corpus, Normalizer, in_corpus
-from pipeline.encoders import encoder_identity, is_adapter_weight, load_encoder, lora_settings
-from pipeline.inference import batch_to_inputs, make_dataset, make_loader, metrics_of, run_inference
-from pipeline.metrics import HIGHER_IS_BETTER, format_table, summarize_seeds
-from pipeline.precision import resolve_precision
-from pipeline.predict import Predictor
+from pipeline.models.encoders import encoder_identity, is_adapter_weight, load_encoder, lora_settings
+from pipeline.models.inference import batch_to_inputs, make_dataset, make_loader, metrics_of, run_inference
+from pipeline.models.metrics import HIGHER_IS_BETTER, format_table, summarize_seeds
+from pipeline.models.precision import resolve_precision
+from pipeline.models.predictor import Predictor
+from pipeline.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """One clip: run the configured extractors on a file, or serve its features from the cache.
 
-:func:`clip_key` computes a clip's feature-cache key (file content + the extract config's
+:func:`media_key` computes a clip's feature-cache key (file content + the extract config's
 fingerprint + the given transcript); :func:`cached_entry` looks it up; :func:`extract_clip`
-extracts and stores it when it is missing. Batches of clips: :mod:`pipeline.batch`.
+extracts and stores it when it is missing. Batches of clips: :mod:`pipeline.features.pool`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from extractors import registry
 from extractors.media import ffmpeg_version, find_ffmpeg, open_media
 from extractors.registry import FeatureSequence
 from extractors.transcript import TextTokenizer
-from pipeline.cache import CacheEntry, FeatureCache
-from pipeline.extract_config import ExtractConfig, extractor_versions
+from pipeline.features.cache import CacheEntry, FeatureCache
+from pipeline.features.config import ExtractConfig, extractor_versions
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = N
 
 
 @dataclass(frozen=True)
-class ClipKey:
+class MediaKey:
     """Where one clip's features live in the cache: the feature-cache key and what it is made of."""
 
     path: Path
@@ -175,8 +175,8 @@ class ClipKey:
     key: str
 
 
-def clip_key(path: str | os.PathLike[str], config: ExtractConfig, cache: FeatureCache,
-             transcript: str | None = None) -> ClipKey:
+def media_key(path: str | os.PathLike[str], config: ExtractConfig, cache: FeatureCache,
+             transcript: str | None = None) -> MediaKey:
     """The feature-cache key of ``path`` under ``config`` (file content + config fingerprint + the
     given transcript); InputError when the file is missing or is a folder.
 
@@ -191,10 +191,10 @@ def clip_key(path: str | os.PathLike[str], config: ExtractConfig, cache: Feature
     if transcript is not None and not transcript.strip():
         transcript = None
     content, fp = cache.content_hash(p), config.fingerprint()
-    return ClipKey(p, transcript, content, fp, cache.make_key(content, fp, transcript))
+    return MediaKey(p, transcript, content, fp, cache.make_key(content, fp, transcript))
 
 
-def _hit(ck: ClipKey, cache: FeatureCache, clip_id: str | None) -> CacheEntry | None:
+def _hit(ck: MediaKey, cache: FeatureCache, clip_id: str | None) -> CacheEntry | None:
     hit = cache.get(ck.key)
     if hit is not None:
         hit.clip_id = clip_id or hit.clip_id or ck.path.stem
@@ -205,7 +205,7 @@ def _hit(ck: ClipKey, cache: FeatureCache, clip_id: str | None) -> CacheEntry | 
 def cached_entry(path: str | os.PathLike[str], config: ExtractConfig, cache: FeatureCache,
                  transcript: str | None = None, clip_id: str | None = None) -> CacheEntry | None:
     """The cached entry of ``path`` under ``config``, or None; InputError when the file is missing."""
-    return _hit(clip_key(path, config, cache, transcript), cache, clip_id)
+    return _hit(media_key(path, config, cache, transcript), cache, clip_id)
 
 
 def extract_clip(path: str | os.PathLike[str], config: ExtractConfig, cache: FeatureCache,
@@ -215,7 +215,7 @@ def extract_clip(path: str | os.PathLike[str], config: ExtractConfig, cache: Fea
     Raises a :class:`~common.errors.SenbertError` subclass naming the file on bad input.
     """
     exit_with_parent()  # in a pool worker (e.g. Prefect's process task runner): end with the parent
-    ck = clip_key(path, config, cache, transcript)
+    ck = media_key(path, config, cache, transcript)
     hit = _hit(ck, cache, clip_id)
     if hit is not None:
         return hit

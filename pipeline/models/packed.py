@@ -27,8 +27,9 @@ from safetensors.torch import save_file
 
 from common.errors import CheckpointMismatchError, InputError
 from common.io import atomic_write_json, sha256_file
-from pipeline.calibration import Calibration
-from pipeline.checkpoint import (
+from pipeline.corpora.clips import TEXT_STYLES
+from pipeline.models.calibration import Calibration
+from pipeline.models.checkpoint import (
     META_FILE,
     QSCALE,
     WEIGHTS_FILE,
@@ -37,8 +38,7 @@ from pipeline.checkpoint import (
     read_meta,
     resolve_checkpoint_dir,
 )
-from pipeline.data import TEXT_STYLES
-from pipeline.encoders import is_adapter_weight
+from pipeline.models.encoders import is_adapter_weight
 
 MANIFEST = "manifest.json"
 #: a packed model's own calibration of its final score (an ensemble's: fitted on the members' mean)
@@ -57,7 +57,7 @@ class PackTooLarge(InputError):
 
 def default_model_dir(verify: bool = True) -> Path:
     """The shipped default model's folder (package data), its hashes checked."""
-    root = Path(__file__).resolve().parent / "default_model"  # package data (pyproject.toml)
+    root = Path(__file__).resolve().parent.parent / "default_model"  # package data (pyproject.toml)
     if not (root / MANIFEST).is_file():
         raise InputError(f"{root}: the default model is missing (no {MANIFEST}); reinstall the project, or "
                          "rebuild it with `python bench/build_default_model.py --mosi MOSI/label.csv --mosei "
@@ -165,7 +165,7 @@ def pack_model(checkpoints: list[str | os.PathLike[str]], out: str | os.PathLike
     SHA-256, ``MODEL_CARD.md`` when ``card`` is given and ``calibration.json`` when
     ``calibration`` is (the packed model's own map of its final score). Refuses files over
     5 MiB and packs over 10 MiB (what the repository can hold): :class:`PackTooLarge`.
-    ``text_style`` sets how every member reads transcripts (``pipeline.data.TEXT_STYLES``;
+    ``text_style`` sets how every member reads transcripts (``pipeline.corpora.clips.TEXT_STYLES``;
     None: as each was trained to)."""
     if weights not in WEIGHT_FORMATS:
         raise InputError(f"weights={weights!r}: expected one of {', '.join(WEIGHT_FORMATS)}")

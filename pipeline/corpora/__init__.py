@@ -1,0 +1,3 @@
+"""Corpora: the data model (clips, corpora), label.csv files, MMSA pickles, and the media inputs
+of a command (files, folders, MMSA-FET corpora).
+"""

@@ -1,0 +1,2 @@
+"""Scoring media files: utterances, scores, reports.
+"""

@@ -1,0 +1,2 @@
+"""Training: the run configuration, the training loop, runs and seeds.
+"""
