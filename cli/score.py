@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
     u.add_argument("--pause", type=float, metavar="S", help="a pause this long between words ends an utterance "
                    "(default 0.6)")
     u.add_argument("--utterance", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other utterance setting: min_s, pad_s, sentence_pause_s, silence_db "
+                   help="any other utterance setting: min_s, keep_pause_s, pad_s, sentence_pause_s, silence_db "
                         "(see docs/utterances.md); repeatable")
     s.add_argument("--no-report", action="store_true", help="write no HTML report and no PNG plots")
     s.set_defaults(func=cmd_score)

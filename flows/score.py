@@ -83,7 +83,7 @@ def score(videos: str, checkpoint: str = "default", out: str | None = None, extr
         cache_dir: feature cache folder (default: $SENBERT_CACHE or $SENBERT_HOME/features).
         device: where the model runs: cpu, or cuda on a GPU worker (extraction stays on the CPU).
         utterances: how files longer than ``max_s`` seconds are cut (``max_s``, ``pause_s``,
-            ``sentence_pause_s``, ``min_s``, ``pad_s``, ``silence_db``; docs/utterances.md).
+            ``sentence_pause_s``, ``min_s``, ``keep_pause_s``, ``pad_s``, ``silence_db``; docs/utterances.md).
         report: write the HTML report and the PNG timelines.
     """
     logger = get_run_logger()

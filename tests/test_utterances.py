@@ -72,6 +72,21 @@ def test_short_pieces_join_their_nearer_neighbour_and_long_ones_are_cut() -> Non
     assert [len(u.words) for u in us] == [30, 30]
 
 
+def test_a_short_complete_sentence_between_clear_pauses_keeps_its_own_row() -> None:
+    long_a, long_b = "I really liked the way this film was made.", "but the ending was weak and far too long"
+    words = words_of((0.0, long_a), (4.0, "its okay."), (6.0, long_b))
+    us = find_utterances(words, 20.0, S, "")  # "its okay." 0.6 s, 1.3 s of pause before, 1.4 s after
+    assert [u.text for u in us] == [long_a, "its okay.", long_b]
+    # hesitations are not a sentence; nor is a short piece close to a neighbour (0.4 s after it)
+    assert len(find_utterances(words_of((0.0, long_a), (4.0, "um uh."), (6.0, long_b)), 20.0, S, "")) == 2
+    near = find_utterances(words_of((0.0, long_a), (4.0, "its okay."), (5.0, long_b)), 20.0, S, "")
+    assert [u.text for u in near] == [long_a, "its okay. " + long_b]
+    # keep_pause_s 0: the rule of segmentation v2 (every short piece joins a neighbour)
+    v2 = UtteranceSettings(keep_pause_s=0)
+    assert [u.text for u in find_utterances(words, 20.0, v2, "")] == [long_a + " its okay.", long_b]
+    assert "keep0.6" in S.signature() and S.signature().startswith("v3/")
+
+
 def test_a_cut_at_the_longest_pause_leaves_no_piece_under_min_s() -> None:
     """20 s of speech whose only pause (0.5 s, under pause_s) follows its first word: cutting
     there left "So," alone (0.3 s); it joins its neighbour now, within max_s."""
@@ -210,6 +225,34 @@ def test_a_long_file_is_scored_by_utterance(long_file, checkpoint, tmp_path: Pat
     assert whole.utterances[0]["transcript"] == entry.transcript
     errors = json.loads((out / "score-errors.json").read_text())
     assert errors["failed"] == [] and errors["skipped"] == []
+
+
+def test_a_short_sentence_after_a_pause_in_a_joined_file_comes_back_as_its_own_utterance(checkpoint,
+                                                                                         tmp_path: Path) -> None:
+    """Real speech through Whisper: two spoken clips with "It's okay." (0.75 s of speech) between
+    them, 1 s of silence on each side."""
+    from pipeline.features.cache import FeatureCache
+    from pipeline.scoring.score import score_videos
+    from pipeline.scoring.utterances import entry_utterances
+
+    spoken = Path(__file__).parent / "fixtures" / "spoken"
+    joined = tmp_path / "joined.wav"
+    parts = [spoken / "negative_2.mp4", spoken / "its_okay.wav", spoken / "positive_2.mp4"]
+    args: list[str] = []
+    for f in parts:
+        args += ["-i", str(f)]
+    pad = "apad=pad_dur=1,aresample=16000,aformat=channel_layouts=mono"
+    graph = "".join(f"[{i}:a]{pad}[a{i}];" for i in range(3)) + "[a0][a1][a2]concat=n=3:v=0:a=1[a]"
+    run_ffmpeg(*args, "-filter_complex", graph, "-map", "[a]", str(joined))
+    rep = score_videos([joined], checkpoint, tmp_path / "scores", cache_dir=tmp_path / "cache", progress=False)
+    assert not rep.failed, rep.failed
+    texts = [u["transcript"] for u in rep.utterances]
+    alone = [t for t in texts if "okay" in t.lower()]
+    assert len(alone) == 1 and len(alone[0].split()) <= 3, texts  # "It's okay." on its own row
+    # the rule of segmentation v2 merged it into a neighbour (the same cached words, re-cut)
+    entry = FeatureCache(tmp_path / "cache").get(rep.rows[0]["feature_key"])
+    merged = [u.text for u in entry_utterances(entry, UtteranceSettings(keep_pause_s=0)) if "okay" in u.text.lower()]
+    assert len(merged) == 1 and len(merged[0].split()) > 3, merged
 
 
 def test_the_limits_of_the_model_are_written_on_the_rows(long_file, checkpoint, tmp_path: Path) -> None:

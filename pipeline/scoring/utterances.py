@@ -16,7 +16,11 @@ voice (the ``log_energy_db`` column of the acoustic features):
    is every sentence end the recogniser wrote (a word ending in ``.``, ``?`` or ``!``)
    followed by at least ``sentence_pause_s`` of pause.
 2. **Short pieces are joined.** A piece whose speech lasts less than ``min_s`` joins the
-   neighbour across the shorter pause, as long as the result stays within ``max_s``.
+   neighbour across the shorter pause, as long as the result stays within ``max_s``, unless it
+   is a short complete utterance set apart: a pause of at least ``keep_pause_s`` on each side
+   (the file's start and end count as such) and either a sentence end of its own or two words
+   that are not hesitations (um, uh, ...). "It's okay." between two clear pauses stays its own
+   utterance (its neighbours are still its context for a model that reads context).
 3. **Long pieces are split.** A piece whose speech lasts more than ``max_s`` is cut at its
    longest pause (the one nearest its middle among equals), again and again, until every
    piece fits. Only one word longer than ``max_s`` could stay longer: its row says so.
@@ -48,8 +52,12 @@ from pipeline.features.cache import CacheEntry
 SENTENCE_END = (".", "?", "!")
 
 
-#: The version of the cutting rules (2: pieces that splitting leaves short join a neighbour).
-SEGMENTATION_VERSION = 2
+#: The version of the cutting rules (2: pieces that splitting leaves short join a neighbour;
+#: 3: a short complete utterance between clear pauses stays apart, ``keep_pause_s``).
+SEGMENTATION_VERSION = 3
+
+#: Hesitations: a short piece of only these (and one other word) is not a complete utterance.
+HESITATIONS = frozenset({"um", "umm", "uh", "uhh", "uhm", "hmm", "hm", "mm", "mhm", "ah", "er", "erm", "eh"})
 
 
 @dataclass(frozen=True)
@@ -60,12 +68,13 @@ class UtteranceSettings:
     max_s: float = 15.0  # a file up to this long is one utterance; 0: never cut
     pause_s: float = 0.6  # a silence between words at least this long ends an utterance
     sentence_pause_s: float = 0.2  # ... or this long after a sentence end (. ? !)
-    min_s: float = 1.0  # a shorter utterance joins its nearer neighbour (within max_s)
+    min_s: float = 1.0  # a shorter utterance joins its nearer neighbour (within max_s) ...
+    keep_pause_s: float = 0.6  # ... unless complete and set apart by pauses this long (0: always joins)
     pad_s: float = 1.0  # silence kept around an utterance, at most half the pause to a neighbour
     silence_db: float = 15.0  # quiet: this far below the file's speech level (0: word times only)
 
     def __post_init__(self) -> None:
-        for name in ("max_s", "pause_s", "sentence_pause_s", "min_s", "pad_s", "silence_db"):
+        for name in ("max_s", "pause_s", "sentence_pause_s", "min_s", "keep_pause_s", "pad_s", "silence_db"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ConfigError(f"utterances.{name} must be a number >= 0, got {v!r}")
@@ -91,7 +100,7 @@ class UtteranceSettings:
         """A short text naming these settings and the cutting rules' version (stored on rows, so
         changed settings or rules re-score)."""
         return (f"v{SEGMENTATION_VERSION}/" + "max{max_s:g}/pause{pause_s:g}/sent{sentence_pause_s:g}/min{min_s:g}"
-                "/pad{pad_s:g}/db{silence_db:g}").format(**self.to_dict())
+                "/keep{keep_pause_s:g}/pad{pad_s:g}/db{silence_db:g}").format(**self.to_dict())
 
 
 @dataclass
@@ -200,13 +209,35 @@ def _split_long(sp: _Speech, a: int, b: int, max_s: float) -> list[tuple[int, in
     return _split_long(sp, a, cut, max_s) + _split_long(sp, cut + 1, b, max_s)
 
 
+def _bare(word: Any) -> str:
+    return str(word).strip().strip(".,?!;:\"'()[]«»“”‘’…-").lower()
+
+
+def _complete(words: list[dict[str, Any]]) -> bool:
+    """A sentence end of its own, or two words that are not hesitations."""
+    if not words:
+        return False
+    said = [w for w in words if _bare(w["word"]) and _bare(w["word"]) not in HESITATIONS]
+    return len(said) >= 2 or (bool(said) and _is_sentence_end(str(words[-1]["word"]).strip()))
+
+
+def _stands_apart(sp: _Speech, pieces: list[tuple[int, int]], k: int, s: UtteranceSettings) -> bool:
+    """Piece k is a short complete utterance set apart by clear pauses: it keeps its own row."""
+    if not s.keep_pause_s:
+        return False
+    a, b = pieces[k]
+    before = k == 0 or sp.gap(a - 1) >= s.keep_pause_s
+    after = k == len(pieces) - 1 or sp.gap(b) >= s.keep_pause_s
+    return before and after and _complete(sp.words[a:b + 1])
+
+
 def _join_short(sp: _Speech, pieces: list[tuple[int, int]], s: UtteranceSettings) -> list[tuple[int, int]]:
     pieces = list(pieces)
     changed = True
     while changed and len(pieces) > 1:
         changed = False
         for k, (a, b) in enumerate(pieces):
-            if sp.span(a, b) >= s.min_s:
+            if sp.span(a, b) >= s.min_s or _stands_apart(sp, pieces, k, s):
                 continue
             options = []
             if k > 0:
