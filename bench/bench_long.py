@@ -6,7 +6,10 @@ feature cache sees new files), then runs `senbert score`'s pipeline on each set 
 cache and prints its speed (seconds of media per wall second, and the real-time factor: wall
 seconds per media second; the models are loaded before either set is timed), the time of each
 stage, and how many times each stage ran per file (speech recognition, face and acoustic
-extraction: once per file; scoring: one batched pass over all utterances).
+extraction: once per file; scoring: one batched pass over all utterances) and how many frames
+went through the face landmarker. ``--vision auto`` (the default) extracts as `senbert score`
+does: a model that reads no vision gets the sparse face pass (1 frame a second);
+``--vision full`` runs the landmarker at the config's rate, as before the sparse pass existed.
 
     python bench/bench_long.py --clips examples/videos --minutes 10 --short 40 --out runs/bench_long \\
         > runs/bench_long.log 2>&1
@@ -36,7 +39,7 @@ from pipeline.features.config import load_extract_config
 from pipeline.features.pool import extract_batch, warm_up
 from pipeline.models.precision import capabilities
 from pipeline.models.predictor import Predictor
-from pipeline.scoring.score import ClipFeatures, score_features
+from pipeline.scoring.score import ClipFeatures, reads_vision, score_features
 
 CALLS: Counter[str] = Counter()
 
@@ -100,7 +103,7 @@ def build_inputs(clips: list[Path], out: Path, minutes: float, n_short: int) -> 
 
 
 def run_set(name: str, files: list[Path], out: Path, overrides: list[str], predictor: Predictor,
-            keep_cache: bool) -> dict[str, float]:
+            keep_cache: bool, sparse_vision: bool) -> dict[str, float]:
     cache_dir = out / f"cache_{name}"
     if cache_dir.exists() and not keep_cache:
         shutil.rmtree(cache_dir)
@@ -108,7 +111,8 @@ def run_set(name: str, files: list[Path], out: Path, overrides: list[str], predi
     cfg = load_extract_config("default", overrides=overrides)
     CALLS.clear()
     t0 = time.perf_counter()
-    batch = extract_batch(files, cfg, cache, workers=1, progress=False, load_entries=False)
+    batch = extract_batch(files, cfg, cache, workers=1, progress=False, load_entries=False,
+                          sparse_vision=sparse_vision)
     t_extract = time.perf_counter() - t0
     items = [ClipFeatures(str(p), k) for p, k in zip(files, batch.keys, strict=True)]
     t1 = time.perf_counter()
@@ -127,6 +131,8 @@ def run_set(name: str, files: list[Path], out: Path, overrides: list[str], predi
     print(f"| extraction (wall) | {t_extract:.1f} | {t_extract / len(files):.2f} |")
     print(f"| segmentation + scoring + report | {t_score:.1f} | {t_score / len(files):.2f} |")
     print("calls per file: " + ", ".join(f"{k} {v / len(files):g}" for k, v in sorted(CALLS.items())))
+    frames = sum(int(e.vision.shape[0]) for e in (cache.get(k) for k in batch.keys if k) if e is not None)
+    print(f"face landmarker frames: {frames} ({frames / max(media, 1e-9):.2f} a media second)")
     print(f"speed: {media / wall:.2f}x real time (media seconds per wall second; extraction alone "
           f"{media / t_extract:.2f}x); real-time factor (wall seconds per media second): {wall / media:.3f}")
     return {"speed": media / wall, "rtf": wall / media, "media": media, "wall": wall, "utterances": n_utt}
@@ -141,6 +147,9 @@ def main() -> int:
     ap.add_argument("--checkpoint", default="default")
     ap.add_argument("--set", action="append", default=[], help="extract config overrides")
     ap.add_argument("--keep-cache", action="store_true")
+    ap.add_argument("--vision", choices=("auto", "full"), default="auto",
+                    help="auto: as senbert score (sparse face pass for a model that reads no vision); full: "
+                         "the landmarker at the config's rate")
     args = ap.parse_args()
     print(f"CPU: {capabilities('cpu').describe()}")
     count(transcript.WhisperTranscriber, "transcribe", "asr")
@@ -150,10 +159,12 @@ def main() -> int:
     out = Path(args.out)
     long_file, shorts = build_inputs(clips, out, args.minutes, args.short)
     predictor = Predictor.load(args.checkpoint)
-    print(f"model {predictor.name} ({predictor.modalities}); extract overrides {args.set or 'none'}")
+    sparse = args.vision == "auto" and not reads_vision(predictor)
+    print(f"model {predictor.name} ({predictor.modalities}); extract overrides {args.set or 'none'}; "
+          f"face pass: {'sparse' if sparse else 'full rate'}")
     warm_up(load_extract_config("default", overrides=args.set))  # models load before either set is timed
-    short = run_set("short", shorts, out, args.set, predictor, args.keep_cache)
-    long = run_set("long", [long_file], out, args.set, predictor, args.keep_cache)
+    short = run_set("short", shorts, out, args.set, predictor, args.keep_cache, sparse)
+    long = run_set("long", [long_file], out, args.set, predictor, args.keep_cache, sparse)
     from pipeline.scoring.score import read_scores
 
     utts = read_scores(out / "scores_long", "utterances.jsonl")

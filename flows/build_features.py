@@ -46,7 +46,7 @@ from pipeline.corpora.label_csv import read_mmsa_fet_corpus
 from pipeline.corpora.load import load_corpus
 from pipeline.features.cache import FeatureCache
 from pipeline.features.config import ExtractConfig
-from pipeline.features.extract import extract_clip, media_key
+from pipeline.features.extract import extract_clip, serving_key
 from pipeline.features.pool import BatchItem, BatchReport, default_errors_path, write_errors
 
 _CONFIGS: dict[str, ExtractConfig] = {}
@@ -61,13 +61,16 @@ def _config(d: dict[str, Any]) -> ExtractConfig:
 
 
 def feature_task_key(context: Any, parameters: dict[str, Any]) -> str | None:
-    """Prefect cache key of an extract task: the feature-cache key of the clip.
+    """Prefect cache key of an extract task: the feature-cache key of the entry that serves it (a
+    sparse-vision request with no complete entry yet: the sparse entry's key, so that a request
+    that reads vision is never served a sparse record).
 
     None (no caching) when the file cannot be hashed: the task then runs and reports why.
     """
     try:
         cache = FeatureCache(parameters["cache_dir"])
-        key = media_key(parameters["path"], _config(parameters["config"]), cache, parameters.get("transcript")).key
+        key = serving_key(parameters["path"], _config(parameters["config"]), cache, parameters.get("transcript"),
+                          bool(parameters.get("sparse_vision")))
     except Exception:  # noqa: BLE001 - a missing or unreadable file: let the task say it
         return None
     record = f"features-{key}"
@@ -91,10 +94,10 @@ def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
 @task(name="extract-clip", task_run_name="extract {clip_id}", cache_key_fn=feature_task_key,
       persist_result=True, retries=1, retry_delay_seconds=2, retry_condition_fn=worth_retrying)
 def extract_clip_task(path: str, config: dict[str, Any], cache_dir: str, transcript: str | None = None,
-                      clip_id: str = "") -> dict[str, Any]:
+                      clip_id: str = "", sparse_vision: bool = False) -> dict[str, Any]:
     """Features of one clip into the cache; a small summary (the arrays stay in the cache)."""
     t0 = time.perf_counter()
-    e = extract_clip(path, _config(config), FeatureCache(cache_dir), transcript, clip_id or None)
+    e = extract_clip(path, _config(config), FeatureCache(cache_dir), transcript, clip_id or None, sparse_vision)
     return {"path": path, "clip_id": e.clip_id, "key": e.key, "duration": float(e.duration),
             "from_cache": bool(e.from_cache), "face_share": float(e.face_share), "transcript": e.transcript,
             "warnings": list(e.warnings), "seconds": time.perf_counter() - t0}
@@ -112,6 +115,7 @@ class BuildPlan:
     cache: FeatureCache
     source: str
     labelled: list[Any]  # CorpusItems for a label.csv (labels and splits), else []
+    sparse_vision: bool = False  # the consumer reads no visual features (extract_clip)
 
 
 def plan_build(videos: str | None = None, label_csv: str | None = None, raw_dir: str | None = None,
@@ -159,8 +163,8 @@ def run_build(plan: BuildPlan, allow_all_failed: bool = False) -> dict[str, Any]
                 cfg.fingerprint(), cache.root)
     extract = extract_clip_task.with_options(result_storage=results_dir(cache.root))
     cfg_dict = cfg.to_dict()
-    futures = [extract.submit(str(it.path), cfg_dict, str(cache.root), it.transcript, it.clip_id)
-               for it in plan.items]
+    futures = [extract.submit(str(it.path), cfg_dict, str(cache.root), it.transcript, it.clip_id,
+                              plan.sparse_vision) for it in plan.items]
     wait(futures)
     done = cached = 0
     seconds = 0.0
@@ -215,7 +219,8 @@ def run_build(plan: BuildPlan, allow_all_failed: bool = False) -> dict[str, Any]
       description="Videos (a folder, or an MMSA-FET label.csv) -> cached visual, acoustic and text features.")
 def build_features(videos: str | None = None, label_csv: str | None = None, raw_dir: str | None = None,
                    extract_config: str = "default", overrides: list[str] | None = None,
-                   cache_dir: str | None = None, allow_all_failed: bool = False) -> dict[str, Any]:
+                   cache_dir: str | None = None, allow_all_failed: bool = False,
+                   sparse_vision: bool = False) -> dict[str, Any]:
     """Extract and cache the features of every clip.
 
     Args:
@@ -226,8 +231,12 @@ def build_features(videos: str | None = None, label_csv: str | None = None, raw_
         overrides: ``section.key=value`` overrides of the extract config, e.g. ``["visual.fps=5"]``.
         cache_dir: feature cache folder (default: $SENBERT_CACHE or $SENBERT_HOME/features).
         allow_all_failed: end Completed even when no clip could be extracted.
+        sparse_vision: the features are for a model that reads no vision (the score flow with a
+            text-only model): the face landmarker runs at 1 frame a second, for the report's face
+            share; a later build without it runs only the visual stage at the config's rate.
     """
     plan = plan_build(videos, label_csv, raw_dir, extract_config, overrides, cache_dir)
+    plan.sparse_vision = sparse_vision
     return run_build(plan, allow_all_failed=allow_all_failed)
 
 

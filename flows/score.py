@@ -39,7 +39,7 @@ from flows.runtime import (
     task_runner_from_env,
 )
 from pipeline.features.cache import FeatureCache
-from pipeline.models.predictor import Predictor, resolve_model_path
+from pipeline.models.predictor import Predictor, modalities_of, model_meta, resolve_model_path
 from pipeline.scoring.score import ClipFeatures, score_features
 from pipeline.scoring.utterances import UtteranceSettings
 
@@ -99,7 +99,7 @@ def score(videos: str, checkpoint: str = "default", out: str | None = None, extr
     cache = cache_root(cache_dir)
     built = build_features(videos=str(resolve_path(videos, "videos")),
                            extract_config=extract_config, overrides=overrides, cache_dir=str(cache),
-                           allow_all_failed=True)
+                           allow_all_failed=True, sparse_vision="vision" not in modalities_of(model_meta(ckpt)))
     result = score_task(built["items"], str(ckpt), str(cache), str(out_dir), device, settings.to_dict(),
                         [(str(p), reason) for p, reason in skipped], report)
     rows = result.pop("rows")

@@ -3,10 +3,21 @@
 :func:`media_key` computes a clip's feature-cache key (file content + the extract config's
 fingerprint + the given transcript); :func:`cached_entry` looks it up; :func:`extract_clip`
 extracts and stores it when it is missing. Batches of clips: :mod:`pipeline.features.pool`.
+
+**Sparse vision.** A consumer that does not read the visual features (a text-only model
+scoring files) asks for ``sparse_vision``: the face landmarker then runs at
+:data:`SPARSE_VISION_FPS` (enough for the report's face share) instead of the config's rate.
+Such an entry is stored under its own key (:func:`sparse_key`) and records what was computed
+(``meta["sparse"]``). A later consumer that reads vision finds it and runs only the visual
+stage at the config's rate: the transcript, words and acoustic features are taken from it, and
+the complete entry is stored under the clip's normal key (every entry stays immutable). A
+complete entry serves a sparse request too.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import os
 import sys
@@ -28,6 +39,9 @@ from pipeline.features.cache import CacheEntry, FeatureCache
 from pipeline.features.config import ExtractConfig, extractor_versions
 
 log = logging.getLogger(__name__)
+
+#: Frames a second of the sparse visual pass (``sparse_vision``): the report's face share only.
+SPARSE_VISION_FPS = 1.0
 
 
 def _concat_on_grid(seqs: list[FeatureSequence]) -> FeatureSequence:
@@ -53,9 +67,37 @@ def _empty(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((0, len(names)), np.float32), np.zeros((0,), np.float64)
 
 
-def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = None
-                   ) -> tuple[dict[str, Any], dict[str, float]]:
+def _visual_stage(media: Any, config: ExtractConfig, fps: float | None = None) -> dict[str, Any]:
+    """The visual extractor on decoded media (at ``fps`` instead of the config's rate when given):
+    the entry's vision fields, plus ``masked`` (why there is no vision, or None), ``warnings``,
+    and ``version`` and ``seconds`` when it ran."""
+    name = config.extractors.vision
+    settings = config.visual if fps is None else dataclasses.replace(config.visual, fps=min(config.visual.fps, fps))
+    out: dict[str, Any] = {"vision": np.zeros((0, 0), np.float32), "vision_names": [],
+                           "vision_times": np.zeros((0,), np.float64), "vision_rate": 0.0, "face_share": 0.0,
+                           "masked": media.masked.get("vision"), "warnings": []}
+    if not name:
+        return out
+    if out["masked"]:
+        out["vision_names"] = registry.create(name, settings).columns()
+        out["vision"], out["vision_times"] = _empty(out["vision_names"])
+        return out
+    t = time.perf_counter()
+    vex = registry.create(name, settings)
+    vseq = vex.extract(media)
+    out.update(vision=vseq.values, vision_names=vseq.names, vision_times=vseq.times, vision_rate=vseq.rate,
+               face_share=float(vseq.info.get("face_share", 0.0)), warnings=list(vseq.warnings),
+               masked=vseq.info.get("masked"),  # e.g. no face in any frame (visual.on_no_face: mask)
+               version=vex.describe(), seconds=time.perf_counter() - t)
+    return out
+
+
+def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = None,
+                   vision_fps: float | None = None) -> tuple[dict[str, Any], dict[str, float]]:
     """Run the configured extractors on one file; the entry's fields and stage timings.
+
+    ``vision_fps`` runs the visual extractor at that rate instead of the config's (the sparse
+    pass: ``meta["sparse"]`` records it when frames were sampled).
 
     A modality whose stream is missing or silent (``DecodedMedia.masked``, see
     :func:`~extractors.media.open_media`) is masked: its extractors do not run (nor speech
@@ -121,24 +163,16 @@ def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = N
         token_ids = tok(text, config.text.max_tokens)
         versions["tokenizer"] = tok.describe()
 
-    vision = np.zeros((0, 0), np.float32)
-    vision_names: list[str] = []
-    vision_times = np.zeros((0,), np.float64)
-    vision_rate = 0.0
-    face_share = 0.0
-    if ch.vision and vision_masked:
-        vision_names = registry.create(ch.vision, config.visual).columns()
-        vision, vision_times = _empty(vision_names)
-    elif ch.vision:
-        t = time.perf_counter()
-        vex = registry.create(ch.vision, config.visual)
-        vseq = vex.extract(media)
-        versions["vision"] = vex.describe()
-        vision, vision_names, vision_times, vision_rate = vseq.values, vseq.names, vseq.times, vseq.rate
-        vision_masked = vseq.info.get("masked")  # e.g. no face in any frame (visual.on_no_face: mask)
-        face_share = float(vseq.info.get("face_share", 0.0))
-        warnings += vseq.warnings
-        timings["visual"] = time.perf_counter() - t
+    vis = _visual_stage(media, config, vision_fps)
+    visual_warnings = list(vis["warnings"])
+    vision_masked = vis.pop("masked") or vision_masked
+    if "version" in vis:
+        versions["vision"] = vis.pop("version")
+    if "seconds" in vis:
+        timings["visual"] = vis.pop("seconds")
+    warnings += vis.pop("warnings")
+    vision, vision_names, vision_times = vis["vision"], vis["vision_names"], vis["vision_times"]
+    vision_rate, face_share = vis["vision_rate"], vis["face_share"]
     warnings = list(media.warnings) + warnings
     timings["total"] = time.perf_counter() - t0
     modalities = {"text": bool(text.strip()), "audio": audio.shape[0] > 0, "vision": vision.shape[0] > 0}
@@ -161,6 +195,8 @@ def run_extractors(path: Path, config: ExtractConfig, transcript: str | None = N
             "modalities": modalities, "masked": masked,
         },
     }
+    if vision_fps is not None and ch.vision and not media.masked.get("vision"):
+        fields["meta"]["sparse"] = {"vision_fps": float(vision_rate), "warnings": visual_warnings}
     return fields, timings
 
 
@@ -194,8 +230,31 @@ def media_key(path: str | os.PathLike[str], config: ExtractConfig, cache: Featur
     return MediaKey(p, transcript, content, fp, cache.make_key(content, fp, transcript))
 
 
-def _hit(ck: MediaKey, cache: FeatureCache, clip_id: str | None) -> CacheEntry | None:
+def sparse_key(key: str) -> str:
+    """The cache key of a clip's entry whose visual stage ran sparse (:data:`SPARSE_VISION_FPS`),
+    next to its normal ``key``."""
+    return hashlib.sha256(f"{key}|vision@{SPARSE_VISION_FPS:g}fps".encode()).hexdigest()[:40]
+
+
+def _sparse_applies(config: ExtractConfig, sparse_vision: bool) -> bool:
+    return sparse_vision and bool(config.extractors.vision) and config.visual.fps > SPARSE_VISION_FPS
+
+
+def serving_key(path: str | os.PathLike[str], config: ExtractConfig, cache: FeatureCache,
+                transcript: str | None = None, sparse_vision: bool = False) -> str:
+    """The key of the entry that serves this request, present or to be made: the clip's normal
+    key, or (``sparse_vision``, no complete entry yet) its :func:`sparse_key`."""
+    key = media_key(path, config, cache, transcript).key
+    if _sparse_applies(config, sparse_vision) and not cache.has(key):
+        return sparse_key(key)
+    return key
+
+
+def _hit(ck: MediaKey, cache: FeatureCache, clip_id: str | None, sparse_ok: bool = False) -> CacheEntry | None:
+    """The complete entry of ``ck``, else (``sparse_ok``) its sparse one, else None."""
     hit = cache.get(ck.key)
+    if hit is None and sparse_ok:
+        hit = cache.get(sparse_key(ck.key))
     if hit is not None:
         hit.clip_id = clip_id or hit.clip_id or ck.path.stem
         hit.source_path = str(ck.path)
@@ -203,45 +262,87 @@ def _hit(ck: MediaKey, cache: FeatureCache, clip_id: str | None) -> CacheEntry |
 
 
 def cached_entry(path: str | os.PathLike[str], config: ExtractConfig, cache: FeatureCache,
-                 transcript: str | None = None, clip_id: str | None = None) -> CacheEntry | None:
-    """The cached entry of ``path`` under ``config``, or None; InputError when the file is missing."""
-    return _hit(media_key(path, config, cache, transcript), cache, clip_id)
+                 transcript: str | None = None, clip_id: str | None = None,
+                 sparse_vision: bool = False) -> CacheEntry | None:
+    """The cached entry of ``path`` under ``config``, or None; InputError when the file is missing.
+    With ``sparse_vision``, an entry whose visual stage ran sparse serves too."""
+    return _hit(media_key(path, config, cache, transcript), cache, clip_id, _sparse_applies(config, sparse_vision))
+
+
+def _unexpected(p: Path, e: Exception) -> SenbertError:
+    log.debug("extraction of %s failed", p, exc_info=True)
+    if isinstance(e, MemoryError):
+        return SenbertError(f"{p}: out of memory while extracting; lower visual.max_side or use fewer workers")
+    return SenbertError(f"{p}: extraction failed unexpectedly ({type(e).__name__}: {e}); "
+                        "if the file plays normally, this is a bug: please report it with the file")
+
+
+def _with_full_vision(sparse: CacheEntry, ck: MediaKey, config: ExtractConfig) -> tuple[dict[str, Any], dict]:
+    """The fields of ``sparse`` with the visual stage run again at the config's rate (nothing else
+    is extracted again: decoding the video and the face landmarker only)."""
+    t0 = time.perf_counter()
+    media = open_media(ck.path, config.media, need_audio=False, need_video=True)
+    vis = _visual_stage(media, config)
+    meta = {k: v for k, v in sparse.meta.items() if k != "sparse"}
+    meta["extractors"] = {**meta.get("extractors", {}), **({"vision": vis["version"]} if "version" in vis else {})}
+    meta["vision_rate_hz"] = vis["vision_rate"]
+    meta["modalities"] = {**meta.get("modalities", {}), "vision": vis["vision"].shape[0] > 0}
+    meta["masked"] = {**meta.get("masked", {}), "vision": None if vis["vision"].shape[0] else
+                      vis["masked"] or "no video frames"}
+    meta["completed_from"] = {"key": sparse.key, "vision_fps": sparse.meta.get("sparse", {}).get("vision_fps")}
+    timings = {"visual": vis.get("seconds", 0.0), "total": time.perf_counter() - t0}
+    meta["timings"] = {**meta.get("timings", {}), "visual": timings["visual"]}
+    old_visual = sparse.meta.get("sparse", {}).get("warnings", [])  # the sparse pass's, replaced
+    fields = {
+        "duration": sparse.duration, "audio": sparse.audio, "audio_names": sparse.audio_names,
+        "audio_times": sparse.audio_times, "vision": vis["vision"], "vision_names": vis["vision_names"],
+        "vision_times": vis["vision_times"], "transcript": sparse.transcript, "words": sparse.words,
+        "face_share": vis["face_share"], "token_ids": sparse.token_ids, "meta": meta,
+        "warnings": [w for w in sparse.warnings if w not in old_visual] + vis["warnings"],
+    }
+    return fields, timings
 
 
 def extract_clip(path: str | os.PathLike[str], config: ExtractConfig, cache: FeatureCache,
-                 transcript: str | None = None, clip_id: str | None = None) -> CacheEntry:
+                 transcript: str | None = None, clip_id: str | None = None,
+                 sparse_vision: bool = False) -> CacheEntry:
     """Features of one file: from the cache when present, else extracted and cached.
 
+    ``sparse_vision``: the caller does not read the visual features, so the visual stage may run
+    at :data:`SPARSE_VISION_FPS` (module docstring); a complete entry serves it too. Without it,
+    an entry of an earlier sparse extraction is completed by running the visual stage alone.
     Raises a :class:`~common.errors.SenbertError` subclass naming the file on bad input.
     """
     exit_with_parent()  # in a pool worker (e.g. Prefect's process task runner): end with the parent
     ck = media_key(path, config, cache, transcript)
-    hit = _hit(ck, cache, clip_id)
-    if hit is not None:
+    sparse = _sparse_applies(config, sparse_vision)
+    hit = _hit(ck, cache, clip_id, sparse_ok=True)
+    if hit is not None and (sparse or not hit.meta.get("sparse")):
         return hit
     p = ck.path
     t0 = time.perf_counter()
     try:
-        fields, timings = run_extractors(p, config, ck.transcript)
+        if hit is not None:  # a sparse entry, and the caller reads vision: the visual stage alone
+            fields, timings = _with_full_vision(hit, ck, config)
+        else:
+            fields, timings = run_extractors(p, config, ck.transcript, SPARSE_VISION_FPS if sparse else None)
     except SenbertError:
         raise
-    except MemoryError as e:
-        raise SenbertError(f"{p}: out of memory while extracting; lower visual.max_side or use fewer workers") from e
     except Exception as e:  # noqa: BLE001 - an unexpected failure deep in a library
-        log.debug("extraction of %s failed", p, exc_info=True)
-        raise SenbertError(
-            f"{p}: extraction failed unexpectedly ({type(e).__name__}: {e}); "
-            "if the file plays normally, this is a bug: please report it with the file"
-        ) from e
+        raise _unexpected(p, e) from e
     t_write = time.perf_counter()
     meta = fields.pop("meta")
-    meta.update({
-        "config_name": config.name, "config": config.to_dict(), "fingerprint": ck.fingerprint,
-        "versions": extractor_versions(config), "timings": timings,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "python": sys.version.split()[0],
-    })
-    entry = CacheEntry(key=ck.key, source_path=str(p), clip_id=clip_id or p.stem, content_sha256=ck.content_sha256,
+    if hit is None:
+        meta.update({
+            "config_name": config.name, "config": config.to_dict(), "fingerprint": ck.fingerprint,
+            "versions": extractor_versions(config), "timings": timings,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "python": sys.version.split()[0],
+        })
+    else:
+        meta["completed"] = datetime.now(UTC).isoformat(timespec="seconds")
+    key = sparse_key(ck.key) if meta.get("sparse") else ck.key
+    entry = CacheEntry(key=key, source_path=str(p), clip_id=clip_id or p.stem, content_sha256=ck.content_sha256,
                        meta=meta, **fields)
     cache.put(entry)
     timings["write"] = time.perf_counter() - t_write

@@ -134,10 +134,11 @@ def _worker_init(config_dict: dict[str, Any], threads: int) -> None:
         _WORKER["warmup_error"] = str(e)
 
 
-def _worker_run(cache_root: str, item: BatchItem) -> tuple[str, str, float, bool, dict[str, float]]:
+def _worker_run(cache_root: str, item: BatchItem, sparse_vision: bool = False
+                ) -> tuple[str, str, float, bool, dict[str, float]]:
     cfg: ExtractConfig = _WORKER["config"]
     try:
-        e = extract_clip(item.path, cfg, FeatureCache(cache_root), item.transcript, item.clip_id)
+        e = extract_clip(item.path, cfg, FeatureCache(cache_root), item.transcript, item.clip_id, sparse_vision)
         return "ok", e.key, e.duration, e.from_cache, dict(e.meta.get("timings", {})) if not e.from_cache else {}
     except SenbertError as err:
         return "error", str(err), 0.0, False, {}
@@ -237,6 +238,7 @@ def extract_batch(
     errors_path: str | os.PathLike[str] | None = None,
     load_entries: bool = True,
     errors_file: bool = True,
+    sparse_vision: bool = False,
 ) -> BatchReport:
     """Extract many clips; failures do not stop the others and are written to an errors file
     (``errors_path``, default ``<cache>/errors-<config>.json``, which ``--retry-failed`` reads).
@@ -246,7 +248,9 @@ def extract_batch(
     ``items``: paths, ``(path, transcript)`` pairs, or objects with ``.path`` (and optionally
     ``.transcript``, ``.uid`` or ``.clip_id``) such as :class:`~pipeline.corpora.label_csv.CorpusItem`.
     With ``workers > 1`` clips run in that many processes (spawned), each with ``cores // workers`` threads.
-    ``load_entries=False`` keeps only keys (large corpora).
+    ``load_entries=False`` keeps only keys (large corpora). ``sparse_vision``: the caller does
+    not read the visual features (a text-only model scoring), so the face landmarker may run at
+    :data:`~pipeline.features.extract.SPARSE_VISION_FPS` (see :func:`~pipeline.features.extract.extract_clip`).
     """
     batch = [as_item(x) for x in items]
     cache.clean_tmp()  # what killed writers left (over an hour old: no live writer's)
@@ -287,7 +291,7 @@ def extract_batch(
     todo: list[int] = []  # the parent serves cache hits; only misses go to the extractors
     for i, it in enumerate(batch):
         try:
-            hit = cached_entry(it.path, config, cache, it.transcript, it.clip_id)
+            hit = cached_entry(it.path, config, cache, it.transcript, it.clip_id, sparse_vision)
         except Exception as err:  # noqa: BLE001 - e.g. a missing file: recorded, the batch goes on
             fail(i, _message(it, err))
             bar.update(1)
@@ -303,7 +307,7 @@ def extract_batch(
         for i in todo:
             it = batch[i]
             try:
-                e = extract_clip(it.path, config, cache, it.transcript, it.clip_id)
+                e = extract_clip(it.path, config, cache, it.transcript, it.clip_id, sparse_vision)
                 record(i, e.key, e.duration, e.from_cache, dict(e.meta.get("timings", {})), e)
             except Exception as err:  # noqa: BLE001 - one clip never stops the batch
                 fail(i, _message(it, err))
@@ -329,8 +333,8 @@ def extract_batch(
                     "with --workers 1 to see the error")
             bar.update(1)
 
-        run_isolating_crashes(todo, workers, make_pool, lambda i: (_worker_run, str(cache.root), batch[i]),
-                              done, crashed)
+        run_isolating_crashes(todo, workers, make_pool,
+                              lambda i: (_worker_run, str(cache.root), batch[i], sparse_vision), done, crashed)
     bar.close()
     report.wall_seconds = time.perf_counter() - t0
     failures.sort()

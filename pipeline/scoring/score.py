@@ -576,6 +576,11 @@ def _report_row(r: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def reads_vision(predictor: Any) -> bool:
+    """Whether the model reads the visual features (else extraction may sample faces sparsely)."""
+    return "vision" in str(getattr(predictor, "modalities", "text+audio+vision"))
+
+
 def score_videos(
     videos: Sequence[str | os.PathLike[str]],
     checkpoint: str | os.PathLike[str] | Any,
@@ -609,9 +614,10 @@ def score_videos(
         predictor.check_extract(cfg)
     cache = FeatureCache(cache_dir or default_cache_dir())
     t0 = time.perf_counter()
-    # the failures go to this run's score-errors.json, not over `senbert extract`'s errors file
+    # the failures go to this run's score-errors.json, not over `senbert extract`'s errors file; a
+    # model that does not read vision needs the face landmarker only for the report's face share
     batch = extract_batch(paths, cfg, cache, workers=workers, progress=progress, load_entries=False,
-                          errors_file=False)
+                          errors_file=False, sparse_vision=not reads_vision(predictor))
     failed = dict(batch.failed)
     items = [ClipFeatures(str(p), key, None if key else failed.get(str(p), f"{p}: extraction failed"))
              for p, key in zip(paths, batch.keys, strict=True)]
@@ -621,5 +627,5 @@ def score_videos(
     return rep
 
 
-__all__ = ["ClipFeatures", "ScoreReport", "score_features", "score_videos", "read_scores", "write_scores",
-           "format_scores_table", "FIELDS", "UTTERANCE_FIELDS"]
+__all__ = ["ClipFeatures", "ScoreReport", "score_features", "score_videos", "reads_vision", "read_scores",
+           "write_scores", "format_scores_table", "FIELDS", "UTTERANCE_FIELDS"]
