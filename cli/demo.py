@@ -115,7 +115,7 @@ def score_with_stack(out: Path, ckpt: Path) -> tuple[int, Path]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from pipeline.scoring.score import format_scores_table, read_scores, score_videos
+    from pipeline.scoring.score import format_scores_table, read_scores
 
     out = Path(getattr(args, "out", None) or "runs/demo")
     out.mkdir(parents=True, exist_ok=True)
@@ -123,11 +123,11 @@ def run_demo(args: argparse.Namespace) -> int:
     ckpt = train_text_model(out) if sample else default_model()
     if getattr(args, "no_stack", False):
         from pipeline.corpora.inputs import list_videos
+        from pipeline.scoring.api import Scorer
 
         _say(f"[2/3] scoring {SAMPLE_VIDEOS.relative_to(ROOT)} directly (no Prefect) ...")
-        report = score_videos(list_videos(SAMPLE_VIDEOS), ckpt, out / "scores", cache_dir=out / "features",
-                              progress=False)
-        rc, scores = (1 if report.failed else 0), Path(report.out_dir)
+        result = Scorer.load(ckpt, cache_dir=out / "features").score(list_videos(SAMPLE_VIDEOS), out=out / "scores")
+        rc, scores = (1 if result.failed else 0), Path(result.report.out_dir)
     else:
         rc, scores = score_with_stack(out, ckpt)
     rows = read_scores(scores)

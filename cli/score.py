@@ -60,20 +60,16 @@ def utterance_settings(args: argparse.Namespace) -> Any:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from pipeline.corpora.inputs import collect_inputs
-    from pipeline.features.pool import resolve_workers
-    from pipeline.models.predictor import resolve_model_path
-    from pipeline.scoring.score import score_videos
+    from pipeline.scoring.api import Scorer
 
     settings = utterance_settings(args)
     skipped: list[tuple[Path, str]] = []
     videos = collect_inputs(args.inputs, corpora=False, missing_ok=False, skipped=skipped)
-    ckpt = resolve_model_path(args.checkpoint)
     first = Path(args.inputs[0]).resolve()
     out = Path(args.out) if args.out else Path("runs") / "scores" / (first.name if first.is_dir() else first.stem)
-    report = score_videos(videos, ckpt, out, extract_config=args.extract_config, overrides=args.set,
-                          cache_dir=args.cache, workers=resolve_workers(args.workers, len(videos)),
-                          progress=not args.quiet, device=args.device, utterances=settings, skipped=skipped,
-                          report=not args.no_report)
-    print(report.table())
-    print(report.summary())
-    return 1 if report.failed else 0
+    scorer = Scorer.load(args.checkpoint, device=args.device, extract_config=args.extract_config,
+                         overrides=args.set, cache_dir=args.cache, utterances=settings, workers=args.workers)
+    result = scorer.score(videos, out=out, report=not args.no_report, progress=not args.quiet, skipped=skipped)
+    print(result.table())
+    print(result.report.summary())
+    return 1 if result.failed else 0

@@ -22,9 +22,8 @@ from flows.runtime import (
     task_runner_from_env,
 )
 from pipeline.corpora.clips import SPLITS
+from pipeline.models.metrics import METRIC_NAMES
 from pipeline.models.predictor import Predictor, resolve_model_path
-
-METRICS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
 
 
 @task(name="evaluate-checkpoint", cache_policy=NO_CACHE)
@@ -56,9 +55,9 @@ def evaluate_flow(data: str, checkpoint: str = "default", split: str = "test", r
     check_checkpoint_fits(ckpt, extract_config, overrides)
     corpus = open_corpus(data_path, raw_dir, extract_config, overrides, cache_dir)
     m = evaluate_task(str(ckpt), corpus, split, device)
-    row = {"split": split, "n": int(m.get("n", 0)), **{k: m.get(k) for k in METRICS}}
+    row = {"split": split, "n": int(m.get("n", 0)), **{k: m.get(k) for k in METRIC_NAMES}}
     publish_table("evaluate-metrics", [row], f"{ckpt} on {data_path} ({split}, {row['n']} clips)")
     publish_markdown("evaluate-summary", f"# evaluate\n\n{md_table([row], list(row))}\n\n- checkpoint: `{ckpt}`\n"
                      f"- data: `{data_path}`\n", "Metrics of the checkpoint on the split")
-    logger.info("%s (%d clips): %s", split, row["n"], "  ".join(f"{k} {m[k]:.4f}" for k in METRICS if k in m))
+    logger.info("%s (%d clips): %s", split, row["n"], "  ".join(f"{k} {m[k]:.4f}" for k in METRIC_NAMES if k in m))
     return {"checkpoint": str(ckpt), "data": str(data_path), "split": split, "metrics": m}

@@ -1,7 +1,7 @@
 """``score``: batch scoring of a folder of video and audio files with a checkpoint.
 
 Builds the missing features (the ``build-features`` flow, as a subflow: cached files cost
-nothing), then :func:`pipeline.scoring.score.score_features` cuts long files into utterances and
+nothing), then the :class:`~pipeline.scoring.api.Scorer` cuts long files into utterances and
 writes into ``out``: ``scores.csv`` / ``scores.jsonl`` (one row per file: path, multimodal
 score in [-3, 3] (the duration-weighted mean of its utterances), polarity, 7-class label,
 language-only and sense-only scores, transcript, share of frames with a face, the modalities
@@ -38,22 +38,22 @@ from flows.runtime import (
     resolve_path,
     task_runner_from_env,
 )
-from pipeline.features.cache import FeatureCache
 from pipeline.models.predictor import Predictor, modalities_of, model_meta, resolve_model_path
-from pipeline.scoring.score import ClipFeatures, score_features
+from pipeline.scoring.api import Scorer
+from pipeline.scoring.score import ClipFeatures
 from pipeline.scoring.utterances import UtteranceSettings
 
 
 @task(name="score-clips", cache_policy=NO_CACHE)
 def score_task(items: list[dict[str, Any]], checkpoint: str, cache_dir: str, out_dir: str,
                device: str = "cpu", utterances: dict[str, float] | None = None,
-               skipped: list[tuple[str, str]] | None = None, report: bool = True) -> dict[str, Any]:
+               skipped: list[tuple[str, str]] | None = None, report: bool = True, extract_config: str = "default",
+               overrides: list[str] | None = None) -> dict[str, Any]:
     """Load the checkpoint once and score every file with features; write the output files."""
-    predictor = Predictor.load(checkpoint, device=device)
+    scorer = Scorer(Predictor.load(checkpoint, device=device), extract_config, overrides or (), cache_dir, utterances)
     clips = [ClipFeatures(c["path"], c.get("key"), c.get("error"), clip_id=c.get("clip_id", "")) for c in items]
     clips += [ClipFeatures(p, None, reason, skipped=True) for p, reason in skipped or []]
-    rep = score_features(clips, predictor, FeatureCache(cache_dir), out_dir,
-                         utterances=UtteranceSettings.from_dict(utterances), report=report)
+    rep = scorer.score_features(clips, out=out_dir, report=report).report
     return {**rep.to_dict(), "rows": rep.rows, "table": rep.table(),
             "utterance_count": sum(1 for u in rep.utterances if u["status"] == "ok")}
 
@@ -101,7 +101,7 @@ def score(videos: str, checkpoint: str = "default", out: str | None = None, extr
                            extract_config=extract_config, overrides=overrides, cache_dir=str(cache),
                            allow_all_failed=True, sparse_vision="vision" not in modalities_of(model_meta(ckpt)))
     result = score_task(built["items"], str(ckpt), str(cache), str(out_dir), device, settings.to_dict(),
-                        [(str(p), reason) for p, reason in skipped], report)
+                        [(str(p), reason) for p, reason in skipped], report, extract_config, overrides)
     rows = result.pop("rows")
     cols = ["clip_id", "status", "score", "polarity", "class7_name", "score_language", "score_sense", "duration",
             "n_utterances", "share_positive", "share_negative", "share_neutral", "most_negative_score",

@@ -30,8 +30,7 @@ from flows.runtime import (
     resolve_path,
     task_runner_from_env,
 )
-
-METRICS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0")
+from pipeline.models.metrics import METRIC_NAMES
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
@@ -48,7 +47,7 @@ def metrics_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     for split in ("valid", "test"):
         m = result.get(split)
         if m:
-            rows.append({"split": split, **{k: m.get(k) for k in METRICS}})
+            rows.append({"split": split, **{k: m.get(k) for k in METRIC_NAMES}})
     return rows
 
 
@@ -105,7 +104,7 @@ def train_flow(data: str, config: str = "quick", ablation: str | None = None, ov
     rows = metrics_rows(result)
     publish_table("train-metrics", rows, f"{cfg.name} on {data_path.name}: metrics of the chosen checkpoint "
                                          f"(epoch {result['best_epoch']}), {result['checkpoint']}")
-    publish_markdown("train-plots", f"# train: {cfg.name}\n\n" + md_table(rows, ["split", *METRICS]) + "\n\n"
+    publish_markdown("train-plots", f"# train: {cfg.name}\n\n" + md_table(rows, ["split", *METRIC_NAMES]) + "\n\n"
                      f"checkpoint `{result['checkpoint']}`\n\n" + plots_markdown(out_dir),
                      "Loss curves and valid predictions of the chosen checkpoint")
     return result

@@ -82,20 +82,24 @@ def test_a_relative_name_with_a_colon_is_a_file_not_a_protocol(tmp_path: Path, m
 
 
 @pytest.mark.parametrize(
-    ("case", "exc", "words"),
+    ("case", "settings", "exc", "words"),
     [
-        ("zero_byte", MediaError, "empty (0 bytes)"),
-        ("not_media", MediaError, "not a media file"),
-        ("truncated_mp4", MediaError, "truncated"),
-        ("missing", InputError, "file not found"),
+        ("zero_byte", SETTINGS, MediaError, "empty (0 bytes)"),
+        ("not_media", SETTINGS, MediaError, "not a media file"),
+        ("truncated_mp4", SETTINGS, MediaError, "truncated"),
+        ("missing", SETTINGS, InputError, "file not found"),
+        # the error settings keep the old errors
+        ("no_audio", MediaSettings(missing_stream="error"), MediaError, "the file has no audio stream"),
+        ("no_video", MediaSettings(missing_stream="error"), MediaError, "the file has no video stream (audio only)"),
+        ("silence", MediaSettings(on_silence="error"), MediaError, "the audio track is silent"),
     ],
 )
 def test_bad_input_raises_a_clear_error_naming_the_file(
-    bad_inputs: dict[str, Path], case: str, exc: type, words: str  # noqa: F811
+    bad_inputs: dict[str, Path], case: str, settings: MediaSettings, exc: type, words: str  # noqa: F811
 ) -> None:
     path = bad_inputs[case]
     with pytest.raises(exc) as err:
-        open_media(path, SETTINGS, need_audio=True, need_video=True)
+        open_media(path, settings, need_audio=True, need_video=True)
     msg = str(err.value)
     assert str(path) in msg and words in msg
 
@@ -116,23 +120,6 @@ def test_missing_or_silent_streams_are_masked_by_default(
     assert any(w.startswith(warning) for w in media.warnings), media.warnings
     if case == "no_video":  # the audio of an audio-only file is decoded as usual
         assert media.audio is not None and peak_dbfs(media.audio) > -30
-
-
-@pytest.mark.parametrize(
-    ("case", "settings", "words"),
-    [
-        ("no_audio", MediaSettings(missing_stream="error"), "the file has no audio stream"),
-        ("no_video", MediaSettings(missing_stream="error"), "the file has no video stream (audio only)"),
-        ("silence", MediaSettings(on_silence="error"), "the audio track is silent"),
-    ],
-)
-def test_error_settings_keep_the_old_errors(
-    bad_inputs: dict[str, Path], case: str, settings: MediaSettings, words: str  # noqa: F811
-) -> None:
-    path = bad_inputs[case]
-    with pytest.raises(MediaError) as err:
-        open_media(path, settings, need_audio=True, need_video=True)
-    assert str(path) in str(err.value) and words in str(err.value)
 
 
 def test_a_file_without_any_stream_the_config_needs_is_an_error(bad_inputs: dict[str, Path]) -> None:  # noqa: F811

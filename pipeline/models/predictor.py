@@ -3,6 +3,11 @@
 >>> from pipeline.models.predictor import Predictor
 >>> p = Predictor.load("runs/demo/checkpoint")   # or Predictor.load("default"): the shipped model
 >>> rows = p.predict_corpus(corpus)   # one dict per clip: score, language and sense scores
+>>> rows = p.predict_utterances(utts, audio_names, vision_names)   # pieces of media files
+
+:meth:`_Scoring.predict_utterances` reads :class:`UtteranceInput` (a piece of a file, its place
+in the file, what of it the model may read): a model that reads context takes an utterance's
+neighbours from the same file.
 
 :meth:`Predictor.load` returns an :class:`Ensemble` for a packed model with several members
 (:mod:`pipeline.models.packed`): the mean of their predictions, with the same interface.
@@ -46,6 +51,23 @@ from pipeline.models.packed import (
     read_calibration,
     verify_packed,
 )
+
+
+@dataclass(frozen=True)
+class UtteranceInput:
+    """One utterance of a media file, as the predictor reads it.
+
+    ``file`` and ``index`` place it: a model that reads context takes its neighbours among the
+    utterances of the same ``file``, in ``index`` order (their transcripts only). ``text`` is
+    what the model reads of the transcript ("" when there is none, or the text is masked);
+    ``audio`` ``(T_a, d_a)`` and ``vision`` ``(T_v, d_v)`` its sequences (None: none).
+    """
+
+    file: str
+    index: int
+    text: str = ""
+    audio: np.ndarray | None = None
+    vision: np.ndarray | None = None
 
 
 def modalities_of(meta: CheckpointMeta) -> str:
@@ -131,6 +153,21 @@ class _Scoring:
                 loaded[0].calibration = packed_cal
             return loaded[0]
         return Ensemble(loaded, folder, name, fingerprint, calibration=packed_cal)
+
+    def predict_utterances(self, utterances: Sequence[UtteranceInput], audio_names: Sequence[str] = (),
+                           vision_names: Sequence[str] = (), feature_info: dict[str, Any] | None = None,
+                           source: str = "utterances", progress: bool = False) -> list[dict[str, Any]]:
+        """One row per utterance, in order (as :meth:`predict_corpus`'s, ``id`` its position).
+
+        ``audio_names`` / ``vision_names`` name the sequences' columns (checked against the
+        checkpoint's for a model with a sense block), ``feature_info`` how they were extracted
+        (frame rates, checked likewise); ``source`` names the utterances in errors.
+        """
+        clips = [Clip(clip_id=str(n), text=u.text, audio=u.audio, vision=u.vision,
+                      meta={"video_id": f"file:{u.file}", "clip": int(u.index)})  # context: the same file
+                 for n, u in enumerate(utterances)]
+        corpus = Corpus(clips, list(audio_names), list(vision_names), source=source, feature_info=feature_info or {})
+        return self.predict_corpus(corpus, progress=progress)
 
     def predict_corpus(self, corpus: Corpus, split: str | None = None, progress: bool = False) -> list[dict[str, Any]]:
         """One row per clip: id, split, label, score in [-3, 3], polarity, 7-class label and the

@@ -44,14 +44,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common.errors import InputError
+from common.errors import ConfigError, InputError
 from common.io import atomic_write, atomic_write_json
-from pipeline.corpora.inputs import entries_to_corpus
-from pipeline.features.cache import CacheEntry, FeatureCache
-from pipeline.features.config import ExtractConfig, load_extract_config
-from pipeline.features.pool import default_cache_dir, extract_batch, failure_lines
+from pipeline.features.cache import CacheEntry, FeatureCache, feature_info
+from pipeline.features.pool import failure_lines
 from pipeline.models.metrics import polarity, seven_class
-from pipeline.models.predictor import Predictor
+from pipeline.models.predictor import Predictor, UtteranceInput
 from pipeline.scoring.utterances import Utterance, UtteranceSettings, entry_utterances, slice_entry
 
 log = logging.getLogger(__name__)
@@ -127,6 +125,11 @@ class ScoreReport:
     modalities: str = ""  # what it reads: text, audio+vision or text+audio+vision
     segmentation: str = ""  # the utterance settings' signature
     wall_seconds: float = 0.0
+    scored_at: str = ""
+    #: the files' cache entries by their index in ``rows`` (the report's timelines; not written)
+    entries: dict[int, CacheEntry] = field(default_factory=dict, repr=False)
+    #: the utterance rows of each file, in the order of ``rows`` (``utterances`` is them flattened)
+    file_utterances: list[list[dict[str, Any]]] = field(default_factory=list, repr=False)
 
     def summary(self) -> str:
         n_utt = sum(1 for u in self.utterances if u.get("status") == "ok")
@@ -278,14 +281,17 @@ class _Piece:
 def _predict_pieces(todo: list[_Piece], predictor: Any, cache: FeatureCache, progress: bool) -> None:
     """Score ``todo`` in one batched pass (each piece gets its ``pred``); neighbours for context
     come from the same file only."""
-    for n, p in enumerate(todo):
-        p.entry.clip_id = str(n)  # unique within this batch; the rows keep the real ids
-    corpus = entries_to_corpus([p.entry for p in todo], source=f"{len(todo)} utterance(s) from {cache.root}")
-    for c, p in zip(corpus.clips, todo, strict=True):
-        c.meta.update({"video_id": f"file{p.item}", "clip": str(p.utt.index)})  # context: the same file
-        if "text" not in p.used:
-            c.text = ""  # text masked: the model sees an empty transcript
-    preds = predictor.predict_corpus(corpus, progress=progress)
+    first = todo[0].entry
+    for p in todo:  # the entries of one extract config have the same columns
+        if p.entry.audio_names != first.audio_names or p.entry.vision_names != first.vision_names:
+            raise ConfigError(f"{p.entry.source_path}: its features have other columns than "
+                              f"{first.source_path}'s; score files extracted with one extract config")
+    utts = [UtteranceInput(file=str(p.item), index=p.utt.index,
+                           text=p.entry.transcript if "text" in p.used else "",  # text masked: read as empty
+                           audio=p.entry.audio if p.entry.audio_names else None,
+                           vision=p.entry.vision if p.entry.vision_names else None) for p in todo]
+    preds = predictor.predict_utterances(utts, first.audio_names, first.vision_names, feature_info(first.meta),
+                                         source=f"{len(todo)} utterance(s) from {cache.root}", progress=progress)
     for p, pred in zip(todo, preds, strict=True):
         p.pred = pred
 
@@ -411,6 +417,22 @@ def _file_row(item: ClipFeatures, entry: CacheEntry, utts: list[dict[str, Any]])
 # --------------------------------------------------------------------------- scoring
 
 
+def _same(r: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """What makes an earlier row reusable: the same features, checkpoint and utterance settings."""
+    return r.get("feature_key"), r.get("checkpoint_fingerprint"), r.get("segmentation")
+
+
+def earlier_rows(out_dir: str | os.PathLike[str]) -> tuple[dict[tuple[Any, ...], dict[str, Any]],
+                                                          dict[tuple[Any, ...], list[dict[str, Any]]]]:
+    """The scored file rows and the utterance rows an earlier run wrote in ``out_dir``, by what
+    makes them reusable (:func:`score_entries`)."""
+    previous = {_same(r): r for r in read_scores(out_dir) if r.get("status") == "ok" and r.get("feature_key")}
+    previous_utts: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for u in read_scores(out_dir, UTTERANCES_JSONL):
+        previous_utts.setdefault(_same(u), []).append(u)
+    return previous, previous_utts
+
+
 def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: FeatureCache,
                    out_dir: str | os.PathLike[str], progress: bool = False,
                    utterances: UtteranceSettings | None = None, report: bool = True) -> ScoreReport:
@@ -422,27 +444,39 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
     are reused.
     """
     t0 = time.perf_counter()
-    settings = utterances or UtteranceSettings()
-    seg = settings.signature()
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"{out}: cannot create the output folder ({e}); choose a writable --out") from e
+    rep = score_entries(items, predictor, cache, progress, utterances, *earlier_rows(out), keep_entries=report)
+    write_outputs(rep, out, report)
+    rep.wall_seconds = time.perf_counter() - t0
+    return rep
+
+
+def score_entries(items: Sequence[ClipFeatures], predictor: Any, cache: FeatureCache, progress: bool = False,
+                  utterances: UtteranceSettings | None = None,
+                  previous: dict[tuple[Any, ...], dict[str, Any]] | None = None,
+                  previous_utts: dict[tuple[Any, ...], list[dict[str, Any]]] | None = None,
+                  keep_entries: bool = True) -> ScoreReport:
+    """Score files whose features are in ``cache``, utterance by utterance; nothing is written
+    (:func:`write_outputs` writes). ``previous`` / ``previous_utts``: earlier rows to reuse
+    (:func:`earlier_rows`); ``keep_entries``: keep the features of reused files too (for a
+    report's timelines)."""
+    t0 = time.perf_counter()
+    settings = utterances or UtteranceSettings()
+    seg = settings.signature()
+    previous, previous_utts = previous or {}, previous_utts or {}
     fp = predictor.fingerprint
     variant = predictor.meta.model_config.variant
     ckpt = str(predictor.path)
-    same = lambda r: (r.get("feature_key"), r.get("checkpoint_fingerprint"), r.get("segmentation"))  # noqa: E731
-    previous = {same(r): r for r in read_scores(out) if r.get("status") == "ok" and r.get("feature_key")}
-    previous_utts: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for u in read_scores(out, UTTERANCES_JSONL):
-        previous_utts.setdefault(same(u), []).append(u)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     rows: list[dict[str, Any] | None] = [None] * len(items)
     utt_rows: list[list[dict[str, Any]]] = [[] for _ in items]
     entries: dict[int, CacheEntry] = {}
-    rep = ScoreReport(checkpoint=ckpt, checkpoint_fingerprint=fp, model_variant=variant, out_dir=str(out),
-                      model=predictor.name, modalities=predictor.modalities, segmentation=seg)
+    rep = ScoreReport(checkpoint=ckpt, checkpoint_fingerprint=fp, model_variant=variant,
+                      model=predictor.name, modalities=predictor.modalities, segmentation=seg, scored_at=now)
     tokenizer = _tokenizer_of(predictor)
 
     pieces: list[_Piece] = []
@@ -458,7 +492,7 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
             rows[i]["warnings"] = [w for w in old.get("warnings") or [] if not w.startswith(NO_PAGE)]
             utt_rows[i] = [{**dict.fromkeys(UTTERANCE_FIELDS), **u, "path": it.path, "clip_id": it.clip_id}
                            for u in kept]
-            e = cache.get(it.key) if report else None  # only its report's timeline needs the features
+            e = cache.get(it.key) if keep_entries else None  # only its report's timeline needs the features
             if e is not None:
                 entries[i] = e
             rep.reused += 1
@@ -511,9 +545,28 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
     rep.skipped = [(r["path"], r["error"]) for r in final if r["status"] == "skipped"]
     for r in final:
         r["report"] = None  # this run's pages only: a reused row's page of an earlier run may be gone
+    rep.entries = entries
+    rep.file_utterances = utt_rows
+    rep.wall_seconds = time.perf_counter() - t0
+    return rep
+
+
+def write_outputs(rep: ScoreReport, out_dir: str | os.PathLike[str], report: bool = True) -> ScoreReport:
+    """Write what :func:`score_entries` found into ``out_dir``: the files' and the utterances'
+    CSV and JSONL, the errors file and (``report``) the HTML reports and PNG timelines; the paths
+    are set on ``rep`` (and each file row's ``report``)."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{out}: cannot create the output folder ({e}); choose a writable --out") from e
+    final = rep.rows
+    rep.out_dir = str(out)
+    for r in final:
+        r["report"] = None
     if report:
         try:
-            rep.report_index = _write_reports(out, final, utt_rows, entries)
+            rep.report_index = _write_reports(out, final, rep.file_utterances, rep.entries)
         except Exception as e:  # noqa: BLE001 - the scores must not be lost with the report
             log.warning("%s: the HTML report could not be written (%s: %s); the scores are written", out,
                         type(e).__name__, e)
@@ -524,11 +577,11 @@ def score_features(items: Sequence[ClipFeatures], predictor: Any, cache: Feature
     rep.csv_path, rep.jsonl_path = str(csv_path), str(jsonl_path)
     rep.errors_path = str(out / ERRORS_NAME)
     atomic_write_json(out / ERRORS_NAME, {
-        "created": now, "checkpoint": ckpt, "checkpoint_fingerprint": fp, "items": len(items),
+        "created": rep.scored_at, "checkpoint": rep.checkpoint, "checkpoint_fingerprint": rep.checkpoint_fingerprint,
+        "items": len(final),
         "failed": [{"path": p, "message": m} for p, m in rep.failed],
         "skipped": [{"path": p, "reason": m} for p, m in rep.skipped],
     })
-    rep.wall_seconds = time.perf_counter() - t0
     return rep
 
 
@@ -595,7 +648,8 @@ def score_videos(
     skipped: Sequence[tuple[str | os.PathLike[str], str]] = (),
     report: bool = True,
 ) -> ScoreReport:
-    """Extract (or take from the cache) and score media files (video or audio), without Prefect.
+    """Extract (or take from the cache) and score media files (video or audio), without Prefect,
+    and write the results into ``out_dir``: :meth:`pipeline.scoring.api.Scorer.score` as a function.
 
     ``checkpoint`` is a checkpoint (or run) directory, a packed model or a loaded Predictor;
     ``extract_config`` a config name, YAML path or :class:`~pipeline.features.config.ExtractConfig`;
@@ -603,28 +657,14 @@ def score_videos(
     ``utterances`` how long files are cut; ``skipped`` (path, reason) of files a folder held
     that are not media: they get ``skipped`` rows.
     """
-    paths = [Path(v) for v in videos]
-    if not paths:
+    from pipeline.scoring.api import Scorer  # the front object builds on this module
+
+    if not list(videos):
         raise InputError("no media files to score" + (f" ({len(skipped)} file(s) skipped: not media)"
                                                       if skipped else ""))
     predictor = checkpoint if hasattr(checkpoint, "predict_corpus") else Predictor.load(checkpoint, device=device)
-    cfg = extract_config if isinstance(extract_config, ExtractConfig) else \
-        load_extract_config(extract_config, overrides=overrides)
-    if hasattr(predictor, "check_extract"):  # a checkpoint that does not fit: refused before extracting
-        predictor.check_extract(cfg)
-    cache = FeatureCache(cache_dir or default_cache_dir())
-    t0 = time.perf_counter()
-    # the failures go to this run's score-errors.json, not over `senbert extract`'s errors file; a
-    # model that does not read vision needs the face landmarker only for the report's face share
-    batch = extract_batch(paths, cfg, cache, workers=workers, progress=progress, load_entries=False,
-                          errors_file=False, sparse_vision=not reads_vision(predictor))
-    failed = dict(batch.failed)
-    items = [ClipFeatures(str(p), key, None if key else failed.get(str(p), f"{p}: extraction failed"))
-             for p, key in zip(paths, batch.keys, strict=True)]
-    items += [ClipFeatures(str(p), None, reason, skipped=True) for p, reason in skipped]
-    rep = score_features(items, predictor, cache, out_dir, progress=progress, utterances=utterances, report=report)
-    rep.wall_seconds = time.perf_counter() - t0
-    return rep
+    scorer = Scorer(predictor, extract_config, overrides, cache_dir, utterances, workers)
+    return scorer.score(videos, out=out_dir, report=report, progress=progress, skipped=skipped).report
 
 
 __all__ = ["ClipFeatures", "ScoreReport", "score_features", "score_videos", "reads_vision", "read_scores",
