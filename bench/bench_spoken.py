@@ -420,6 +420,8 @@ def run_name(args, what: str) -> str:
     parts = [args.corpus, args.split, args.voice, what]
     if args.asr_model:
         parts.append("asr-" + re.sub(r"[^A-Za-z0-9.-]+", "_", Path(args.asr_model).name))
+    if what not in ("clip", "gold", "recognised") and args.utterance:  # a file per clip is one utterance
+        parts.append("utt-" + re.sub(r"[^A-Za-z0-9.=-]+", "_", ",".join(args.utterance)))
     if args.checkpoint:
         parts.append("ck-" + hashlib.sha1(str(Path(args.checkpoint).resolve()).encode()).hexdigest()[:8])
     if args.tag:
@@ -453,6 +455,8 @@ def stage_score(args, rows: list[Row], mode: str) -> Path:
     )
     if args.asr_model:
         cmd += ["--set", f"asr.model={args.asr_model}"]
+    for u in args.utterance:
+        cmd += ["--utterance", u]
     if args.checkpoint:
         cmd += ["--checkpoint", args.checkpoint]
     if args.workers:
@@ -1002,6 +1006,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--checkpoint", default=None, help="checkpoint for score and gold (default: the default model)")
     ap.add_argument("--asr-model", default=None, help="passed as --set asr.model=... (default: Whisper base)")
     ap.add_argument("--pause", type=float, default=0.8, help="silence between the clips of a video file, s")
+    ap.add_argument("--utterance", action="append", default=[], metavar="KEY=VALUE",
+                    help="passed to senbert score --utterance (e.g. keep_pause_s=0.8); part of the run's name")
     ap.add_argument("--tol", type=float, default=0.3, help="tolerance of the segmentation diagnostics, s")
     ap.add_argument("--limit", type=int, default=None, help="only the first N clips of the split (a try)")
     ap.add_argument("--tag", default=None, help="name suffix of score/result runs (default: limit<N> with --limit)")
