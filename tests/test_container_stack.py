@@ -286,16 +286,22 @@ def test_container_stack(tmp_path_factory: pytest.TempPathFactory) -> None:
         took = api.workers(killed["run"])
         assert took[0] == killed["worker"] and took[-1] != killed["worker"], took
         assert api.flow_run(killed["run"])["run_count"] == 2
-        # no clip extracted twice: one Completed extract task per clip; the clips done before
-        # the kill are Cached in the retry, those in flight were left Running by the dead process
+        # no clip extracted twice: at most one Completed extract task per clip. In the killed
+        # run's folder the clips done before the kill are Cached in the retry; a clip in flight is
+        # left Running in the dead attempt's record, and is then either Completed in the retry
+        # or, when its features and task record were written just before the kill (the state
+        # report was lost with the process), Cached there. Every other folder: one Completed each.
         for part, names in more.items():
             tasks = api.extract_tasks(part)
             for name in names:
                 stem = Path(name).stem
                 mine = [t["state"]["name"] for t in tasks if t["name"] == f"extract {stem}"]
-                assert mine.count("Completed") == 1, (part, stem, mine)
-                if part == killed["part"]:
-                    assert set(mine) <= {"Completed", "Cached", "Running"}, (stem, mine)
+                if part != killed["part"]:
+                    assert mine == ["Completed"], (part, stem, mine)
+                    continue
+                assert set(mine) <= {"Completed", "Cached", "Running"}, (stem, mine)
+                assert mine.count("Completed") <= 1 and mine.count("Completed") + mine.count("Cached") == 1, (
+                    stem, mine)
         retried = [t["state"]["name"] for t in api.extract_tasks(killed["part"])]
         assert retried.count("Cached") >= killed["done_before"], retried
 
