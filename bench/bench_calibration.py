@@ -7,7 +7,8 @@ split of every ``--data``.
         pipeline/default_model/member_3 [--out calibration.json]
 
 Each checkpoint gets its own map (fitted on its own train scores), the ensemble one fitted on the
-mean of the members' train scores, as ``bench/build_default_model.py`` fits a packed model's.
+mean of the members' train scores, as ``senbert release`` fits a packed model's (both with
+``pipeline.models.calibration.fit_quantile``).
 Checkpoints score raw here (their own calibration, if any, is not used). Prints the CPU, seconds
 per pass and a Markdown table (seeds: mean ± sample std), and the predicted class counts.
 """

@@ -80,7 +80,7 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
                                "set": {**CTX1_DROP30, "context_dropout": 0.5},
                                "stage_from": "mpnet_lora_mosei_pretrain"},
     # mpnet_lora_ctx1_drop30 trained up to 15 epochs instead of 10 (two of its five seeds were still
-    # improving at the 10th): the shipped default's recipe (bench/build_default_model.py)
+    # improving at the 10th): the shipped default's recipe (senbert release build's default)
     "mpnet_lora_ctx1_drop30_ep15": {"config": "language_lora", "needs": "mosei_pretrain",
                                     "set": {**CTX1_DROP30, "epochs": 15},
                                     "stage_from": "mpnet_lora_mosei_pretrain"},

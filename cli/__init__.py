@@ -8,6 +8,7 @@
     senbert extract / assets                                       (cli/extract.py)
     senbert stack                                                  (cli/flows.py)
     senbert score                                                  (cli/score.py)
+    senbert release build / combine                                (cli/release.py)
 
 A CORPUS is an MMSA feature pickle (``.pkl``), an MMSA-FET ``label.csv`` (text only), or a
 ``label.csv`` plus ``--raw-dir`` (videos under ``Raw/<video_id>/<clip_id>.<ext>``, features
@@ -23,12 +24,12 @@ import logging
 import os
 import sys
 
-from cli import demo, extract, flows, score, train
+from cli import demo, extract, flows, release, score, train
 from common.errors import SenbertError
 
 log = logging.getLogger("senbert")
 
-COMMAND_MODULES = (train, demo, extract, flows, score)  # the order of ``senbert --help``
+COMMAND_MODULES = (train, demo, extract, flows, score, release)  # the order of ``senbert --help``
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,6 +67,13 @@ def test_a_non_editable_install_finds_its_configs_and_default_model(tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert (elsewhere / "run" / "checkpoint" / "senbert.json").is_file()
     assert "quick" in (elsewhere / "run" / "config.yaml").read_text()
+    # the model release is product code: the installed copy has it (no bench/ script needed)
+    probe = "from pipeline.training.release import build, combine; print(build.__file__, combine.__file__)"
+    r = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.count(str(target)) == 2, (r.stdout + r.stderr)[-3000:]
+    r = subprocess.run([sys.executable, "-m", "cli", "release", "combine", "--help"], cwd=elsewhere, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "--parts" in r.stdout, r.stderr[-2000:]
 
 
 def test_the_docker_image_copies_every_package():

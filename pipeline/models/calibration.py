@@ -19,6 +19,10 @@ is used, never valid or test; the order of the predictions is kept, so a higher 
 never a lower calibrated one. The map is stored with the model (a checkpoint's ``senbert.json``;
 a packed ensemble's ``calibration.json``, fitted on the ensemble's mean) and applied to the final
 score only; the unimodal heads stay as trained.
+
+Where. :func:`fit_on_train` is the one fit of a model's map: a run's at the end of training
+(``pipeline/training/trainer.py``) and a packed model's when it is released
+(``pipeline/training/release/``) both call it.
 """
 
 from __future__ import annotations
@@ -26,11 +30,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from common.errors import InputError
+
+if TYPE_CHECKING:
+    from pipeline.corpora.clips import Corpus
+    from pipeline.models.predictor import Ensemble, Predictor
 
 #: the calibration kinds TrainConfig accepts
 KINDS = ("none", "quantile", "quantile_global")
@@ -114,6 +123,22 @@ def fit_quantile(predictions: Sequence[float], labels: Sequence[float], fitted_o
     else:
         raise ValueError(f"unknown calibration kind {kind!r}")
     return Calibration(kind, [float(v) for v in xs], [float(v) for v in ys], fitted_on)
+
+
+def fit_on_train(model: Predictor | Ensemble, corpus: Corpus, kind: str = "quantile",
+                 progress: bool = False) -> Calibration:
+    """``model``'s calibration of its final score (``kind``: ``quantile`` or ``quantile_global``),
+    fitted on the labelled clips of ``corpus``'s train split: the distribution of the model's raw
+    (uncalibrated) final scores there mapped onto that of their labels. An ensemble's is fitted
+    on the mean of its members. ``fitted_on`` names the corpus file by its last two path parts
+    (``mosi/label.csv train, 1284 clips``). An :class:`InputError` when it cannot be fitted."""
+    clips = [c for c in corpus.split("train") if c.label is not None]
+    raw = model.predict_clips(clips, progress=progress, raw=True)
+    source = Path(corpus.source)
+    if source.is_file():
+        source = source.resolve()
+    return fit_quantile(raw["multimodal"], raw["labels"], kind=kind,
+                        fitted_on=f"{'/'.join(source.parts[-2:])} train, {len(clips)} clips")
 
 
 def calibrated(pred: dict[str, Any], calibration: Calibration | None) -> dict[str, Any]:

@@ -11,7 +11,8 @@ was trained (for a LoRA checkpoint: the adapters and the heads, not the pretrain
 in fp16, or with ``weights="int8"`` its adapter matrices in int8 with one scale per rank line
 (half the size: more members fit the repository's 10 MiB), and no tokenizer copy (an
 adapter checkpoint takes it from its verified base encoder).
-``bench/build_default_model.py`` rebuilds the shipped one from the MOSI and MOSEI label files.
+``senbert release`` (``pipeline/training/release/``) builds, calibrates, measures and cards packed
+models; ``scripts/rebuild_default_model.sh`` rebuilds the shipped one from the MOSI and MOSEI label files.
 """
 
 from __future__ import annotations
@@ -55,13 +56,20 @@ class PackTooLarge(InputError):
     """A packed model would exceed the repository's limits (5 MiB a file, 10 MiB in all)."""
 
 
+def default_model_folder() -> Path:
+    """Where the shipped default model lives (package data, pyproject.toml), whether it is there or not."""
+    return Path(__file__).resolve().parent.parent / "default_model"
+
+
 def default_model_dir(verify: bool = True) -> Path:
     """The shipped default model's folder (package data), its hashes checked."""
-    root = Path(__file__).resolve().parent.parent / "default_model"  # package data (pyproject.toml)
+    root = default_model_folder()
     if not (root / MANIFEST).is_file():
         raise InputError(f"{root}: the default model is missing (no {MANIFEST}); reinstall the project, or "
-                         "rebuild it with `python bench/build_default_model.py --mosi MOSI/label.csv --mosei "
-                         "MOSEI/label.csv` (see pipeline/default_model/MODEL_CARD.md), or pass --checkpoint")
+                         "rebuild it (`senbert release build --mosi MOSI/label.csv --mosei MOSEI/label.csv` "
+                         "builds a part, `senbert release combine --mosi MOSI/label.csv --mosei MOSEI/label.csv "
+                         "--parts PART ...` combines parts into it; scripts/rebuild_default_model.sh in a "
+                         "checkout runs every step), or pass --checkpoint")
     if verify:
         verify_packed(root)
     return root

@@ -44,7 +44,7 @@ from model.loss import UncertaintyWeightedLoss, tasks_for
 from model.senbert import SenBERT
 from pipeline.corpora.clips import Clip, Corpus, Normalizer, in_corpus
 from pipeline.corpora.load import load_corpus
-from pipeline.models.calibration import Calibration, fit_quantile
+from pipeline.models.calibration import Calibration, fit_on_train
 from pipeline.models.checkpoint import (
     CheckpointMeta,
     read_meta,
@@ -802,11 +802,9 @@ def finish(out: Path, corpus: Corpus, history: list[dict[str, Any]], progress: b
 
 def _fit_calibration(pred: Predictor, corpus: Corpus, out: Path, progress: bool) -> Calibration:
     """Fit the final score's calibration on the labelled clips of ``corpus``'s train split (the
-    main corpus only, not ``extra_train``) and store it in the checkpoint."""
-    clips = [c for c in corpus.split("train") if c.label is not None]
-    raw = pred.predict_clips(clips, progress=progress, raw=True)
-    cal = fit_quantile(raw["multimodal"], raw["labels"], kind=pred.meta.train["calibration"],
-                       fitted_on=f"{'/'.join(Path(corpus.source).parts[-2:])} train, {len(clips)} clips")
+    main corpus only, not ``extra_train``; :func:`fit_on_train`, as a packed model's release
+    fits its own) and store it in the checkpoint."""
+    cal = fit_on_train(pred, corpus, kind=pred.meta.train["calibration"], progress=progress)
     update_meta(out / "checkpoint", calibration=cal.to_dict())
     return cal
 

@@ -1,8 +1,9 @@
-"""bench/build_default_model.py end to end, tiny: the one command that rebuilds the shipped model
-(here a MiniLM LoRA recipe with utterance context on the sample corpus) trains, packs, measures on
-both valid splits and writes a model card that says what the model reads; ``--recalibrate``
-refits its calibration without training; bench/combine_default_model.py packs the members of
-several such models into one, as the shipped default combines two recipes."""
+"""``senbert release`` end to end, tiny (pipeline/training/release/): ``release build``, the one
+command that builds a part of the shipped model (here a MiniLM LoRA recipe with utterance context
+on the sample corpus), trains, packs, measures on both valid splits and writes a model card that
+says what the model reads; ``--recalibrate`` refits its calibration without training;
+``release combine`` packs the members of several such models into one, as the shipped default
+combines two recipes."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ import yaml
 
 from pipeline.models.packed import read_manifest, verify_packed
 from pipeline.models.predictor import Predictor
+from pipeline.training.release.build import card_only
 from tests.conftest import SENTENCES, TINY
 
 ROOT = SENTENCES.parents[2]
+BUILD = [sys.executable, "-m", "cli", "release", "build"]
+COMBINE = [sys.executable, "-m", "cli", "release", "combine"]
 
 
 def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
@@ -26,9 +30,8 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     sets += ["model.variant=language_only", "model.adapter=lora", "model.lora_r=2", "context=1",
              "pretrain_context=0", "max_context_len=8", "context_dropout=0.25"]
     out, work = tmp_path / "model", tmp_path / "work"
-    cmd = [sys.executable, str(ROOT / "bench" / "build_default_model.py"), "--mosi", str(SENTENCES),
-           "--mosei", str(SENTENCES), "--config", "quick", "--seeds", "1,2", "--work", str(work),
-           "--out", str(out), "--name", "tiny-ctx"]
+    cmd = BUILD + ["--mosi", str(SENTENCES), "--mosei", str(SENTENCES), "--config", "quick", "--seeds", "1,2",
+                   "--work", str(work), "--out", str(out), "--name", "tiny-ctx"]
     for s in sets:
         cmd += ["--set", s]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
@@ -45,8 +48,10 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     assert "without context, then MOSI's train split with context 1 (context dropout 0.25)" in card
     assert "neighbouring utterances of the same recording" in card  # its intended use says so
     assert "25 % of the clips read alone" in card and "MOSI valid, each clip alone" in card
-    # the rebuild command is complete: every option that differs from the script's defaults
+    # the rebuild command is complete: every option that differs from the command's defaults
+    assert "- Rebuild: `senbert release build --mosi MOSI/label.csv --mosei MOSEI/label.csv --config quick" in card
     assert "--set context_dropout=0.25" in card and "--set max_context_len=8" in card and "--name tiny-ctx" in card
+    assert "--seeds 1,2" in card
     assert "MOSI valid" in card and "MOSEI valid" in card
     model = Predictor.load(out)
     assert model.meta.context == 1
@@ -62,10 +67,9 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     # but for the case of "I", which the uncased encoder does not see: the same figures)
     weights = {k: v for k, v in manifest["files"].items() if k.endswith(".safetensors")}
     shutil.rmtree(work)  # it needs no training runs; the build record comes from the manifest
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "build_default_model.py"), "--mosi", str(SENTENCES),
-                        "--mosei", str(SENTENCES), "--config", "quick", "--work", str(work), "--out", str(out),
-                        "--name", "tiny-ctx", "--recalibrate", "--text-style", "plain"], capture_output=True, text=True,
-                       cwd=ROOT, timeout=900)
+    r = subprocess.run(BUILD + ["--mosi", str(SENTENCES), "--mosei", str(SENTENCES), "--config", "quick", "--work",
+                                str(work), "--out", str(out), "--name", "tiny-ctx", "--recalibrate", "--text-style",
+                                "plain"], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     again = verify_packed(out)
     assert {k: v for k, v in again["files"].items() if k.endswith(".safetensors")} == weights
@@ -76,6 +80,7 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     assert again["figures"]["MOSI"]["ensemble"] == manifest["figures"]["MOSI"]["ensemble"]  # the same map again
     card2 = (out / "MODEL_CARD.md").read_text()
     assert "--set context_dropout=0.25" in card2 and "- Calibration" in card2
+    assert "--seeds 1,2" in card2  # the packed model's recipe, not this command's defaults
     assert "Transcripts are read in plain style" in card2 and "Transcripts are read in plain style" not in card
     assert not (work / "members_of_packed").exists()
 
@@ -86,12 +91,13 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     cmd3[cmd3.index("--out") + 1] = str(out3)
     r = subprocess.run(cmd3, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "seeds [1, 2] are its members (not trained again)" in r.stdout
+    assert "seeds [1, 2] are its members (not trained again)" in r.stdout + r.stderr  # logged
     assert (work / "seed_3" / "result.json").is_file() and not (work / "seed_1").exists()
     assert not (work / "members_of_packed").exists()
     third = verify_packed(out3)
     assert third["members"] == ["member_1", "member_2", "member_3"] and third["weights"] == "int8"
     assert third["recipe"]["seeds"] == [1, 2, 3] and third["built"]["train_hours"] > manifest["built"]["train_hours"]
+    assert third["recipe"]["weights"] == "int8" and manifest["recipe"]["weights"] == "auto"  # the option given
     card3 = (out3 / "MODEL_CARD.md").read_text()
     assert "3 member(s) (seeds 1, 2, 3)" in card3 and "in int8 with one fp32 scale per rank line" in card3
     assert "--weights int8" in card3 and "--members-from" not in card3  # seeds 1,2,3: the default
@@ -102,16 +108,16 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     cmd4[cmd4.index("--out") + 1] = str(out4)
     r = subprocess.run(cmd4, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "stored in int8 already: packing every member in int8" in r.stdout
+    assert "stored in int8 already: packing every member in int8" in r.stdout + r.stderr  # logged
     fourth = verify_packed(out4)
     assert fourth["weights"] == "int8" and fourth["recipe"]["seeds"] == [1, 2, 3]
     assert {k: v for k, v in fourth["files"].items() if k.endswith(".safetensors")} == \
         {k: v for k, v in third["files"].items() if k.endswith(".safetensors")}  # byte for byte
-    # bench/combine_default_model.py: the members of several packed models in one, each part named in its card;
+    # senbert release combine: the members of several packed models in one, each part named in its card;
     # parts that read transcripts in different styles are refused (out reads plain since --text-style plain)
     mix = tmp_path / "combined"
-    combine = [sys.executable, str(ROOT / "bench" / "combine_default_model.py"), "--mosi", str(SENTENCES),
-               "--mosei", str(SENTENCES), "--work", str(work), "--out", str(mix), "--name", "tiny-mix"]
+    combine = COMBINE + ["--mosi", str(SENTENCES), "--mosei", str(SENTENCES), "--work", str(work), "--out", str(mix),
+                         "--name", "tiny-mix"]
     r = subprocess.run(combine + ["--parts", str(out), str(out3)], capture_output=True, text=True, cwd=ROOT,
                        timeout=900)
     assert r.returncode != 0 and "read transcripts in different styles" in r.stderr and not mix.exists()
@@ -132,11 +138,10 @@ def test_rebuild_packs_a_verified_model_with_its_card(tmp_path):
     assert not (work / "members_of_packed").exists()
     model_mix = Predictor.load(mix)
     assert model_mix.name == "tiny-mix" and model_mix.calibration is not None
-    # a combination is not rebuilt by the one-recipe script
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "build_default_model.py"), "--mosi", str(SENTENCES),
-                        "--mosei", str(SENTENCES), "--out", str(mix), "--recalibrate"], capture_output=True,
-                       text=True, cwd=ROOT, timeout=900)
-    assert r.returncode != 0 and "bench/combine_default_model.py" in r.stderr
+    # a combination is not rebuilt by the one-recipe command
+    r = subprocess.run(BUILD + ["--mosi", str(SENTENCES), "--mosei", str(SENTENCES), "--out", str(mix),
+                                "--recalibrate"], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode != 0 and "senbert release combine" in r.stderr
     # the members of a model of another recipe cannot stand for seeds of this one
     r = subprocess.run(cmd3[:-4] + ["--members-from", str(out), "--set", "epochs=2"], capture_output=True,
                        text=True, cwd=ROOT, timeout=900)
@@ -152,9 +157,8 @@ def test_rebuild_with_mosei_as_extra_data_then_the_card_alone(tmp_path):
     sets += ["model.variant=language_only", "model.adapter=lora", "model.lora_r=2", "context=1", "max_context_len=8",
              "text_style=plain"]
     out, work = tmp_path / "model", tmp_path / "work"
-    cmd = [sys.executable, str(ROOT / "bench" / "build_default_model.py"), "--mosi", str(SENTENCES),
-           "--mosei", str(SENTENCES), "--config", "quick", "--seeds", "1", "--work", str(work), "--out", str(out),
-           "--name", "tiny-extra", "--mosei-as", "extra"]
+    cmd = BUILD + ["--mosi", str(SENTENCES), "--mosei", str(SENTENCES), "--config", "quick", "--seeds", "1",
+                   "--work", str(work), "--out", str(out), "--name", "tiny-extra", "--mosei-as", "extra"]
     for s in sets:
         cmd += ["--set", s]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
@@ -185,20 +189,23 @@ def test_rebuild_with_mosei_as_extra_data_then_the_card_alone(tmp_path):
     assert {k: v for k, v in again["files"].items() if k.endswith(".safetensors")} == \
         {k: v for k, v in manifest["files"].items() if k.endswith(".safetensors")}
     assert not (work / "members_of_packed").exists()
+    # the same from Python, without --name: the packed model keeps its own
+    done = card_only(out, work=work)
+    assert done.card == card and done.manifest["name"] == "tiny-extra" and done.figures == manifest["figures"]
 
     r = subprocess.run(cmd + ["--stage-from", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode != 0 and "--mosei-as extra has none" in r.stderr
+    r = subprocess.run(BUILD + ["--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 2 and "--mosi and --mosei are needed" in r.stderr
 
 
 def test_the_cards_stage_context_comes_from_the_stage_run_or_else_the_members_recipe(tmp_path):
     """Under ``--card-only`` / ``--recalibrate`` the training runs may be gone: the card's "stage
     with/without context" then follows what the members' own training config gave the stage, not
     a default."""
-    import importlib.util
+    from pipeline.training.release import build
+    from pipeline.training.release.card import data_text
 
-    spec = importlib.util.spec_from_file_location("build_default_model", ROOT / "bench" / "build_default_model.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
     gone = tmp_path / "pretrain"  # no stage run at hand
     assert build._stage_context(gone, {"pretrain_context": 2}, 1) == 2
     assert build._stage_context(gone, {"pretrain_context": None}, 1) == 1  # unset: the members' context
@@ -208,5 +215,20 @@ def test_the_cards_stage_context_comes_from_the_stage_run_or_else_the_members_re
     (gone / "config.yaml").write_text("context: 3\n")  # the stage's own run wins (a reused --stage-from)
     assert build._stage_context(gone, {"pretrain_context": 0}, 1) == 3
     # and the card says it
-    text = build._data_text("pretrain", 2, 1, 64, build._stage_context(gone, {}, 1))
+    text = data_text("pretrain", 2, 1, 64, build._stage_context(gone, {}, 1))
     assert "with context 3, then MOSI's train split with context 1" in text["data_line"]
+
+
+def test_the_command_lines_choices_are_the_librarys():
+    """cli/release.py reads its choices from a module without torch: they must be the library's."""
+    from pipeline.corpora.clips import TEXT_STYLES
+    from pipeline.models.calibration import KINDS
+    from pipeline.models.packed import WEIGHT_FORMATS
+    from pipeline.training.release import recipe
+
+    assert recipe.WEIGHT_CHOICES == ("auto", *WEIGHT_FORMATS)
+    assert recipe.CALIBRATION_CHOICES == KINDS and recipe.TEXT_STYLE_CHOICES == TEXT_STYLES
+    r = subprocess.run([sys.executable, "-c", "import sys, cli; cli.build_parser(); "
+                        "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr[-2000:]
