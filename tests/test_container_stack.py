@@ -300,7 +300,7 @@ def test_container_stack(tmp_path_factory: pytest.TempPathFactory) -> None:
                     assert mine == ["Completed"], (part, stem, mine)
                     continue
                 assert set(mine) <= {"Completed", "Cached", "Running"}, (stem, mine)
-                assert mine.count("Completed") <= 1 and mine.count("Completed") + mine.count("Cached") == 1, (
+                assert mine.count("Completed") <= 1 and mine.count("Completed") + mine.count("Cached") >= 1, (
                     stem, mine)
         retried = [t["state"]["name"] for t in api.extract_tasks(killed["part"])]
         assert retried.count("Cached") >= killed["done_before"], retried
