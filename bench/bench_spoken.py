@@ -46,7 +46,7 @@ Stages (``--stages``, default ``synth,video,score,gold,metrics``; each skips wha
   ``alone`` (a derived label.csv whose every clip is a video of its own, as ``read_alone`` does
   for ``bench_ensemble.py --alone``). Per-clip mode is set beside ``alone``, per-video mode beside
   ``context``.
-* ``metrics``: the field's metrics (``pipeline.metrics.regression_metrics``: MAE, Corr, Acc-2
+* ``metrics``: the field's metrics (``pipeline.models.metrics.regression_metrics``: MAE, Corr, Acc-2
   has0 / non0 with F1, Acc-5, Acc-7). Per-clip mode: the file's score against the label.
   Per-video mode: a clip's score is the overlap-weighted mean of the scores of the utterances over
   the clip's [start, end] span (an utterance's span is its padded span as ``senbert score`` writes
@@ -70,10 +70,10 @@ Stages (``--stages``, default ``synth,video,score,gold,metrics``; each skips wha
   ``transcripts.csv`` (with the gold text beside it) and ``done.json`` (timing, WER).
 
 Other options: ``--senbert`` is the command run for ``senbert`` (default this checkout's
-``.venv/bin/senbert``; while the checkout's modules are being moved, a wrapper running a snapshot
-of the committed tree is safer), ``--project-root`` where ``extractors.wer`` and
-``pipeline.metrics`` are imported from (default this checkout), ``--limit N`` / ``--tag`` for
-tries (their runs are named apart), ``--checkpoint`` another model for score and gold.
+``.venv/bin/senbert``; or a wrapper running a snapshot of another commit), ``--project-root``
+where ``extractors.wer`` and ``pipeline.models.metrics`` are imported from (default this
+checkout), ``--limit N`` / ``--tag`` for tries (their runs are named apart), ``--checkpoint``
+another model for score and gold, ``--utterance KEY=VALUE`` utterance settings for per-video runs.
 
 Timings: synthesis seconds per clip and real-time factor; score wall time and seconds per media
 second. The CPU (``lscpu`` model name and flags avx2 / avx512_bf16) is printed at the top and
@@ -1001,7 +1001,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--project-root",
         type=Path,
         default=ROOT,
-        help="where extractors.wer and pipeline.metrics are imported from (default: this checkout)",
+        help="where extractors.wer and pipeline.models.metrics are imported from (default: this checkout)",
     )
     ap.add_argument("--checkpoint", default=None, help="checkpoint for score and gold (default: the default model)")
     ap.add_argument("--asr-model", default=None, help="passed as --set asr.model=... (default: Whisper base)")
