@@ -84,7 +84,7 @@ def test_a_short_complete_sentence_between_clear_pauses_keeps_its_own_row() -> N
     # keep_pause_s 0: the rule of segmentation v2 (every short piece joins a neighbour)
     v2 = UtteranceSettings(keep_pause_s=0)
     assert [u.text for u in find_utterances(words, 20.0, v2, "")] == [long_a + " its okay.", long_b]
-    assert "keep0.6" in S.signature() and S.signature().startswith("v3/")
+    assert "keep0.8" in S.signature() and S.signature().startswith("v3/")
 
 
 def test_a_cut_at_the_longest_pause_leaves_no_piece_under_min_s() -> None:

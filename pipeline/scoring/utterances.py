@@ -69,7 +69,7 @@ class UtteranceSettings:
     pause_s: float = 0.6  # a silence between words at least this long ends an utterance
     sentence_pause_s: float = 0.2  # ... or this long after a sentence end (. ? !)
     min_s: float = 1.0  # a shorter utterance joins its nearer neighbour (within max_s) ...
-    keep_pause_s: float = 0.6  # ... unless complete and set apart by pauses this long (0: always joins)
+    keep_pause_s: float = 0.8  # ... unless complete and set apart by pauses this long (0: always joins)
     pad_s: float = 1.0  # silence kept around an utterance, at most half the pause to a neighbour
     silence_db: float = 15.0  # quiet: this far below the file's speech level (0: word times only)
 
