@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common.errors import ConfigError, InputError
+from common.errors import InputError
 from extractors.media import AUDIO_EXTENSIONS, MEDIA_EXTENSIONS
 from pipeline.corpora.clips import Clip, Corpus
 from pipeline.corpora.label_csv import CorpusItem, read_mmsa_fet_corpus
-from pipeline.features.cache import CacheEntry, FeatureCache, feature_info
+from pipeline.features.cache import CacheEntry, FeatureCache, check_same_columns, feature_info
 from pipeline.features.config import ExtractConfig, load_extract_config
 from pipeline.features.pool import BatchReport, as_item, default_cache_dir, extract_batch
 
@@ -161,18 +161,11 @@ def entries_to_corpus(
     from one extract configuration (same column names).
     """
     clips: list[Clip] = []
-    audio_names: list[str] | None = None
-    vision_names: list[str] | None = None
-    first_meta: dict[str, Any] = {}
+    first: CacheEntry | None = None
     for e in entries:
-        if audio_names is None:
-            audio_names, vision_names = list(e.audio_names), list(e.vision_names)
-            first_meta = e.meta
-        elif e.audio_names != audio_names or e.vision_names != vision_names:
-            raise ConfigError(
-                f"{e.source_path}: its features have other columns than the first clip's; the entries "
-                "come from different extract configurations; extract them all with one config"
-            )
+        if first is None:
+            first = e
+        check_same_columns(e, first)
         cid = e.clip_id or Path(e.source_path).stem
         clips.append(Clip(
             clip_id=cid, text=e.transcript,
@@ -183,8 +176,9 @@ def entries_to_corpus(
             meta={"face_share": e.face_share, "warnings": list(e.warnings), "path": e.source_path,
                   "key": e.key, "words": e.words, "duration": e.duration},
         ))
-    return Corpus(clips=clips, audio_names=audio_names or [], vision_names=vision_names or [], source=source,
-                  feature_info=feature_info(first_meta))
+    return Corpus(clips=clips, audio_names=list(first.audio_names) if first else [],
+                  vision_names=list(first.vision_names) if first else [], source=source,
+                  feature_info=feature_info(first.meta if first else {}))
 
 
 def corpus_from_batch(items: Sequence[Any], report: BatchReport, cache: FeatureCache,

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from common.errors import InputError
+from common.errors import ConfigError, InputError
 from common.io import atomic_write, file_lock, text_bytes
 
 log = logging.getLogger(__name__)
@@ -361,6 +361,14 @@ class FeatureCache:
             with contextlib.suppress(OSError):
                 if now - d.stat().st_mtime > older_than_s:
                     shutil.rmtree(d, ignore_errors=True)
+
+
+def check_same_columns(entry: CacheEntry, first: CacheEntry) -> None:
+    """Refuse ``entry`` when its feature columns differ from ``first``'s: entries read together
+    must come from one extract configuration."""
+    if entry.audio_names != first.audio_names or entry.vision_names != first.vision_names:
+        raise ConfigError(f"{entry.source_path}: its features have other columns than {first.source_path}'s; the "
+                          "entries come from different extract configurations; extract them all with one config")
 
 
 def feature_info(meta: dict[str, Any]) -> dict[str, Any]:

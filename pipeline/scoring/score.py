@@ -44,9 +44,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common.errors import ConfigError, InputError
+from common.errors import InputError
 from common.io import atomic_write, atomic_write_json
-from pipeline.features.cache import CacheEntry, FeatureCache, feature_info
+from pipeline.features.cache import CacheEntry, FeatureCache, check_same_columns, feature_info
 from pipeline.features.pool import failure_lines
 from pipeline.models.metrics import polarity, seven_class
 from pipeline.models.predictor import Predictor, UtteranceInput
@@ -282,10 +282,8 @@ def _predict_pieces(todo: list[_Piece], predictor: Any, cache: FeatureCache, pro
     """Score ``todo`` in one batched pass (each piece gets its ``pred``); neighbours for context
     come from the same file only."""
     first = todo[0].entry
-    for p in todo:  # the entries of one extract config have the same columns
-        if p.entry.audio_names != first.audio_names or p.entry.vision_names != first.vision_names:
-            raise ConfigError(f"{p.entry.source_path}: its features have other columns than "
-                              f"{first.source_path}'s; score files extracted with one extract config")
+    for p in todo:
+        check_same_columns(p.entry, first)
     utts = [UtteranceInput(file=str(p.item), index=p.utt.index,
                            text=p.entry.transcript if "text" in p.used else "",  # text masked: read as empty
                            audio=p.entry.audio if p.entry.audio_names else None,
@@ -659,7 +657,7 @@ def score_videos(
     """
     from pipeline.scoring.api import Scorer  # the front object builds on this module
 
-    if not list(videos):
+    if not list(videos):  # refused before the model is loaded
         raise InputError("no media files to score" + (f" ({len(skipped)} file(s) skipped: not media)"
                                                       if skipped else ""))
     predictor = checkpoint if hasattr(checkpoint, "predict_corpus") else Predictor.load(checkpoint, device=device)
