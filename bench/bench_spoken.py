@@ -38,7 +38,9 @@ Stages (``--stages``, default ``synth,video,score,gold,metrics``; each skips wha
 * ``score``: ``senbert score FILES --out <work>/scores/<run>/ --cache <work>/features --no-report``
   per mode: ``clip`` (a file per clip: MOSI-like, each one utterance, read alone) and ``video``
   (a file per video, cut into utterances by ``senbert score``, each read with its neighbouring
-  utterances as context). ``--asr-model`` passes ``--set asr.model=...``. A run that finished is
+  utterances as context). ``--asr-model`` passes ``--set asr.model=...``; ``--precision`` (fp32 by
+  default, as the model card's figures; also passed to ``gold``) the model's arithmetic, named in
+  the run's name when it is not fp32. A run that finished is
   not run again (``done.json``; delete it to rerun: ``senbert score`` reuses its cached features
   and rows anyway).
 * ``gold``: ``senbert predict`` with the same checkpoint on the gold transcripts of the split:
@@ -424,6 +426,8 @@ def run_name(args, what: str) -> str:
         parts.append("utt-" + re.sub(r"[^A-Za-z0-9.=-]+", "_", ",".join(args.utterance)))
     if args.checkpoint:
         parts.append("ck-" + hashlib.sha1(str(Path(args.checkpoint).resolve()).encode()).hexdigest()[:8])
+    if args.precision != "fp32":  # the model's arithmetic: gold and speech alike
+        parts.append(args.precision)
     if args.tag:
         parts.append(args.tag)
     return "-".join(parts)
@@ -461,6 +465,7 @@ def stage_score(args, rows: list[Row], mode: str) -> Path:
         cmd += ["--checkpoint", args.checkpoint]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
+    cmd += ["--precision", args.precision]
     out.mkdir(parents=True, exist_ok=True)
     log(f"score {mode}: {len(files)} files, {media_s:.0f} s of audio -> {out}")
     t0 = time.perf_counter()
@@ -533,6 +538,8 @@ def stage_gold(args, rows: list[Row]) -> dict[str, dict[str, float]]:
                 "--out",
                 str(tmp),
                 "--quiet",
+                "--precision",
+                args.precision,
             ]
             if args.checkpoint:
                 cmd += ["--checkpoint", args.checkpoint]
@@ -695,6 +702,7 @@ def stage_metrics(args, rows: list[Row], mode: str, gold: dict[str, dict[str, fl
         "voice": args.voice,
         "mode": mode,
         "asr_model": args.asr_model or "whisper base (default)",
+        "precision": args.precision,
         "checkpoint": args.checkpoint or "default model",
         "gold_view": gold_view,
         "cpu": cpu_info(),
@@ -1004,6 +1012,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where extractors.wer and pipeline.models.metrics are imported from (default: this checkout)",
     )
     ap.add_argument("--checkpoint", default=None, help="checkpoint for score and gold (default: the default model)")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
+                    help="what the model computes in, for speech and gold alike (default %(default)s: as the "
+                         "model card's figures)")
     ap.add_argument("--asr-model", default=None, help="passed as --set asr.model=... (default: Whisper base)")
     ap.add_argument("--pause", type=float, default=0.8, help="silence between the clips of a video file, s")
     ap.add_argument("--utterance", action="append", default=[], metavar="KEY=VALUE",

@@ -19,8 +19,12 @@ def add_extraction_options(p: argparse.ArgumentParser) -> None:
                    help="extraction worker processes, or auto (default): one per core when there are enough clips")
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    """``--checkpoint``, ``--device`` and ``--quiet`` of the commands that run a trained model."""
+def add_model_options(p: argparse.ArgumentParser, precision: str = "fp32") -> None:
+    """``--checkpoint``, ``--device``, ``--precision`` (default ``precision``) and ``--quiet`` of
+    the commands that run a trained model."""
     p.add_argument("--checkpoint", default="default", help=CHECKPOINT_HELP)
     p.add_argument("--device", default="cpu", help="where the model runs: cpu (default) or cuda")
+    p.add_argument("--precision", default=precision, choices=("auto", "fp32", "bf16"),
+                   help=f"what the model computes in (default {precision}): auto is bf16 where the hardware "
+                        "has native bf16, else fp32 (docs/scoring.md#precision)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
     s.add_argument("--out", help="output folder (default: runs/scores/<name of the first input>)")
     s.add_argument("--extract-config", default="default", help="extract config name or YAML (default: default)")
     add_extraction_options(s)
-    add_model_options(s)
+    add_model_options(s, precision="auto")
     u = s.add_argument_group("utterances (files longer than --max-utterance are cut at speech boundaries)")
     u.add_argument("--max-utterance", type=float, metavar="S",
                    help="a file up to S seconds is one utterance; longer ones are cut (default 15; 0: never cut)")
@@ -67,7 +67,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     videos = collect_inputs(args.inputs, corpora=False, missing_ok=False, skipped=skipped)
     first = Path(args.inputs[0]).resolve()
     out = Path(args.out) if args.out else Path("runs") / "scores" / (first.name if first.is_dir() else first.stem)
-    scorer = Scorer.load(args.checkpoint, device=args.device, extract_config=args.extract_config,
+    scorer = Scorer.load(args.checkpoint, device=args.device, precision=args.precision,
+                         extract_config=args.extract_config,
                          overrides=args.set, cache_dir=args.cache, utterances=settings, workers=args.workers)
     result = scorer.score(videos, out=out, report=not args.no_report, progress=not args.quiet, skipped=skipped)
     print(result.table())

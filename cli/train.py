@@ -126,7 +126,7 @@ def fmt_metrics(m: dict[str, float]) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline.models.predictor import Predictor
 
-    pred = Predictor.load(args.checkpoint, device=args.device)
+    pred = Predictor.load(args.checkpoint, device=args.device, precision=args.precision)
     corpus = open_corpus(args)
     m = pred.evaluate(corpus, split=args.split, progress=not args.quiet)
     print(f"{pred.name} ({pred.modalities}) on {args.split} ({m['n']} clips): " + fmt_metrics(m))
@@ -140,7 +140,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from pipeline.models.predictor import Predictor
 
-    pred = Predictor.load(args.checkpoint, device=args.device)
+    pred = Predictor.load(args.checkpoint, device=args.device, precision=args.precision)
     corpus = open_corpus(args)
     rows = pred.predict_corpus(corpus, split=args.split, progress=not args.quiet)
     if args.out:

@@ -38,6 +38,7 @@ from flows.runtime import (
     resolve_path,
     task_runner_from_env,
 )
+from pipeline.models.precision import INFERENCE_PRECISIONS
 from pipeline.models.predictor import Predictor, modalities_of, model_meta, resolve_model_path
 from pipeline.scoring.api import Scorer
 from pipeline.scoring.score import ClipFeatures
@@ -48,9 +49,10 @@ from pipeline.scoring.utterances import UtteranceSettings
 def score_task(items: list[dict[str, Any]], checkpoint: str, cache_dir: str, out_dir: str,
                device: str = "cpu", utterances: dict[str, float] | None = None,
                skipped: list[tuple[str, str]] | None = None, report: bool = True, extract_config: str = "default",
-               overrides: list[str] | None = None) -> dict[str, Any]:
+               overrides: list[str] | None = None, precision: str = "auto") -> dict[str, Any]:
     """Load the checkpoint once and score every file with features; write the output files."""
-    scorer = Scorer(Predictor.load(checkpoint, device=device), extract_config, overrides or (), cache_dir, utterances)
+    predictor = Predictor.load(checkpoint, device=device, precision=precision)
+    scorer = Scorer(predictor, extract_config, overrides or (), cache_dir, utterances)
     clips = [ClipFeatures(c["path"], c.get("key"), c.get("error"), clip_id=c.get("clip_id", "")) for c in items]
     clips += [ClipFeatures(p, None, reason, skipped=True) for p, reason in skipped or []]
     rep = scorer.score_features(clips, out=out_dir, report=report).report
@@ -69,7 +71,7 @@ def default_out(videos: Path) -> Path:
                   "utterance, and an HTML report.")
 def score(videos: str, checkpoint: str = "default", out: str | None = None, extract_config: str = "default",
           overrides: list[str] | None = None, cache_dir: str | None = None, device: str = "cpu",
-          utterances: dict[str, float] | None = None, report: bool = True) -> dict[str, Any]:
+          utterances: dict[str, float] | None = None, report: bool = True, precision: str = "auto") -> dict[str, Any]:
     """Score every video and audio file of a folder.
 
     Args:
@@ -85,6 +87,8 @@ def score(videos: str, checkpoint: str = "default", out: str | None = None, extr
         utterances: how files longer than ``max_s`` seconds are cut (``max_s``, ``pause_s``,
             ``sentence_pause_s``, ``min_s``, ``keep_pause_s``, ``pad_s``, ``silence_db``; docs/utterances.md).
         report: write the HTML report and the PNG timelines.
+        precision: what the model computes in: auto (bf16 where the worker's hardware has native
+            bf16, else fp32), fp32 or bf16 (docs/scoring.md#precision).
     """
     logger = get_run_logger()
     settings = UtteranceSettings.from_dict(utterances)  # a bad setting fails before any extraction
@@ -92,6 +96,8 @@ def score(videos: str, checkpoint: str = "default", out: str | None = None, extr
     folder, _ = require_folder_with_videos(videos, skipped=skipped)
     ckpt = resolve_model_path(checkpoint)
     device = check_device(device)
+    if precision not in INFERENCE_PRECISIONS:  # refused before any extraction
+        raise InputError(f"parameter precision={precision!r}: use one of {', '.join(INFERENCE_PRECISIONS)}")
     check_checkpoint_fits(ckpt, extract_config, overrides)
     out_dir = resolve_path(out, "out") or default_out(resolve_path(videos, "videos"))
     if out_dir.exists() and not out_dir.is_dir():
@@ -101,7 +107,8 @@ def score(videos: str, checkpoint: str = "default", out: str | None = None, extr
                            extract_config=extract_config, overrides=overrides, cache_dir=str(cache),
                            allow_all_failed=True, sparse_vision="vision" not in modalities_of(model_meta(ckpt)))
     result = score_task(built["items"], str(ckpt), str(cache), str(out_dir), device, settings.to_dict(),
-                        [(str(p), reason) for p, reason in skipped], report, extract_config, overrides)
+                        [(str(p), reason) for p, reason in skipped], report, extract_config, overrides,
+                        precision)
     rows = result.pop("rows")
     cols = ["clip_id", "status", "score", "polarity", "class7_name", "score_language", "score_sense", "duration",
             "n_utterances", "share_positive", "share_negative", "share_neutral", "most_negative_score",

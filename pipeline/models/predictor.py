@@ -51,6 +51,7 @@ from pipeline.models.packed import (
     read_calibration,
     verify_packed,
 )
+from pipeline.models.precision import inference_autocast, resolve_inference_precision
 
 
 @dataclass(frozen=True)
@@ -123,36 +124,42 @@ class _Scoring:
         return modalities_of(self.meta)
 
     @staticmethod
-    def load(checkpoint: str | Path | None, device: str = "cpu") -> "Predictor | Ensemble":
+    def load(checkpoint: str | Path | None, device: str = "cpu", precision: str = "fp32") -> "Predictor | Ensemble":
         """A checkpoint folder, a run folder, a packed model (one member: a :class:`Predictor`;
-        several: an :class:`Ensemble`) or ``None`` / ``"default"``: the shipped default model."""
+        several: an :class:`Ensemble`) or ``None`` / ``"default"``: the shipped default model.
+        ``precision`` (``fp32``, ``bf16`` or ``auto``:
+        :func:`~pipeline.models.precision.resolve_inference_precision`) is what its forward
+        passes compute in; a model run in bf16 has a fingerprint of its own (its scores differ a
+        little)."""
         path = resolve_model_path(checkpoint)
+        precision = resolve_inference_precision(precision, device)
         if is_packed(path):
-            return Predictor._load_packed(path, device)
+            return Predictor._load_packed(path, device, precision)
         if is_packed(path.parent):  # one member of a packed model: its files are checked like the whole's
             verify_packed(path.parent)
         model, tok, meta = load_checkpoint(path, device=device)
-        return Predictor(model.to(device), tok, meta, path, device, calibration=_own_calibration(meta, path))
+        return Predictor(model.to(device), tok, meta, path, device, calibration=_own_calibration(meta, path),
+                         precision=precision)
 
     @staticmethod
-    def _load_packed(folder: Path, device: str) -> "Predictor | Ensemble":
+    def _load_packed(folder: Path, device: str, precision: str) -> "Predictor | Ensemble":
         members, manifest = member_dirs(folder)  # every file's SHA-256 checked first
         name, fingerprint = manifest.get("name", folder.name), _manifest_fingerprint(manifest)
         packed_cal = read_calibration(folder, manifest)  # the packed model's own (an ensemble's: of its mean)
-        loaded = []
+        loaded: list[Predictor] = []
         for m in members:
             model, tok, meta = load_checkpoint(m, device=device)
             model = model.to(device)
             if loaded:  # the members' frozen base encoder is held once, not once per member
                 share_frozen_base(model, loaded[0].model)
-            loaded.append(Predictor(model, tok, meta, m, device, name=name,
-                                    fingerprint_override=fingerprint, calibration=_own_calibration(meta, m)))
+            loaded.append(Predictor(model, tok, meta, m, device, name=name, fingerprint_override=fingerprint,
+                                    calibration=_own_calibration(meta, m), precision=precision))
         if len(loaded) == 1:
             loaded[0].path = folder
             if packed_cal is not None:
                 loaded[0].calibration = packed_cal
             return loaded[0]
-        return Ensemble(loaded, folder, name, fingerprint, calibration=packed_cal)
+        return Ensemble(loaded, folder, name, fingerprint, calibration=packed_cal, precision=precision)
 
     def predict_utterances(self, utterances: Sequence[UtteranceInput], audio_names: Sequence[str] = (),
                            vision_names: Sequence[str] = (), feature_info: dict[str, Any] | None = None,
@@ -216,6 +223,11 @@ class _Scoring:
         return m
 
 
+def _with_precision(fingerprint: str, precision: str) -> str:
+    """A fingerprint for scores computed in ``precision`` (fp32's is the checkpoint's own)."""
+    return fingerprint if precision == "fp32" else f"{fingerprint}-{precision}"
+
+
 def _own_calibration(meta: CheckpointMeta, path: Path) -> Calibration | None:
     return Calibration.from_dict(meta.calibration, str(path / META_FILE)) if meta.calibration else None
 
@@ -238,6 +250,7 @@ class Predictor(_Scoring):
     name: str = ""
     fingerprint_override: str = ""
     calibration: Calibration | None = None
+    precision: str = "fp32"  # resolved: fp32 or bf16 (Predictor.load)
 
     def __post_init__(self) -> None:
         if not self.name:  # a run's name: the folder `senbert train --out` made
@@ -249,13 +262,13 @@ class Predictor(_Scoring):
         identifies 'the same checkpoint' cheaply (a copied checkpoint counts as another, and is
         scored again; a packed model's comes from its manifest's SHA-256 values)."""
         if self.fingerprint_override:
-            return self.fingerprint_override
+            return _with_precision(self.fingerprint_override, self.precision)
         h = hashlib.sha256()
         for name in (WEIGHTS_FILE, "senbert.json"):
             f = self.path / name
             st = f.stat()
             h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
-        return h.hexdigest()[:16]
+        return _with_precision(h.hexdigest()[:16], self.precision)
 
     def predict_clips(self, clips: Sequence[Clip], progress: bool = False, raw: bool = False) -> dict[str, Any]:
         """Every head's predictions for ``clips``, in their order (batched by length); see
@@ -264,7 +277,7 @@ class Predictor(_Scoring):
             return {"ids": [], "labels": [], "multimodal": []}
         cfg = self.meta.model_config
         ds = make_dataset(list(clips), self.tokenizer, cfg.uses_sense, self.meta)
-        with torch.inference_mode():
+        with torch.inference_mode(), inference_autocast(self.precision, self.device):
             pred = predict_dataset(self.model, ds, self.batch_size, self.tokenizer, self.device, progress=progress)
         return pred if raw else calibrated(pred, self.calibration)
 
@@ -278,8 +291,10 @@ class Ensemble(_Scoring):
     name: str
     fingerprint: str
     calibration: Calibration | None = None  # fitted on the members' mean (the members' own are not used)
+    precision: str = "fp32"  # the members' (Predictor.load)
 
     def __post_init__(self) -> None:
+        self.fingerprint = _with_precision(self.fingerprint, self.precision)
         first = self.members[0].meta
         for m in self.members[1:]:
             if modalities_of(m.meta) != modalities_of(first) or m.meta.audio_names != first.audio_names \

@@ -173,11 +173,14 @@ class Scorer:
         self.workers = workers
 
     @classmethod
-    def load(cls, model: PathLike | None = None, device: str = "cpu", **settings: Any) -> Scorer:
+    def load(cls, model: PathLike | None = None, device: str = "cpu", precision: str = "auto",
+             **settings: Any) -> Scorer:
         """``model``: ``None`` / ``"default"`` (the shipped default model), a checkpoint or run
-        folder, or a packed model's folder; ``settings``: those of the constructor
-        (``extract_config``, ``overrides``, ``cache_dir``, ``utterances``, ``workers``)."""
-        return cls(Predictor.load(model, device=device), **settings)
+        folder, or a packed model's folder; ``precision``: ``auto`` (bf16 where the hardware has
+        native bf16, else fp32), ``fp32`` or ``bf16`` (docs/scoring.md);
+        ``settings``: those of the constructor (``extract_config``, ``overrides``, ``cache_dir``,
+        ``utterances``, ``workers``)."""
+        return cls(Predictor.load(model, device=device, precision=precision), **settings)
 
     @property
     def name(self) -> str:

@@ -645,6 +645,7 @@ def score_videos(
     utterances: UtteranceSettings | None = None,
     skipped: Sequence[tuple[str | os.PathLike[str], str]] = (),
     report: bool = True,
+    precision: str = "auto",
 ) -> ScoreReport:
     """Extract (or take from the cache) and score media files (video or audio), without Prefect,
     and write the results into ``out_dir``: :meth:`pipeline.scoring.api.Scorer.score` as a function.
@@ -652,6 +653,7 @@ def score_videos(
     ``checkpoint`` is a checkpoint (or run) directory, a packed model or a loaded Predictor;
     ``extract_config`` a config name, YAML path or :class:`~pipeline.features.config.ExtractConfig`;
     ``device`` where the model runs (``cuda`` on a GPU machine; extraction stays on the CPU);
+    ``precision`` what it computes in (``auto``: :meth:`Predictor.load`);
     ``utterances`` how long files are cut; ``skipped`` (path, reason) of files a folder held
     that are not media: they get ``skipped`` rows.
     """
@@ -660,7 +662,8 @@ def score_videos(
     if not list(videos):  # refused before the model is loaded
         raise InputError("no media files to score" + (f" ({len(skipped)} file(s) skipped: not media)"
                                                       if skipped else ""))
-    predictor = checkpoint if hasattr(checkpoint, "predict_corpus") else Predictor.load(checkpoint, device=device)
+    predictor = checkpoint if hasattr(checkpoint, "predict_corpus") else Predictor.load(checkpoint, device=device,
+                                                                                         precision=precision)
     scorer = Scorer(predictor, extract_config, overrides, cache_dir, utterances, workers)
     return scorer.score(videos, out=out_dir, report=report, progress=progress, skipped=skipped).report
 

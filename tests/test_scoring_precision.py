@@ -1,0 +1,93 @@
+"""Scoring precision (``--precision``): what ``auto`` picks on which hardware, that bf16 predicts
+close to fp32 with a fingerprint of its own, that scores made in one precision are not reused
+for another, and the bench that measured it (with int8 as an experiment)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.models.packed import pack_model
+from pipeline.models.precision import Capabilities, resolve_inference_precision
+from pipeline.models.predictor import Predictor
+from pipeline.training.config import load_config
+from pipeline.training.trainer import train
+from tests.conftest import SENTENCES, TINY, make_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+AVX2 = Capabilities("AMD EPYC (AVX2 only)", frozenset({"avx", "avx2", "fma"}))
+ZEN4 = Capabilities("AMD EPYC (Zen 4)", frozenset({"avx2", "avx512f", "avx512_bf16"}))
+
+
+def test_auto_scores_in_bf16_only_where_the_hardware_has_it():
+    assert resolve_inference_precision("auto", "cpu", ZEN4) == "bf16"
+    assert resolve_inference_precision("auto", "cpu", AVX2) == "fp32"
+    assert resolve_inference_precision("auto", "cuda", Capabilities("x", frozenset(), cuda_bf16=True)) == "bf16"
+    assert resolve_inference_precision("auto", "cuda", Capabilities("x", frozenset(), cuda_bf16=False)) == "fp32"
+    for p in ("fp32", "bf16"):
+        assert resolve_inference_precision(p, "cpu", ZEN4) == p
+    for p in ("int8", "fp16"):
+        with pytest.raises(ValueError, match="auto, fp32, bf16"):
+            resolve_inference_precision(p, "cpu", ZEN4)
+
+
+@pytest.fixture(scope="module")
+def tiny_pack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("precision")
+    corpus = make_corpus(32, text_only=True, seed=3)
+    over = {**TINY, "epochs": 1, "model.adapter": "lora", "model.lora_r": 4, "model.variant": "language_only"}
+    ckpts = [train(corpus, load_config("quick", overrides={**over, "seed": s}), root / f"seed_{s}",
+                   progress=False).checkpoint for s in (1, 2)]
+    return pack_model(ckpts, root / "pack", "tiny"), corpus
+
+
+def test_bf16_predicts_close_to_fp32_under_a_fingerprint_of_its_own(tiny_pack):
+    folder, corpus = tiny_pack
+    fp32, bf16 = Predictor.load(folder), Predictor.load(folder, precision="bf16")
+    assert fp32.precision == "fp32" and all(m.precision == "bf16" for m in bf16.members)
+    clips = corpus.split("valid")
+    ref = np.array(fp32.predict_clips(clips)["multimodal"])
+    got = np.array(bf16.predict_clips(clips)["multimodal"])
+    assert np.abs(got - ref).max() < 0.05
+    assert not np.array_equal(got, ref)  # computed in bf16, not silently in fp32
+    assert bf16.fingerprint == f"{fp32.fingerprint}-bf16" and bf16.members[0].fingerprint == bf16.fingerprint
+
+
+def test_bench_precision_prints_every_precision_beside_fp32(tiny_pack, tmp_path, capsys):
+    folder, _ = tiny_pack
+    spec = importlib.util.spec_from_file_location("bench_precision", ROOT / "bench" / "bench_precision.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--data", str(SENTENCES), "--checkpoint", str(folder), "--precisions", "int8",
+                       "--json", str(tmp_path / "p.json")]) == 0
+    out = capsys.readouterr().out
+    assert "CPU:" in out and "| fp32 | with neighbours |" in out and "| int8 | alone |" in out
+    figures = json.loads((tmp_path / "p.json").read_text())["figures"]
+    assert set(figures) == {"fp32", "int8"} and figures["fp32"]["alone"]["max_diff"] == 0.0
+    assert np.isfinite(figures["int8"]["with neighbours"]["metrics"]["mae"])
+
+
+def test_scores_made_in_one_precision_are_not_reused_for_another(tiny_pack, tmp_path):
+    from pipeline.features.cache import CacheEntry, FeatureCache
+    from pipeline.scoring.score import ClipFeatures, read_scores, score_features
+
+    folder, _ = tiny_pack
+    cache = FeatureCache(tmp_path / "cache")
+    words = [{"word": w, "start": 0.5 + 0.3 * i, "end": 0.8 + 0.3 * i, "probability": 0.9}
+             for i, w in enumerate("what a lovely day this is".split())]
+    cache.put(CacheEntry(key="k", source_path="/v/a.mp4", duration=3.0, audio=np.zeros((0, 1), np.float32),
+                         audio_names=["x"], audio_times=np.zeros(0), vision=np.zeros((0, 1), np.float32),
+                         vision_names=["y"], vision_times=np.zeros(0), transcript="what a lovely day this is",
+                         words=words, face_share=0.0, warnings=[], meta={"fingerprint": "t"}))
+    items, out = [ClipFeatures("/v/a.mp4", "k")], tmp_path / "scores"
+    fp32 = score_features(items, Predictor.load(folder), cache, out, report=False)
+    bf16_model = Predictor.load(folder, precision="bf16")
+    bf16 = score_features(items, bf16_model, cache, out, report=False)
+    assert (fp32.scored, bf16.scored, bf16.reused) == (1, 1, 0)
+    row = read_scores(out)[0]
+    assert row["checkpoint_fingerprint"].endswith("-bf16") and row["status"] == "ok"
+    assert score_features(items, bf16_model, cache, out, report=False).reused == 1
