@@ -8,6 +8,7 @@
     senbert release combine --mosi MOSI/label.csv --mosei MOSEI/label.csv --parts PACKED PACKED ...
                             [--out DIR] [--work DIR] [--name NAME] [--weights auto|fp16|int8]
                             [--calibration KIND] [--rebuild COMMAND]
+    senbert release spoken  --results RESULT.json ... [--model DIR]
 
 ``build`` makes a *part*, the packed model of one recipe: it trains the recipe's seeds (every stage
 and seed resumes), packs them, fits the calibration of their mean on MOSI train, measures the pack
@@ -15,6 +16,8 @@ on MOSI valid, MOSEI valid and MOSI valid with each clip read alone, and writes 
 ``--recalibrate`` refits and measures a packed part again, ``--card-only`` rewrites its card.
 ``combine`` packs the members of several parts into one ensemble, calibrated, measured and carded:
 the shipped default model combines two (``scripts/rebuild_default_model.sh`` runs every step).
+``spoken`` puts the figures of ``bench/bench_spoken.py`` runs (speech, not transcripts) into a
+packed model's card and manifest.
 The work itself is ``pipeline/training/release/``.
 """
 
@@ -49,7 +52,7 @@ CALIBRATION_HELP = ("the packed model's calibration of its final score, fitted o
 
 
 def register(sub: Any) -> None:
-    """Add ``release`` and its subcommands ``build`` and ``combine``."""
+    """Add ``release`` and its subcommands ``build``, ``combine`` and ``spoken``."""
     release = sub.add_parser("release", help="build, combine, calibrate and card packed models (the default model)",
                              description=__doc__.split("\n\n")[0])
     steps = release.add_subparsers(dest="step", required=True)
@@ -114,6 +117,17 @@ def register(sub: Any) -> None:
     p.add_argument("--rebuild", default=REBUILD, help="the rebuild command the card gives (default: %(default)s)")
     p.set_defaults(func=cmd_combine)
 
+    p = steps.add_parser("spoken", help="a packed model's figures from speech (bench/bench_spoken.py results) "
+                                        "in its card and manifest",
+                         description="Write the results of bench/bench_spoken.py runs (a valid split read aloud, "
+                                     "recognised and scored, beside the gold transcripts) into the card of a "
+                                     "packed model (section 'From speech', replacing an earlier one) and its "
+                                     "manifest; the weights are not touched.")
+    p.add_argument("--results", nargs="+", required=True, metavar="RESULT.json",
+                   help="bench_spoken.py result files (<work>/results/<run>.json), in the order of the card's rows")
+    p.add_argument("--model", default=None, help="the packed model (default: the shipped default model's folder)")
+    p.set_defaults(func=cmd_spoken)
+
 
 def cmd_build(args: argparse.Namespace) -> int:
     from common.errors import ConfigError
@@ -146,6 +160,17 @@ def cmd_combine(args: argparse.Namespace) -> int:
     done = combine_parts(args.parts, args.mosi, args.mosei, out=args.out, work=args.work, name=args.name,
                          weights=args.weights, calibration=args.calibration, rebuild=args.rebuild)
     _report(done, started)
+    return 0
+
+
+def cmd_spoken(args: argparse.Namespace) -> int:
+    from pipeline.models.packed import default_model_folder
+    from pipeline.training.release.spoken import CARD, add_spoken, read_result
+
+    folder = args.model or default_model_folder()
+    results = [read_result(r) for r in args.results]
+    manifest = add_spoken(folder, results)
+    print(f"{folder}: {len(manifest['spoken'])} spoken run(s) in {CARD} and the manifest")
     return 0
 
 

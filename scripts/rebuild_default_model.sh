@@ -27,6 +27,7 @@ fi
 # part 2: MOSEI's train split added to MOSI's in each run, 3 epochs (seeds 1-3)
 "${RELEASE[@]}" build --mosi "$MOSI" --mosei "$MOSEI" --mosei-as extra --set epochs=3 \
     --work "$WORK/extra" --out "$WORK/part_extra" --name senbert-text-mpnet-lora-ctx1-extra
-# the ensemble of both parts' members, calibrated on MOSI train, measured and carded
+# the ensemble of both parts' members, calibrated on MOSI train, measured and carded (its figures from
+# speech: bench/bench_spoken.py, then `senbert release spoken`; docs/default-model.md)
 "${RELEASE[@]}" combine --mosi "$MOSI" --mosei "$MOSEI" --parts "$WORK/part_stage" "$WORK/part_extra" \
     --work "$WORK"

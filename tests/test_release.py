@@ -18,6 +18,7 @@ import yaml
 from pipeline.models.packed import read_manifest, verify_packed
 from pipeline.models.predictor import Predictor
 from pipeline.training.release.build import card_only
+from pipeline.training.release.spoken import add_spoken, read_result, section
 from tests.conftest import SENTENCES, TINY
 
 ROOT = SENTENCES.parents[2]
@@ -192,6 +193,11 @@ def test_rebuild_with_mosei_as_extra_data_then_the_card_alone(tmp_path):
     # the same from Python, without --name: the packed model keeps its own
     done = card_only(out, work=work)
     assert done.card == card and done.manifest["name"] == "tiny-extra" and done.figures == manifest["figures"]
+    # figures from speech, added by `release spoken`, survive a new card (the scores are the same)
+    spoken = add_spoken(out, [read_result(spoken_result(tmp_path / "r.json"))])
+    done = card_only(out, work=work)
+    assert done.manifest["spoken"] == spoken["spoken"] and done.card.count("## From speech") == 1
+    assert done.card.replace(section(spoken["spoken"]) + "\n", "") == card
 
     r = subprocess.run(cmd + ["--stage-from", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode != 0 and "--mosei-as extra has none" in r.stderr
@@ -232,3 +238,57 @@ def test_the_command_lines_choices_are_the_librarys():
                         "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr[-2000:]
+
+
+def spoken_result(path, split="valid", mode="clip", voice="piper", mae=0.57):
+    """A result file as bench/bench_spoken.py writes it (the keys the card reads)."""
+    metrics = {"n": 20, "mae": mae, "corr": 0.87, "acc7": 0.55, "acc5": 0.6, "acc2_has0": 0.88, "f1_has0": 0.88,
+               "acc2_non0": 0.9, "f1_non0": 0.9}
+    result = {"run": f"tiny-{split}-{voice}-{mode}", "corpus": "mosi", "split": split, "voice": voice, "mode": mode,
+              "asr_model": "whisper base (default)", "precision": "fp32", "gold_view": "alone",
+              "spoken": metrics, "gold": {**metrics, "mae": 0.54}, "wer": {"wer": 0.141, "wer_no_fillers": 0.135}}
+    if mode == "video":
+        result["gold_view"] = "context"
+        result["segmentation"] = {"joins": 19, "joins_cut": 19, "cuts_inside_clips": 1, "clips_sharing_an_utterance": 0}
+    path.write_text(json.dumps(result))
+    return path
+
+
+def test_release_spoken_puts_the_figures_from_speech_into_the_card_and_manifest(tmp_path):
+    from pipeline.models.packed import pack_model
+    from pipeline.training.config import load_config
+    from pipeline.training.trainer import train
+    from tests.conftest import make_corpus
+
+    over = {**TINY, "epochs": 1, "model.adapter": "lora", "model.lora_r": 2, "model.variant": "language_only"}
+    ckpt = train(make_corpus(16, text_only=True), load_config("quick", overrides=over), tmp_path / "run",
+                 progress=False).checkpoint
+    card = "# tiny\n\n## Metrics\nrows\n\n## Intended use\nreviews\n"
+    out = pack_model([ckpt], tmp_path / "pack", "tiny", card=card)
+    weights = {k: v for k, v in read_manifest(out)["files"].items() if k != "MODEL_CARD.md"}
+    clip, video = spoken_result(tmp_path / "clip.json"), spoken_result(tmp_path / "video.json", mode="video")
+    r = subprocess.run([sys.executable, "-m", "cli", "release", "spoken", "--model", str(out), "--results",
+                        str(clip), str(video)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    manifest = verify_packed(out)  # the card's new SHA-256 recorded; the rest untouched
+    assert {k: v for k, v in manifest["files"].items() if k != "MODEL_CARD.md"} == weights
+    assert [s["mode"] for s in manifest["spoken"]] == ["clip", "video"]
+    text = (out / "MODEL_CARD.md").read_text()
+    assert text.index("## Metrics") < text.index("## From speech") < text.index("## Intended use")
+    assert "| MOSI valid, Piper (en_US-joe-medium, neural), a file per clip | 20 | 0.570 | 0.870 | 90.00 | " \
+           "55.00 | 0.540 (clips read alone) | +0.030 | 14.1 (13.5) |" in text
+    assert "19 of 19 joins cut, 1 cuts inside a clip, 0 clips sharing an utterance" in text
+    # again with other results: the section is replaced, not added
+    add_spoken(out, [read_result(spoken_result(tmp_path / "e.json", voice="espeak", mae=0.77))])
+    text = (out / "MODEL_CARD.md").read_text()
+    assert text.count("## From speech") == 1 and "espeak-ng" in text and "Piper" not in text
+    assert len(verify_packed(out)["spoken"]) == 1
+    # what is not a result, or measured a test split, is refused with the file named
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    test_split = spoken_result(tmp_path / "test.json", split="test")
+    for path, why in ((bad, "not a readable bench_spoken result"), (test_split, "measured the 'test' split"),
+                      (tmp_path / "missing.json", "not a readable bench_spoken result")):
+        r = subprocess.run([sys.executable, "-m", "cli", "release", "spoken", "--model", str(out), "--results",
+                            str(path)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert r.returncode != 0 and str(path) in r.stderr and why in r.stderr, r.stderr[-2000:]

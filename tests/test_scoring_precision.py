@@ -91,3 +91,19 @@ def test_scores_made_in_one_precision_are_not_reused_for_another(tiny_pack, tmp_
     row = read_scores(out)[0]
     assert row["checkpoint_fingerprint"].endswith("-bf16") and row["status"] == "ok"
     assert score_features(items, bf16_model, cache, out, report=False).reused == 1
+
+
+def test_a_packed_models_fingerprint_does_not_change_with_its_card(tiny_pack):
+    from pipeline.models.packed import read_manifest
+    from pipeline.training.release.spoken import add_spoken
+
+    folder, _ = tiny_pack
+    before = Predictor.load(folder).fingerprint
+    result = {"run": "r", "corpus": "mosi", "split": "valid", "voice": "piper", "mode": "clip", "gold_view": "alone",
+              "asr_model": "whisper base", "precision": "fp32", "spoken": {"n": 1, "mae": 0.5, "corr": 0.9,
+              "acc7": 0.5, "acc2_non0": 0.9}, "gold": {"n": 1, "mae": 0.5, "corr": 0.9, "acc7": 0.5,
+              "acc2_non0": 0.9}, "wer": 0.1, "wer_no_fillers": 0.1, "segmentation": {}}
+    card_before = read_manifest(folder)["files"].get("MODEL_CARD.md")
+    add_spoken(folder, [result])
+    assert read_manifest(folder)["files"]["MODEL_CARD.md"] != card_before
+    assert Predictor.load(folder).fingerprint == before

@@ -233,7 +233,10 @@ def _own_calibration(meta: CheckpointMeta, path: Path) -> Calibration | None:
 
 
 def _manifest_fingerprint(manifest: dict[str, Any]) -> str:
-    h = hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode())
+    """A packed model's fingerprint: the SHA-256 values of the files that make its scores (its
+    card and other documents left out: a card that gains figures scores nothing differently)."""
+    files = {k: v for k, v in manifest["files"].items() if not k.endswith(".md")}
+    h = hashlib.sha256(json.dumps(files, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 

@@ -47,6 +47,7 @@ from pipeline.training.release.recipe import (
     NAME,
     Recipe,
 )
+from pipeline.training.release.spoken import add_spoken
 from pipeline.training.trainer import train_seeds
 
 log = logging.getLogger(__name__)
@@ -132,9 +133,16 @@ def _repacked(out: str | Path, work: str | Path, name: str | None, text_style: s
         packed, fmt, cal, figures = pack_calibrate_measure(ckpts, out, name, fmt, style, mosi, mosei, calibration)
     built = (old.get("built") or built_from_card(out / "MODEL_CARD.md")
              or _build_record(work, stage_dir, recipe.seeds))
-    return _carded(ckpts, packed, name, recipe, figures=figures, built=built, calibration=cal, fmt=fmt,
+    done = _carded(ckpts, packed, name, recipe, figures=figures, built=built, calibration=cal, fmt=fmt,
                    weights=recorded.get("weights", "auto"), style=style, trained_style=cfg.text_style,
                    stage_dir=stage_dir, work=work, started=started)
+    if old.get("spoken") and calibration is None:  # the same scores: its figures from speech still hold
+        done.manifest = add_spoken(out, old["spoken"])
+        done.card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    elif old.get("spoken"):
+        log.warning("%s: its figures from speech were measured before this calibration and are dropped; "
+                    "run bench/bench_spoken.py again and `senbert release spoken`", out)
+    return done
 
 
 def _train_config(recipe: Recipe, name: str, mosei: str | None, stage_from: str | Path | None,
