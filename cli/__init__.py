@@ -8,7 +8,7 @@
     senbert extract / assets                                       (cli/extract.py)
     senbert stack                                                  (cli/flows.py)
     senbert score                                                  (cli/score.py)
-    senbert release build / combine                                (cli/release.py)
+    senbert release build / combine / spoken                       (cli/release.py)
 
 A CORPUS is an MMSA feature pickle (``.pkl``), an MMSA-FET ``label.csv`` (text only), or a
 ``label.csv`` plus ``--raw-dir`` (videos under ``Raw/<video_id>/<clip_id>.<ext>``, features
