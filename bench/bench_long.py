@@ -10,6 +10,8 @@ extraction: once per file; scoring: one batched pass over all utterances) and ho
 went through the face landmarker. ``--vision auto`` (the default) extracts as `senbert score`
 does: a model that reads no vision gets the sparse face pass (1 frame a second);
 ``--vision full`` runs the landmarker at the config's rate, as before the sparse pass existed.
+``--precision`` (default ``auto``, as `senbert score`: bf16 where the CPU has native bf16) is what
+the model computes in.
 
     python bench/bench_long.py --clips examples/videos --minutes 10 --short 40 --out runs/bench_long \\
         > runs/bench_long.log 2>&1
@@ -150,6 +152,8 @@ def main() -> int:
     ap.add_argument("--vision", choices=("auto", "full"), default="auto",
                     help="auto: as senbert score (sparse face pass for a model that reads no vision); full: "
                          "the landmarker at the config's rate")
+    ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                    help="what the model computes in (default auto, as senbert score: bf16 where native)")
     args = ap.parse_args()
     print(f"CPU: {capabilities('cpu').describe()}")
     count(transcript.WhisperTranscriber, "transcribe", "asr")
@@ -158,10 +162,10 @@ def main() -> int:
     clips = list_media(args.clips)
     out = Path(args.out)
     long_file, shorts = build_inputs(clips, out, args.minutes, args.short)
-    predictor = Predictor.load(args.checkpoint)
+    predictor = Predictor.load(args.checkpoint, precision=args.precision)
     sparse = args.vision == "auto" and not reads_vision(predictor)
-    print(f"model {predictor.name} ({predictor.modalities}); extract overrides {args.set or 'none'}; "
-          f"face pass: {'sparse' if sparse else 'full rate'}")
+    print(f"model {predictor.name} ({predictor.modalities}, {predictor.precision}); extract overrides "
+          f"{args.set or 'none'}; face pass: {'sparse' if sparse else 'full rate'}")
     warm_up(load_extract_config("default", overrides=args.set))  # models load before either set is timed
     short = run_set("short", shorts, out, args.set, predictor, args.keep_cache, sparse)
     long = run_set("long", [long_file], out, args.set, predictor, args.keep_cache, sparse)
