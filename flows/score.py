@@ -38,7 +38,7 @@ from flows.runtime import (
     resolve_path,
     task_runner_from_env,
 )
-from pipeline.models.precision import INFERENCE_PRECISIONS
+from pipeline.models.precision import PRECISIONS
 from pipeline.models.predictor import Predictor, modalities_of, model_meta, resolve_model_path
 from pipeline.scoring.api import Scorer
 from pipeline.scoring.score import ClipFeatures
@@ -96,8 +96,8 @@ def score(videos: str, checkpoint: str = "default", out: str | None = None, extr
     folder, _ = require_folder_with_videos(videos, skipped=skipped)
     ckpt = resolve_model_path(checkpoint)
     device = check_device(device)
-    if precision not in INFERENCE_PRECISIONS:  # refused before any extraction
-        raise InputError(f"parameter precision={precision!r}: use one of {', '.join(INFERENCE_PRECISIONS)}")
+    if precision not in PRECISIONS:  # refused before any extraction
+        raise InputError(f"parameter precision={precision!r}: use one of {', '.join(PRECISIONS)}")
     check_checkpoint_fits(ckpt, extract_config, overrides)
     out_dir = resolve_path(out, "out") or default_out(resolve_path(videos, "videos"))
     if out_dir.exists() and not out_dir.is_dir():

@@ -1,5 +1,5 @@
-"""Scoring precision (``--precision``): what ``auto`` picks on which hardware, that bf16 predicts
-close to fp32 with a fingerprint of its own, that scores made in one precision are not reused
+"""Scoring precision (``--precision``; what ``auto`` picks on which hardware: test_precision_peft.py):
+bf16 predicts close to fp32 with a fingerprint of its own, that scores made in one precision are not reused
 for another, and the bench that measured it (with int8 as an experiment)."""
 
 from __future__ import annotations
@@ -12,27 +12,12 @@ import numpy as np
 import pytest
 
 from pipeline.models.packed import pack_model
-from pipeline.models.precision import Capabilities, resolve_inference_precision
 from pipeline.models.predictor import Predictor
 from pipeline.training.config import load_config
 from pipeline.training.trainer import train
 from tests.conftest import SENTENCES, TINY, make_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
-AVX2 = Capabilities("AMD EPYC (AVX2 only)", frozenset({"avx", "avx2", "fma"}))
-ZEN4 = Capabilities("AMD EPYC (Zen 4)", frozenset({"avx2", "avx512f", "avx512_bf16"}))
-
-
-def test_auto_scores_in_bf16_only_where_the_hardware_has_it():
-    assert resolve_inference_precision("auto", "cpu", ZEN4) == "bf16"
-    assert resolve_inference_precision("auto", "cpu", AVX2) == "fp32"
-    assert resolve_inference_precision("auto", "cuda", Capabilities("x", frozenset(), cuda_bf16=True)) == "bf16"
-    assert resolve_inference_precision("auto", "cuda", Capabilities("x", frozenset(), cuda_bf16=False)) == "fp32"
-    for p in ("fp32", "bf16"):
-        assert resolve_inference_precision(p, "cpu", ZEN4) == p
-    for p in ("int8", "fp16"):
-        with pytest.raises(ValueError, match="auto, fp32, bf16"):
-            resolve_inference_precision(p, "cpu", ZEN4)
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ Without those units torch emulates bf16 and it is slow: on a 2-core AMD EPYC wit
 one all-mpnet-base-v2 training step took 287 s under bf16 autocast against 11 s in fp32. An
 explicit ``precision: bf16`` on such a CPU is honoured, with one warning that says so.
 
-Scoring has its own choice (:func:`resolve_inference_precision`, ``senbert score --precision``):
-``fp32`` or ``bf16`` (autocast, as in training); ``auto`` picks bf16 where the hardware has native
-bf16 and fp32 elsewhere. Measured on MOSI valid with the default model (docs/scoring.md): bf16
-changes the MAE by under 0.001; int8 dynamic quantization of the text encoder, also measured,
-moved it by 0.38 and is not offered.
+Scoring makes the same choice (``senbert score --precision``, :func:`inference_autocast` around
+the forward pass): ``auto`` is bf16 where the hardware has native bf16, fp32 elsewhere. Measured
+on MOSI valid with the default model (docs/scoring.md): bf16 changes the MAE by under 0.001;
+int8 dynamic quantization of the text encoder, also measured, moved it by 0.38 and is not
+offered.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ import torch
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16")
-#: what scoring may ask for (``auto``: :func:`resolve_inference_precision`)
-INFERENCE_PRECISIONS = ("auto", "fp32", "bf16")
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 _warned: set[str] = set()
 
@@ -104,16 +102,6 @@ def resolve_precision(requested: str, device: str | torch.device = "cpu",
                     "Use precision: auto or fp32 here.", caps.describe() if torch.device(device).type == "cpu"
                     else device)
     return requested
-
-
-def resolve_inference_precision(requested: str, device: str | torch.device = "cpu",
-                                caps: Capabilities | None = None) -> str:
-    """``fp32`` or ``bf16`` for scoring with ``requested`` (:data:`INFERENCE_PRECISIONS`) on
-    ``device``: as training's :func:`resolve_precision` (``auto``: bf16 where the hardware has
-    native bf16; an explicit bf16 where it is emulated warns once), under its own names."""
-    if requested not in INFERENCE_PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}, not {requested!r}")
-    return resolve_precision(requested, device, caps)
 
 
 def inference_autocast(precision: str, device: str | torch.device = "cpu") -> Any:

@@ -51,7 +51,7 @@ from pipeline.models.packed import (
     read_calibration,
     verify_packed,
 )
-from pipeline.models.precision import inference_autocast, resolve_inference_precision
+from pipeline.models.precision import inference_autocast, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -128,11 +128,11 @@ class _Scoring:
         """A checkpoint folder, a run folder, a packed model (one member: a :class:`Predictor`;
         several: an :class:`Ensemble`) or ``None`` / ``"default"``: the shipped default model.
         ``precision`` (``fp32``, ``bf16`` or ``auto``:
-        :func:`~pipeline.models.precision.resolve_inference_precision`) is what its forward
+        :func:`~pipeline.models.precision.resolve_precision`) is what its forward
         passes compute in; a model run in bf16 has a fingerprint of its own (its scores differ a
         little)."""
         path = resolve_model_path(checkpoint)
-        precision = resolve_inference_precision(precision, device)
+        precision = resolve_precision(precision, device)
         if is_packed(path):
             return Predictor._load_packed(path, device, precision)
         if is_packed(path.parent):  # one member of a packed model: its files are checked like the whole's
