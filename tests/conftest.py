@@ -47,6 +47,17 @@ def corpus() -> Corpus:
     return make_corpus()
 
 
+def tiny_lora_runs(root: Path, corpus: Corpus, seeds=(1, 2), lora_r: int = 4) -> list[Path]:
+    """One epoch of a tiny language-only LoRA model per seed on ``corpus``, each in
+    ``root/seed_<s>``: the checkpoints (members for a packed model)."""
+    from pipeline.training.config import load_config
+    from pipeline.training.trainer import train
+
+    over = {**TINY, "epochs": 1, "model.adapter": "lora", "model.lora_r": lora_r, "model.variant": "language_only"}
+    return [train(corpus, load_config("quick", overrides={**over, "seed": s}), root / f"seed_{s}",
+                  progress=False).checkpoint for s in seeds]
+
+
 class TrainingCrash(Exception):
     """What :func:`train_until_killed` raises where the run dies."""
 

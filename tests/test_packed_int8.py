@@ -15,9 +15,7 @@ from common.errors import CheckpointMismatchError, InputError
 from pipeline.models.checkpoint import QSCALE, quantize_int8, read_weights
 from pipeline.models.packed import member_dirs, pack_model, read_manifest
 from pipeline.models.predictor import Predictor
-from pipeline.training.config import load_config
-from pipeline.training.trainer import train
-from tests.conftest import SENTENCES, TINY, make_corpus
+from tests.conftest import SENTENCES, make_corpus, tiny_lora_runs
 
 
 def test_int8_rounds_each_weight_to_within_half_a_step_of_its_line(tmp_path):
@@ -46,10 +44,7 @@ def test_int8_rounds_each_weight_to_within_half_a_step_of_its_line(tmp_path):
 def lora_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("int8")
     corpus = make_corpus(32, text_only=True, seed=7)
-    over = {**TINY, "epochs": 1, "model.adapter": "lora", "model.lora_r": 4, "model.variant": "language_only"}
-    ckpts = [train(corpus, load_config("quick", overrides={**over, "seed": s}), root / f"seed_{s}",
-                   progress=False).checkpoint for s in (1, 2)]
-    return root, corpus, ckpts
+    return root, corpus, tiny_lora_runs(root, corpus)
 
 
 def test_an_int8_pack_predicts_what_the_fp16_pack_does_at_a_smaller_size(lora_runs):

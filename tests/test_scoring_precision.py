@@ -13,9 +13,7 @@ import pytest
 
 from pipeline.models.packed import pack_model
 from pipeline.models.predictor import Predictor
-from pipeline.training.config import load_config
-from pipeline.training.trainer import train
-from tests.conftest import SENTENCES, TINY, make_corpus
+from tests.conftest import SENTENCES, make_corpus, tiny_lora_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,10 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_pack(tmp_path_factory):
     root = tmp_path_factory.mktemp("precision")
     corpus = make_corpus(32, text_only=True, seed=3)
-    over = {**TINY, "epochs": 1, "model.adapter": "lora", "model.lora_r": 4, "model.variant": "language_only"}
-    ckpts = [train(corpus, load_config("quick", overrides={**over, "seed": s}), root / f"seed_{s}",
-                   progress=False).checkpoint for s in (1, 2)]
-    return pack_model(ckpts, root / "pack", "tiny"), corpus
+    return pack_model(tiny_lora_runs(root, corpus), root / "pack", "tiny"), corpus
 
 
 def test_bf16_predicts_close_to_fp32_under_a_fingerprint_of_its_own(tiny_pack):
